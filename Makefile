@@ -1,0 +1,48 @@
+# Quickstart: `make demo` (a flow deployed and run locally, no Azure) and `make test`.
+# Both set everything up on a fresh machine: a virtualenv (uv), Azurite from npm, local settings.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup test test-unit demo lint bench clean
+
+setup: $(VENV)/.installed node_modules/.installed local.settings.json flows/finance/.env
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode --quiet -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Created once from the examples, never overwritten: they hold your secrets.
+local.settings.json: | local.settings.json.example
+	$(PYTHON) -c "import json,secrets; d=json.load(open('local.settings.json.example')); \
+	d['Values']['DEPLOYER_CONFIG_DIGEST_KEY']=secrets.token_hex(32); \
+	json.dump(d, open('local.settings.json','w'), indent=2)"
+
+flows/finance/.env: | flows/finance/.env.example
+	cp flows/finance/.env.example $@
+
+test: setup
+	$(BIN)/pytest
+
+test-unit: setup
+	$(BIN)/pytest tests/unit
+
+demo: setup
+	$(BIN)/python -m deployer.demo
+
+lint: setup
+	$(BIN)/ruff check deployer tests bench function_app.py
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python bench/bundle.py
+
+clean:
+	rm -rf $(VENV) node_modules .deployer .demo .pytest_cache .mypy_cache .ruff_cache

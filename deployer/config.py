@@ -1,0 +1,207 @@
+"""Settings: read once from a mapping (the environment by default) into one frozen object.
+
+Every missing or invalid value is reported in one ``ConfigError``. Secret values are wrapped in
+``Secret`` so that ``repr(settings)`` and log lines never show them. ``SETTINGS`` is the one table
+of names; ``local.settings.json.example`` lists exactly these (a test checks it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deployer.errors import ConfigError
+
+MIB = 1024 * 1024
+
+
+class Secret:
+    """A value that must never be printed. ``reveal()`` is the only way to read it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Spec:
+    env: str
+    attr: str
+    parse: Callable[[str], Any]
+    default: str | None  # None: required
+    description: str
+    secret: bool = False
+    backend: str | None = None  # required only for this backend
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _lease_seconds(raw: str) -> int:
+    value = int(raw)
+    if not 15 <= value <= 60:
+        raise ValueError("must be between 15 and 60 (Azure blob lease limits)")
+    return value
+
+
+def _backend(raw: str) -> str:
+    if raw not in ("local", "azure"):
+        raise ValueError("must be 'local' or 'azure'")
+    return raw
+
+
+def _key(raw: str) -> str:
+    if len(raw) < 16:
+        raise ValueError("must be at least 16 characters (it keys the config digest)")
+    return raw
+
+
+def _url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError("must be an http(s) URL")
+    return raw.rstrip("/")
+
+
+def _name(raw: str) -> str:
+    if not raw or not all(c.isalnum() or c == "-" for c in raw):
+        raise ValueError("must be letters, digits and '-'")
+    return raw.lower()
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+SETTINGS: tuple[Spec, ...] = (
+    Spec("DEPLOYER_BACKEND", "backend", _backend, "local",
+         "where images and agents run: 'local' (uv venvs + worker processes) or 'azure'"),
+    Spec("AzureWebJobsStorage", "storage_connection", _text, None,
+         "storage account connection string (Azurite locally)", secret=True),
+    Spec("PREFECT_API_URL", "prefect_api_url", _url, None,
+         "Prefect API the agents and the deployer talk to"),
+    Spec("PREFECT_API_KEY", "prefect_api_key", _text, "",
+         "Prefect Cloud API key (empty for a self-hosted server)", secret=True),
+    Spec("DEPLOYER_CONFIG_DIGEST_KEY", "config_digest_key", _key, None,
+         "secret key of the keyed hash over .env values", secret=True),
+    Spec("DEPLOYER_BUNDLES_CONTAINER", "bundles_container", _name, "bundles",
+         "blob container that receives flow bundles (the blob trigger watches it)"),
+    Spec("DEPLOYER_STATE_CONTAINER", "state_container", _name, "deployer-state",
+         "blob container holding state documents, run records and locks"),
+    Spec("DEPLOYER_REQUEST_QUEUE", "request_queue", _name, "deploy-requests",
+         "storage queue of pipeline requests"),
+    Spec("DEPLOYER_MAX_BUNDLE_MB", "max_bundle_mb", _positive_int, "200",
+         "largest total uncompressed size of a bundle, in MiB"),
+    Spec("DEPLOYER_MAX_BUNDLE_ENTRIES", "max_bundle_entries", _positive_int, "10000",
+         "most entries (files and folders) in a bundle"),
+    Spec("DEPLOYER_MAX_COMPRESSION_RATIO", "max_compression_ratio", _positive_int, "100",
+         "highest uncompressed/compressed ratio of a bundle (zip-bomb guard)"),
+    Spec("DEPLOYER_LOCK_LEASE_SECONDS", "lock_lease_seconds", _lease_seconds, "30",
+         "blob lease length of a module lock; a crashed holder's lock frees after this"),
+    Spec("DEPLOYER_LOCK_WAIT_SECONDS", "lock_wait_seconds", _positive_int, "30",
+         "how long a request waits for a busy module lock before it is retried"),
+    Spec("DEPLOYER_HOME", "home", _text, ".deployer",
+         "local backend: folder for revision images, agent records and logs"),
+)
+
+_BY_ATTR = {s.attr: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str
+    storage_connection: Secret
+    prefect_api_url: str
+    prefect_api_key: Secret
+    config_digest_key: Secret
+    bundles_container: str
+    state_container: str
+    request_queue: str
+    max_bundle_mb: int
+    max_bundle_entries: int
+    max_compression_ratio: int
+    lock_lease_seconds: int
+    lock_wait_seconds: int
+    home: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        backend = env.get("DEPLOYER_BACKEND") or "local"
+        for spec in SETTINGS:
+            raw = env.get(spec.env)
+            if raw is None or raw == "":
+                if spec.default is None and spec.backend in (None, backend):
+                    problems.append(f"{spec.env} is missing: {spec.description}")
+                    continue
+                raw = spec.default or ""
+                if raw == "":
+                    values[spec.attr] = Secret("") if spec.secret else ""
+                    continue
+            try:
+                value = spec.parse(raw)
+            except ValueError as exc:
+                shown = "" if spec.secret else f" (got {raw!r})"
+                problems.append(f"{spec.env} {exc}{shown}")
+                continue
+            values[spec.attr] = Secret(value) if spec.secret else value
+        if problems:
+            raise ConfigError(problems)
+        return cls(**values)
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home).expanduser().resolve()
+
+
+def load_local_settings(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """Merge ``Values`` of a local.settings.json under ``environ`` (the environment wins),
+    the way Functions Core Tools do. A missing file changes nothing."""
+    merged = dict(environ)
+    if not path.is_file():
+        return merged
+    try:
+        values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError([f"{path} is not valid JSON with a 'Values' object: {exc}"]) from exc
+    for key, value in values.items():
+        if isinstance(value, str):
+            merged.setdefault(key, value)
+    return merged
+
+
+def read_one(environ: Mapping[str, str], attr: str) -> Any:
+    """One setting, for commands that need only it (``deployer bundle`` needs only the key)."""
+    spec = _BY_ATTR[attr]
+    raw = environ.get(spec.env) or spec.default
+    if not raw:
+        raise ConfigError([f"{spec.env} is missing: {spec.description}"])
+    try:
+        value = spec.parse(raw)
+    except ValueError as exc:
+        raise ConfigError([f"{spec.env} {exc}"]) from exc
+    return Secret(value) if spec.secret else value

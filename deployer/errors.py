@@ -1,0 +1,144 @@
+"""The deployer's error tree.
+
+Every error the deployer raises on purpose is a ``DeployerError``; entry points turn it into an
+exit code (CLI), a status code (HTTP) or a failed run record (queue). Adapters translate SDK
+exceptions into these once, at the boundary, with ``raise X(...) from exc``.
+
+    DeployerError
+    ├── ConfigError          settings missing or invalid (every problem listed at once)
+    ├── UsageError           a command was called wrongly (exit 2)
+    ├── BundleInvalid        a bundle or module folder broke the module contract (every problem)
+    ├── NotFound             a module, revision, run or blob that does not exist
+    ├── StateError           the state store
+    │   ├── StateConflict    a create-only or etag-conditional write lost a race
+    │   ├── StateCorrupt     a document failed validation on read (schema_version, shape)
+    │   └── LockBusy         a module lock could not be acquired in time
+    ├── UpstreamError        a dependency (storage, Prefect API, Azure) failed or is unreachable
+    ├── BuildFailed          an image could not be built (carries the tail of the build log)
+    └── AgentUnhealthy       a new agent did not come ONLINE, or died
+
+Messages say what failed and where; ``hint`` says what to do next. Neither ever carries a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+class DeployerError(Exception):
+    """Base of every error the deployer raises on purpose."""
+
+    #: a short, stable name for run records and JSON output
+    code = "deployer_error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.hint:
+            out["hint"] = self.hint
+        return out
+
+
+class ConfigError(DeployerError):
+    code = "config_error"
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(
+            f"invalid configuration ({len(self.problems)} problem(s)):\n{lines}",
+            hint="set these in the environment or in local.settings.json "
+            "(see local.settings.json.example)",
+        )
+
+
+class UsageError(DeployerError):
+    code = "usage_error"
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a bundle: where (file, line) and what. Never quotes a secret."""
+
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.message}" if where else self.message
+
+    def to_dict(self) -> dict[str, object]:
+        return {"file": self.file, "line": self.line, "message": self.message}
+
+
+class BundleInvalid(DeployerError):
+    code = "bundle_invalid"
+
+    def __init__(self, problems: Sequence[Problem], *, source: str = "bundle") -> None:
+        self.problems = sorted(set(problems), key=lambda p: (p.file, p.line or 0, p.message))
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(
+            f"{source} is invalid ({len(self.problems)} problem(s)):\n{lines}",
+            hint="fix the files above and run `deployer validate` on the folder again",
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        out["problems"] = [p.to_dict() for p in self.problems]
+        return out
+
+
+class NotFound(DeployerError):
+    code = "not_found"
+
+
+class StateError(DeployerError):
+    code = "state_error"
+
+
+class StateConflict(StateError):
+    code = "state_conflict"
+
+
+class StateCorrupt(StateError):
+    code = "state_corrupt"
+
+
+class LockBusy(StateError):
+    code = "lock_busy"
+
+
+class UpstreamError(DeployerError):
+    code = "upstream_error"
+
+
+class BuildFailed(DeployerError):
+    code = "build_failed"
+
+    def __init__(self, message: str, *, log_tail: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.log_tail = log_tail
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base}\n--- build log (tail) ---\n{self.log_tail}" if self.log_tail else base
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        if self.log_tail:
+            out["log_tail"] = self.log_tail
+        return out
+
+
+class AgentUnhealthy(DeployerError):
+    code = "agent_unhealthy"
