@@ -1,0 +1,98 @@
+"""Flow bundles: validate a module folder or archive, pack it deterministically, digest it.
+
+    load_folder(path)            -> Module    (flows/<module>/ on disk)
+    load_archive(stream, ...)    -> Module    (a .tar.gz or .zip, extracted safely)
+    pack(module.tree, out)       -> Packed    (deterministic tar.gz + code digest)
+
+Both loaders raise ``BundleInvalid`` listing every problem. An archive may hold the module
+folder (``finance/...``, what ``deployer bundle`` writes) or the folder's contents at its root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from deployer.bundle.archive import ARCHIVE_SUFFIXES, BundleLimits, Readable, extract
+from deployer.bundle.contract import check_module
+from deployer.bundle.digest import config_digest, short
+from deployer.bundle.envfile import EnvFile
+from deployer.bundle.pack import Packed, code_digest_of, pack
+from deployer.bundle.prefect_yaml import DeploymentSpec
+from deployer.bundle.tree import Tree, scan
+from deployer.errors import BundleInvalid, Problem
+
+__all__ = [
+    "BundleLimits", "DeploymentSpec", "EnvFile", "Module", "Packed", "Tree", "config_digest",
+    "load_archive", "load_folder", "module_from_blob_name", "pack", "short",
+]
+
+
+@dataclass(frozen=True)
+class Module:
+    """A module that passed validation, on disk at ``tree.root``."""
+
+    name: str
+    tree: Tree
+    env: EnvFile
+    deployments: tuple[DeploymentSpec, ...]
+
+    @property
+    def root(self) -> Path:
+        return self.tree.root
+
+    def code_digest(self) -> str:
+        return code_digest_of(self.tree)
+
+    def config_digest(self, key: str) -> str:
+        return config_digest(self.env.pairs, key)
+
+
+def load_folder(path: Path, limits: BundleLimits, *, name: str | None = None) -> Module:
+    path = Path(path)
+    label = str(path)
+    if not path.is_dir():
+        raise BundleInvalid([Problem(label, None, "is not a folder")], source=label)
+    return _check(scan(path.resolve(), limits), name or path.resolve().name, label)
+
+
+def load_archive(stream: Readable, workdir: Path, limits: BundleLimits, *, label: str,
+                 expected_name: str | None = None) -> Module:
+    """Extract under ``workdir`` (a fresh folder the caller owns and removes) and validate.
+
+    ``expected_name``: the module the blob name announces; the archive must agree with it.
+    """
+    extraction = extract(stream, workdir, limits, label=label)
+    if extraction.problems:
+        raise BundleInvalid(extraction.problems, source=label)
+    root, name = _layout(extraction.dest, expected_name, label)
+    problems: list[Problem] = []
+    if expected_name is not None and name != expected_name:
+        problems.append(Problem(label, None, f"holds module {name!r} but its name says "
+                                f"{expected_name!r}; upload it as {name}.tar.gz or rename the folder"))
+    return _check(scan(root, limits), name, label, problems)
+
+
+def module_from_blob_name(blob_name: str) -> str:
+    """``finance.tar.gz`` and ``finance/2026-11-28T...tar.gz`` both name module ``finance``."""
+    if "/" in blob_name:
+        return blob_name.split("/", 1)[0]
+    for suffix in ARCHIVE_SUFFIXES:
+        if blob_name.endswith(suffix):
+            return blob_name[: -len(suffix)]
+    return blob_name
+
+
+def _layout(tree_dir: Path, expected: str | None, label: str) -> tuple[Path, str]:
+    children = list(tree_dir.iterdir())
+    if len(children) == 1 and children[0].is_dir():
+        return children[0], children[0].name
+    return tree_dir, expected or module_from_blob_name(Path(label).name)
+
+
+def _check(tree: Tree, name: str, label: str, extra: list[Problem] | None = None) -> Module:
+    result = check_module(tree, name)
+    problems = [*(extra or []), *result.problems]
+    if problems:
+        raise BundleInvalid(problems, source=label)
+    return Module(name=name, tree=tree, env=result.env, deployments=result.deployments)

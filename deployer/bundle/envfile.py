@@ -1,0 +1,106 @@
+"""`.env` parsing. Values are secrets: no problem message ever quotes a value or a line.
+
+Syntax (the subset that Docker's ``--env-file``, Compose and python-dotenv agree on):
+``KEY=VALUE`` one per line, an optional ``export`` prefix, ``#`` comment lines, blank lines,
+values optionally wrapped in single or double quotes (``\\"`` escapes a double quote). Keys are
+``[A-Za-z_][A-Za-z0-9_]*`` and appear once. There are no inline comments and no multi-line values.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from deployer.errors import Problem
+
+ENV_FILE = ".env"
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True)
+class EnvFile:
+    """Parsed ``.env``: ordered (key, value) pairs. ``repr`` shows keys only."""
+
+    pairs: tuple[tuple[str, str], ...] = ()
+    problems: tuple[Problem, ...] = field(default=(), repr=False)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.pairs)
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.pairs)
+
+    def __repr__(self) -> str:
+        return f"EnvFile(keys={list(self.keys)!r})"
+
+
+def parse_env(data: bytes, *, filename: str = ENV_FILE) -> EnvFile:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return EnvFile(problems=(Problem(filename, None, "is not UTF-8 text"),))
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    pairs: list[tuple[str, str]] = []
+    problems: list[Problem] = []
+    first_line: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "\x00" in line:
+            problems.append(Problem(filename, number, "contains a NUL character"))
+            continue
+        if line.startswith("export ") or line.startswith("export\t"):
+            line = line[len("export"):].lstrip()
+        key, sep, rest = line.partition("=")
+        key = key.strip()
+        if not sep:
+            problems.append(Problem(filename, number, "expected KEY=VALUE (no '=' on this line)"))
+            continue
+        if not _KEY.match(key):
+            problems.append(
+                Problem(filename, number, "invalid variable name (use letters, digits and _)")
+            )
+            continue
+        value, error = _unquote(rest.strip())
+        if error:
+            problems.append(Problem(filename, number, f"{error} for {key}"))
+            continue
+        if key in first_line:
+            problems.append(
+                Problem(filename, number, f"duplicate key {key} (first set on line {first_line[key]})")
+            )
+            continue
+        first_line[key] = number
+        pairs.append((key, value))
+    return EnvFile(pairs=tuple(pairs), problems=tuple(problems))
+
+
+def _unquote(value: str) -> tuple[str, str | None]:
+    """Strip one pair of quotes. Unquoted values are taken literally, like Docker does."""
+    if not value or value[0] not in "\"'":
+        return value, None
+    quote = value[0]
+    if quote == "'":
+        if len(value) < 2 or value[-1] != "'":
+            return "", "unterminated quoted value"
+        if "'" in value[1:-1]:
+            return "", "single quote inside single-quoted value"
+        return value[1:-1], None
+    out: list[str] = []
+    i = 1
+    while i < len(value):
+        char = value[i]
+        if char == "\\" and i + 1 < len(value) and value[i + 1] in "\"\\":
+            out.append(value[i + 1])
+            i += 2
+            continue
+        if char == '"':
+            if i != len(value) - 1:
+                return "", "text after the closing quote"
+            return "".join(out), None
+        out.append(char)
+        i += 1
+    return "", "unterminated quoted value"
