@@ -1,0 +1,74 @@
+"""The request queue on Azure Queue Storage.
+
+Messages are base64-encoded, as the Functions queue trigger expects by default
+(``messageEncoding: base64``); ``deployer dev`` decodes them the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
+
+from deployer.adapters.storage_errors import storage_errors
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    id: str
+    pop_receipt: str
+    body: bytes
+    dequeue_count: int
+    inserted_on: object = None
+
+
+def queue_client(connection: str, name: str) -> QueueClient:
+    return QueueClient.from_connection_string(
+        connection, name, message_encode_policy=BinaryBase64EncodePolicy(),
+        message_decode_policy=BinaryBase64DecodePolicy())
+
+
+class StorageQueue:
+    def __init__(self, client: QueueClient) -> None:
+        self._client = client
+        self._where = client.url.rsplit("/", 1)[0]
+        self._ready = False
+
+    @property
+    def name(self) -> str:
+        return str(self._client.queue_name)
+
+    def _ensure(self) -> QueueClient:
+        if not self._ready:
+            with storage_errors(f"create queue {self.name}", self._where):
+                try:
+                    self._client.create_queue()
+                except ResourceExistsError:
+                    pass
+            self._ready = True
+        return self._client
+
+    def send(self, body: bytes, *, visibility_timeout: int | None = None) -> None:
+        client = self._ensure()
+        with storage_errors(f"enqueue to {self.name}", self._where):
+            client.send_message(body, visibility_timeout=visibility_timeout)
+
+    def receive(self, *, visibility_timeout: int, max_messages: int = 4) -> list[ReceivedMessage]:
+        client = self._ensure()
+        with storage_errors(f"dequeue from {self.name}", self._where):
+            return [ReceivedMessage(m.id, m.pop_receipt or "", m.content, m.dequeue_count or 1,
+                                    m.inserted_on)
+                    for m in client.receive_messages(messages_per_page=max_messages,
+                                                     visibility_timeout=visibility_timeout,
+                                                     max_messages=max_messages)]
+
+    def delete(self, message: ReceivedMessage) -> None:
+        client = self._ensure()
+        with storage_errors(f"delete message from {self.name}", self._where):
+            client.delete_message(message.id, message.pop_receipt)
+
+    def peek_count(self) -> int:
+        client = self._ensure()
+        with storage_errors(f"read queue {self.name}", self._where):
+            return int(client.get_queue_properties().approximate_message_count or 0)

@@ -1,0 +1,168 @@
+"""Domain records: frozen dataclasses, plain data, JSON-serializable through ``codec``.
+
+Vocabulary (DESIGN.md): a *module* is a flows/<module>/ folder; a *revision* is one immutable
+deployable version of it (code digest + config digest + the image built from the code); an
+*agent* is a running worker for a revision; a *request* is one unit of pipeline work; its *run
+record* is the checkpointed progress of that request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from deployer.bundle.digest import short
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RequestKind(StrEnum):
+    DEPLOY = "deploy"  # a bundle: build if needed, rotate
+    REDEPLOY = "redeploy"  # an image pushed to the registry: rotate, no build
+    ROLLBACK = "rollback"  # an earlier revision's image: rotate, no build
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    NOOP = "noop"  # nothing to do: the module already runs this revision
+    FAILED = "failed"
+    REJECTED = "rejected"  # bad input: nothing was attempted
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.NOOP, RunStatus.FAILED, RunStatus.REJECTED)
+
+
+class StageStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What caused a request: ``source`` is blob | webhook | cli | timer, ``ref`` its identity."""
+
+    source: str
+    ref: str
+    detail: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Revision:
+    module: str
+    code_digest: str
+    config_digest: str
+    image: str = ""  # image reference; empty until built
+    bundle: str = ""  # blob name of the bundle the revision came from (its .env lives there)
+
+    @property
+    def id(self) -> str:
+        """Short, stable name: ``<code 12>-<config 8>``."""
+        return f"{short(self.code_digest)}-{short(self.config_digest, 8)}"
+
+    def same_as(self, other: Revision | None) -> bool:
+        return (other is not None and other.code_digest == self.code_digest
+                and other.config_digest == self.config_digest)
+
+
+@dataclass(frozen=True)
+class AgentRef:
+    """The agent currently serving a module (the runtime knows its live state)."""
+
+    name: str
+    revision_id: str
+    queue: str
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class ModuleState:
+    module: str
+    current: Revision | None = None
+    agent: AgentRef | None = None
+    request_id: str = ""  # the request that made ``current`` current
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One line of a module's append-only history: a revision, why, and how it went."""
+
+    module: str
+    revision: Revision
+    request_id: str
+    kind: RequestKind
+    trigger: Trigger
+    outcome: RunStatus
+    at: datetime
+    stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    request_id: str
+    kind: RequestKind
+    module: str
+    trigger: Trigger
+    revision: Revision  # the revision to make current (image may be empty for DEPLOY)
+    created_at: datetime = field(default_factory=utcnow)
+
+    @staticmethod
+    def make_id(*key_parts: str) -> str:
+        """Deterministic id from the request's idempotency key: a redelivered trigger for the same
+        event maps to the same request, and so to the same run record."""
+        return hashlib.sha256("\0".join(key_parts).encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    status: StageStatus
+    started_at: datetime
+    finished_at: datetime | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    request_id: str
+    kind: RequestKind
+    module: str
+    trigger: Trigger
+    status: RunStatus
+    created_at: datetime
+    updated_at: datetime
+    revision: Revision | None = None
+    stages: tuple[Stage, ...] = ()
+    error: dict[str, Any] | None = None
+    attempts: int = 0
+
+    def stage(self, name: str) -> Stage | None:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        return None
+
+    def with_stage(self, stage: Stage) -> RunRecord:
+        """This record with ``stage`` replaced (same name) or appended."""
+        if any(s.name == stage.name for s in self.stages):
+            stages = tuple(stage if s.name == stage.name else s for s in self.stages)
+        else:
+            stages = (*self.stages, stage)
+        return replace(self, stages=stages, updated_at=utcnow())
