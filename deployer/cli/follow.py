@@ -1,0 +1,71 @@
+"""Following a request from the CLI: stage by stage, until it finishes or time runs out."""
+
+from __future__ import annotations
+
+import time
+
+from deployer.bootstrap import Services
+from deployer.cli.output import err
+from deployer.errors import DeployerError
+from deployer.models import RunRecord, RunStatus
+
+#: how often to re-read the run record while following it
+POLL_SECONDS = 0.5
+
+
+def follow_request(services: Services, module: str, request_id: str, *, timeout: float,
+                   quiet: bool = False) -> RunRecord:
+    deadline = time.monotonic() + timeout
+    shown: set[tuple[str, str]] = set()
+    status = err.status(f"waiting for request {request_id} to be picked up ...") if not quiet else None
+    if status:
+        status.start()
+    try:
+        while True:
+            got = services.state.run(module, request_id)
+            if got is not None:
+                record = got.value
+                for stage in record.stages:
+                    key = (stage.name, stage.status.value)
+                    if key not in shown:
+                        shown.add(key)
+                        if not quiet:
+                            took = f" ({stage.seconds:.1f}s)" if stage.seconds is not None else ""
+                            err.print(f"  {stage.name}: {stage.status.value}{took}", markup=False)
+                if status:
+                    current = next((s.name for s in reversed(record.stages)
+                                    if s.status.value == "running"), record.status.value)
+                    status.update(f"{module}: {current} ...")
+                if record.status.finished:
+                    if status:
+                        status.stop()
+                        status = None
+                    if not quiet:
+                        _report(record)
+                    return record
+            if time.monotonic() > deadline:
+                raise DeployerError(f"request {request_id} did not finish in {timeout:g}s",
+                                    hint="is the function app (or `deployer dev`) running? "
+                                    "`deployer status` shows where it stands")
+            time.sleep(POLL_SECONDS)
+    finally:
+        if status:
+            status.stop()
+
+
+def _report(record: RunRecord) -> None:
+    if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP):
+        what = "nothing to do: already current" if record.status is RunStatus.NOOP else "deployed"
+        revision = record.revision.id if record.revision else "-"
+        err.print(f"[green]{record.status.value}[/]: {record.module} {what} (revision {revision})")
+        return
+    err.print(f"[red]{record.status.value}[/]: {record.module} request {record.request_id}")
+    error = record.error or {}
+    if error.get("message"):
+        err.print(f"  {error['message']}", markup=False)
+    for problem in error.get("problems", []) or []:
+        where = problem.get("file") or ""
+        line = f":{problem['line']}" if problem.get("line") else ""
+        err.print(f"  - {where}{line}: {problem.get('message')}", markup=False)
+    if error.get("hint"):
+        err.print(f"  hint: {error['hint']}", markup=False)

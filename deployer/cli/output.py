@@ -1,0 +1,52 @@
+"""How the CLI speaks: rich for people (stderr for errors), JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+
+from deployer import codec
+from deployer.errors import BundleInvalid, DeployerError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(codec.to_data(data), indent=2, sort_keys=True) + "\n")
+
+
+def error(exc: DeployerError) -> None:
+    if isinstance(exc, BundleInvalid):
+        err.print(f"[bold red]error:[/] {exc.source} is invalid "
+                  f"({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}):",
+                  markup=True)
+        for problem in exc.problems:
+            err.print(f"  - {problem}", markup=False)
+    else:
+        err.print("[bold red]error:[/] ", end="", markup=True)
+        err.print(exc.message, markup=False)
+    if exc.hint:
+        err.print("  [dim]hint:[/] ", end="", markup=True)
+        err.print(exc.hint, markup=False)
+    tail = getattr(exc, "log_tail", "")
+    if tail:
+        err.print("  --- log (tail) ---", markup=False)
+        err.print(tail, markup=False)
+
+
+def ago(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return "-"
+    seconds = int(((now or datetime.now(UTC)) - when).total_seconds())
+    if seconds < 90:
+        return f"{seconds}s ago"
+    if seconds < 5400:
+        return f"{seconds // 60}m ago"
+    if seconds < 129600:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"

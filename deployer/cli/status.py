@@ -1,0 +1,56 @@
+"""``status``: per module, the current revision, its agent and the last run."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.table import Table
+
+from deployer.cli import environ
+from deployer.cli.output import ago, emit_json, out
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("status", help="what the deployer knows: revisions, agents, last runs")
+    p.add_argument("module", nargs="?", help="only this module")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=cmd_status)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from deployer.bootstrap import build
+    from deployer.config import Settings
+    from deployer.pipeline.status import module_statuses
+
+    services = build(Settings.from_env(environ(args)))
+    statuses = module_statuses(services, args.module)
+    if args.json:
+        emit_json({"modules": statuses})
+        return 0
+    if not statuses:
+        out.print("no modules yet: `deployer upload flows/<module>` deploys one")
+        return 0
+    table = Table(title="modules")
+    for column in ("module", "revision", "agent", "deployed", "last run", "outcome"):
+        table.add_column(column)
+    for status in statuses:
+        state, run = status.state, status.last_run
+        current = state.current if state else None
+        agent = state.agent if state else None
+        table.add_row(
+            status.module,
+            current.id if current else "-",
+            agent.name if agent else "-",
+            ago(state.updated_at) if state and current else "-",
+            f"{run.request_id} ({ago(run.created_at)})" if run else "-",
+            _outcome(run.status.value) if run else "-",
+        )
+    out.print(table)
+    return 0
+
+
+def _outcome(status: str) -> str:
+    colour = {"succeeded": "green", "noop": "green", "failed": "red", "rejected": "red",
+              "running": "yellow", "queued": "yellow"}.get(status, "white")
+    return f"[{colour}]{status}[/]"

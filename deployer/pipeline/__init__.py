@@ -1,0 +1,1 @@
+"""Use cases: intake (bundle -> request), the deploy pipeline, rollback, cleanup."""

@@ -1,0 +1,132 @@
+"""Intake: an uploaded bundle becomes a deploy request on the queue plus a run record.
+
+The bundle is streamed from storage into a fresh temporary folder, validated and digested; it is
+never held whole in memory. A rejected bundle gets a run record listing every problem and changes
+nothing else. The request id comes from (blob name, etag), so a trigger that fires twice for the
+same upload maps to the same request and enqueues it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from deployer import codec
+from deployer.bootstrap import Services
+from deployer.bundle import load_archive, module_from_blob_name
+from deployer.bundle.contract import MODULE_NAME
+from deployer.errors import BundleInvalid, NotFound, Problem, StateConflict
+from deployer.models import (
+    Request,
+    RequestKind,
+    Revision,
+    RunRecord,
+    RunStatus,
+    Stage,
+    StageStatus,
+    Trigger,
+    utcnow,
+)
+
+logger = logging.getLogger(__name__)
+#: run records of bundles whose name names no valid module are kept under this key
+REJECTED_MODULE = "_rejected"
+
+
+def accept_bundle(services: Services, blob_name: str) -> RunRecord:
+    hinted = module_from_blob_name(blob_name)
+    record_module = hinted if MODULE_NAME.match(hinted) else REJECTED_MODULE
+    info, chunks = services.bundles.open(blob_name)
+    request_id = Request.make_id("blob", blob_name, info.etag)
+    trigger = Trigger("blob", f"{blob_name}@{info.etag}", {
+        "blob": blob_name, "etag": info.etag, "container": services.settings.bundles_container})
+    existing = services.state.run(record_module, request_id)
+    if existing is not None and existing.value.status is not RunStatus.QUEUED:
+        logger.info("intake.duplicate blob=%s request=%s status=%s", blob_name, request_id,
+                    existing.value.status)
+        return existing.value
+    started = utcnow()
+    limits = services.limits
+    try:
+        if info.size > limits.max_bytes:
+            raise BundleInvalid([Problem(blob_name, None, f"is {info.size} bytes, more than the "
+                                         f"size limit of {limits.max_bytes} (DEPLOYER_MAX_BUNDLE_MB)")],
+                                source=blob_name)
+        with tempfile.TemporaryDirectory(prefix="bundle-") as work:
+            module = load_archive(_Chunks(chunks), Path(work), limits, label=blob_name,
+                                  expected_name=hinted)
+            revision = Revision(module=module.name, code_digest=module.code_digest(),
+                                config_digest=module.config_digest(
+                                    services.settings.config_digest_key.reveal()),
+                                bundle=blob_name)
+    except BundleInvalid as exc:
+        logger.warning("intake.rejected blob=%s problems=%d", blob_name, len(exc.problems))
+        rejected = RunRecord(
+            request_id=request_id, kind=RequestKind.DEPLOY, module=record_module, trigger=trigger,
+            status=RunStatus.REJECTED, created_at=started, updated_at=utcnow(),
+            stages=(Stage("validate", StageStatus.FAILED, started, utcnow()),),
+            error=exc.to_dict())
+        return existing.value if existing is not None else _create_once(services, rejected)
+    request = Request(request_id=request_id, kind=RequestKind.DEPLOY, module=revision.module,
+                      trigger=trigger, revision=revision, created_at=started)
+    record = existing.value if existing is not None else _create_once(services, RunRecord(
+        request_id=request_id, kind=RequestKind.DEPLOY, module=revision.module, trigger=trigger,
+        status=RunStatus.QUEUED, created_at=started, updated_at=utcnow(), revision=revision,
+        stages=(Stage("validate", StageStatus.DONE, started, utcnow(),
+                      {"code_digest": revision.code_digest,
+                       "config_digest": revision.config_digest}),)))
+    if record.status is RunStatus.QUEUED and record.stage("enqueue") is None:
+        # also when an earlier delivery created the record and stopped before enqueueing; a
+        # crash between send and checkpoint can still send twice, and the pipeline treats a
+        # second message for the same request as the same work
+        services.queue.send(codec.dumps(request))
+        record = _checkpoint_enqueued(services, record)
+        logger.info("intake.queued blob=%s module=%s request=%s revision=%s", blob_name,
+                    revision.module, request_id, revision.id)
+    return record
+
+
+def _checkpoint_enqueued(services: Services, record: RunRecord) -> RunRecord:
+    got = services.state.run(record.module, record.request_id)
+    if got is None or got.value.status is not RunStatus.QUEUED:
+        return got.value if got else record  # the pipeline already moved it on
+    now = utcnow()
+    updated = got.value.with_stage(Stage("enqueue", StageStatus.DONE, now, now))
+    try:
+        services.state.save_run(updated, got.etag)
+    except StateConflict:
+        return record  # the pipeline picked it up meanwhile; its record wins
+    return updated
+
+
+def _create_once(services: Services, record: RunRecord) -> RunRecord:
+    """Create the run record; if a concurrent delivery created it first, return theirs."""
+    try:
+        services.state.create_run(record)
+        return record
+    except StateConflict:
+        got = services.state.run(record.module, record.request_id)
+        if got is None:
+            raise NotFound(f"run record {record.request_id} vanished while being created") from None
+        return got.value
+
+
+class _Chunks:
+    """A read()-able view of an iterator of byte chunks (the blob download), no whole copy."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = 1 << 20
+        while len(self._buffer) < size:
+            try:
+                self._buffer += next(self._chunks)
+            except StopIteration:
+                break
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out

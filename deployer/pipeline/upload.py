@@ -1,0 +1,44 @@
+"""Upload: a validated module, packed deterministically, to the bundles container.
+
+The blob name is ``<module>/<UTC timestamp>-<code 12>.tar.gz``: uploads never overwrite each
+other, and the module is the first path segment, as the blob trigger expects. The request id the
+trigger will give the upload is known here already (blob name + etag), so callers can follow it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from deployer.bootstrap import Services
+from deployer.bundle import load_folder, pack, short
+from deployer.models import Request, utcnow
+
+#: bundles up to this size are packed in memory, bigger ones spill to a temporary file
+SPOOL_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    module: str
+    blob: str
+    etag: str
+    code_digest: str
+    config_digest: str
+    request_id: str
+
+
+def upload_module(services: Services, path: Path) -> Uploaded:
+    module = load_folder(path, services.limits)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        packed = pack(module.tree, spool, prefix=module.name)  # type: ignore[arg-type]
+        spool.seek(0)
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
+        blob = f"{module.name}/{stamp}-{short(packed.code_digest)}.tar.gz"
+        config = module.config_digest(services.settings.config_digest_key.reveal())
+        info = services.bundles.upload(blob, spool, {  # type: ignore[arg-type]
+            "module": module.name, "code_digest": packed.code_digest, "config_digest": config,
+            "uploaded_by": "deployer-cli"})
+    return Uploaded(module=module.name, blob=blob, etag=info.etag, code_digest=packed.code_digest,
+                    config_digest=config, request_id=Request.make_id("blob", blob, info.etag))

@@ -1,0 +1,76 @@
+"""``deployer new NAME``: a module folder that validates as written."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from deployer.bundle.contract import check_name
+from deployer.errors import BundleInvalid, UsageError
+
+FILES: dict[str, str] = {
+    "requirements.txt": """\
+# The agent runs `prefect worker start` from this environment, so prefect is required.
+prefect>=3.4,<4
+""",
+    "Dockerfile": """\
+# The agent's image. The deployer builds it without .env: secrets reach the agent as
+# secure environment variables only.
+FROM prefecthq/prefect:3-python3.11
+
+WORKDIR /opt/prefect/flows/{name}
+COPY requirements.txt ./
+RUN pip install --no-cache-dir -r requirements.txt
+# .dockerignore keeps .env out of the build context.
+COPY . ./
+""",
+    ".dockerignore": ".env\n__pycache__/\n*.pyc\n",
+    ".env": "# KEY=VALUE lines; values are secrets and never enter the image or a log.\n",
+    ".env.example": "# Document the variables the flow needs here (no real values).\n",
+    "prefect.yaml": """\
+# Prefect deployments of module {name}. The deployer sets the work pool, the work queue and
+# the working directory of each revision itself.
+name: {name}
+prefect-version: 3.4.0
+
+deployments:
+  - name: {name}
+    entrypoint: flow.py:{function}
+    parameters: {{}}
+""",
+    "flow.py": '''\
+"""Module {name}: replace this flow with your own."""
+
+from prefect import flow, get_run_logger
+
+
+@flow(name="{name}")
+def {function}(who: str = "world") -> str:
+    get_run_logger().info("hello %s from {name}", who)
+    return f"hello {{who}}"
+''',
+    "deploy.sh": """\
+#!/usr/bin/env bash
+# Kept for habit: runs the deployer on this folder (set DEPLOYER if it is not on PATH).
+set -euo pipefail
+here="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
+exec "${{DEPLOYER:-deployer}}" deploy "$here" "$@"
+""",
+}
+
+
+def create_module(parent: Path, name: str) -> Path:
+    problems = check_name(name)
+    if problems:
+        raise BundleInvalid(problems, source=name)
+    root = parent / name
+    if root.exists():
+        raise UsageError(f"{root} already exists", hint="choose another name or remove the folder")
+    root.mkdir(parents=True)
+    function = name.replace("-", "_")
+    for rel, template in FILES.items():
+        path = root / rel
+        path.write_text(template.format(name=name, function=function), encoding="utf-8")
+    script = root / "deploy.sh"
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return root
