@@ -33,21 +33,30 @@ def limits_from(settings: Settings) -> BundleLimits:
                         max_ratio=settings.max_compression_ratio)
 
 
-def build(settings: Settings) -> Services:
-    from azure.storage.blob import BlobServiceClient
+#: storage's default retry backs off 15 s, 60 s, ... : right for a queue-driven function, far too
+#: long for someone waiting at a prompt; the CLI fails within seconds instead
+INTERACTIVE_RETRIES = 3
+INTERACTIVE_BACKOFF_SECONDS = 1.0
+
+
+def build(settings: Settings, *, interactive: bool = False) -> Services:
+    from azure.storage.blob import BlobServiceClient, LinearRetry
 
     from deployer.adapters.blob_bundles import BlobBundleStore
     from deployer.adapters.blob_documents import BlobDocumentStore
     from deployer.adapters.storage_queue import StorageQueue, queue_client
 
     connection = settings.storage_connection.reveal()
-    blobs = BlobServiceClient.from_connection_string(connection)
+    options = ({"retry_policy": LinearRetry(backoff=INTERACTIVE_BACKOFF_SECONDS,
+                                            retry_total=INTERACTIVE_RETRIES)}
+               if interactive else {})
+    blobs = BlobServiceClient.from_connection_string(connection, **options)
     state = StateRepository(BlobDocumentStore(blobs, settings.state_container),
                             lease_seconds=settings.lock_lease_seconds,
                             lock_wait_seconds=settings.lock_wait_seconds)
     return Services(settings=settings, state=state,
                     bundles=BlobBundleStore(blobs, settings.bundles_container),
-                    queue=StorageQueue(queue_client(connection, settings.request_queue)))
+                    queue=StorageQueue(queue_client(connection, settings.request_queue, **options)))
 
 
 @functools.cache

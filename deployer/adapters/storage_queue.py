@@ -7,6 +7,7 @@ Messages are base64-encoded, as the Functions queue trigger expects by default
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
@@ -23,10 +24,10 @@ class ReceivedMessage:
     inserted_on: object = None
 
 
-def queue_client(connection: str, name: str) -> QueueClient:
+def queue_client(connection: str, name: str, **options: Any) -> QueueClient:
     return QueueClient.from_connection_string(
         connection, name, message_encode_policy=BinaryBase64EncodePolicy(),
-        message_decode_policy=BinaryBase64DecodePolicy())
+        message_decode_policy=BinaryBase64DecodePolicy(), **options)
 
 
 class StorageQueue:

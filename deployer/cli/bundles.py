@@ -118,7 +118,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
     from deployer.pipeline.upload import upload_module
 
     settings = Settings.from_env(environ(args))
-    services = build(settings)
+    services = build(settings, interactive=True)
     uploaded = upload_module(services, args.path)
     if args.json and not args.wait:
         emit_json(uploaded)

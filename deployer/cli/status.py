@@ -23,7 +23,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from deployer.config import Settings
     from deployer.pipeline.status import module_statuses
 
-    services = build(Settings.from_env(environ(args)))
+    services = build(Settings.from_env(environ(args)), interactive=True)
     statuses = module_statuses(services, args.module)
     if args.json:
         emit_json({"modules": statuses})
