@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from deployer.bundle import BundleLimits
 from deployer.config import MIB, Settings
@@ -36,7 +37,7 @@ def limits_from(settings: Settings) -> BundleLimits:
 #: storage's default retry backs off 15 s, 60 s, ... : right for a queue-driven function, far too
 #: long for someone waiting at a prompt; the CLI fails within seconds instead
 INTERACTIVE_RETRIES = 3
-INTERACTIVE_BACKOFF_SECONDS = 1.0
+INTERACTIVE_BACKOFF_SECONDS = 1
 
 
 def build(settings: Settings, *, interactive: bool = False) -> Services:
@@ -47,7 +48,7 @@ def build(settings: Settings, *, interactive: bool = False) -> Services:
     from deployer.adapters.storage_queue import StorageQueue, queue_client
 
     connection = settings.storage_connection.reveal()
-    options = ({"retry_policy": LinearRetry(backoff=INTERACTIVE_BACKOFF_SECONDS,
+    options: dict[str, Any] = ({"retry_policy": LinearRetry(backoff=INTERACTIVE_BACKOFF_SECONDS,
                                             retry_total=INTERACTIVE_RETRIES)}
                if interactive else {})
     blobs = BlobServiceClient.from_connection_string(connection, **options)
