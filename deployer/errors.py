@@ -32,18 +32,23 @@ class DeployerError(Exception):
     #: a short, stable name for run records and JSON output
     code = "deployer_error"
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, log_tail: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        #: the end of a build or agent log, when that is where the cause is
+        self.log_tail = log_tail
 
     def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+        text = self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+        return f"{text}\n--- log (tail) ---\n{self.log_tail}" if self.log_tail else text
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"code": self.code, "message": self.message}
         if self.hint:
             out["hint"] = self.hint
+        if self.log_tail:
+            out["log_tail"] = self.log_tail
         return out
 
 
@@ -124,20 +129,6 @@ class UpstreamError(DeployerError):
 
 class BuildFailed(DeployerError):
     code = "build_failed"
-
-    def __init__(self, message: str, *, log_tail: str = "", hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.log_tail = log_tail
-
-    def __str__(self) -> str:
-        base = super().__str__()
-        return f"{base}\n--- build log (tail) ---\n{self.log_tail}" if self.log_tail else base
-
-    def to_dict(self) -> dict[str, object]:
-        out = super().to_dict()
-        if self.log_tail:
-            out["log_tail"] = self.log_tail
-        return out
 
 
 class AgentUnhealthy(DeployerError):

@@ -7,10 +7,14 @@ contract tests that run the same cases against both.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO, Protocol
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from deployer.bundle.prefect_yaml import DeploymentSpec
 
 
 @dataclass(frozen=True)
@@ -78,3 +82,135 @@ class BundleStore(Protocol):
 
 class RequestQueue(Protocol):
     def send(self, body: bytes) -> None: ...
+
+
+# -- images -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Image:
+    """A revision's image: where it is (``ref``) and where its code lives inside it."""
+
+    ref: str
+    working_dir: str
+    digest: str = ""
+
+
+class ImageBuilder(Protocol):
+    def find(self, module: str, code_digest: str) -> Image | None:
+        """The image already built for this code, if the registry still has it."""
+        ...
+
+    def build(self, module: str, code_digest: str, source: Path, *, resume: dict[str, Any],
+              checkpoint: Callable[[dict[str, Any]], None]) -> Image:
+        """Build from the module folder ``source``; ``.env`` is never part of the build.
+
+        A remote build saves its progress (e.g. its run id) with ``checkpoint``; a restarted
+        execution gets it back in ``resume`` and continues the same build instead of starting
+        over. Raises ``BuildFailed`` with the tail of the build log."""
+        ...
+
+    def exists(self, image: Image) -> bool: ...
+
+
+# -- agents -------------------------------------------------------------------------------------
+
+
+class AgentState(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPED = "stopped"  # exited, terminated or being deleted
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    module: str
+    revision_id: str
+    image: Image
+    pool: str
+    queue: str
+    env: dict[str, str] = field(repr=False)  # .env values: secrets
+    settings: dict[str, str] = field(default_factory=dict)  # non-secret agent settings
+
+    def __repr__(self) -> str:
+        return (f"AgentSpec(name={self.name!r}, revision={self.revision_id!r}, "
+                f"queue={self.queue!r}, env_keys={sorted(self.env)!r})")
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    name: str
+    module: str
+    revision_id: str
+    queue: str
+    state: AgentState
+    started_at: datetime | None
+    detail: str = ""  # pid / provisioning state, for people
+
+
+class AgentRuntime(Protocol):
+    def start(self, spec: AgentSpec) -> AgentInfo: ...
+
+    def get(self, name: str) -> AgentInfo | None: ...
+
+    def list(self, module: str | None = None) -> list[AgentInfo]: ...
+
+    def stop(self, name: str) -> None:
+        """Stop and remove the agent (graceful, then forced); a missing agent is not an error."""
+        ...
+
+    def logs(self, name: str, tail: int = 50) -> str: ...
+
+
+# -- orchestrator -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRef:
+    id: str
+    name: str
+    state: str
+    deployment: str = ""
+
+
+class Orchestrator(Protocol):
+    def ensure_pool(self, pool: str) -> None: ...
+
+    def ensure_queue(self, pool: str, queue: str) -> None: ...
+
+    def online_workers(self, pool: str) -> set[str]:
+        """Names of the pool's workers that Prefect shows ONLINE."""
+        ...
+
+    def register(self, pool: str, queue: str, deployments: Sequence[DeploymentSpec],
+                 working_dir: str, revision_id: str) -> list[str]:
+        """Create or update the deployments on ``queue``; delete the pool's other deployments.
+        Returns the names of deployments that were removed."""
+        ...
+
+    def pause_queue(self, pool: str, queue: str) -> None: ...
+
+    def rehome_scheduled(self, pool: str, from_queue: str, to_queue: str) -> list[tuple[str, str]]:
+        """Move runs not yet started from one queue to another; (old id, new id) pairs."""
+        ...
+
+    def in_flight(self, pool: str, queue: str) -> list[RunRef]: ...
+
+    def mark_crashed(self, run_ids: Sequence[str], message: str) -> list[str]:
+        """Mark runs that are still not final as crashed; returns the ids it changed."""
+        ...
+
+    def delete_queue(self, pool: str, queue: str) -> None: ...
+
+    def start_run(self, flow_name: str, deployment: str,
+                  parameters: dict[str, Any] | None = None) -> RunRef:
+        """A flow run of a deployment, now (``deployer run``, the demo)."""
+        ...
+
+    def run_status(self, run_id: str) -> RunRef: ...
+
+    def run_artifacts(self, run_id: str) -> list[str]:
+        """The run's markdown and table artifacts, as text."""
+        ...

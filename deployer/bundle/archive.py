@@ -384,6 +384,25 @@ def _chunks(source: Readable) -> Iterator[bytes]:
         yield chunk
 
 
+class ChunkReader:
+    """A ``read()``-able view of an iterator of byte chunks (a blob download), no whole copy."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = CHUNK
+        while len(self._buffer) < size:
+            try:
+                self._buffer += next(self._chunks)
+            except StopIteration:
+                break
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+
 class _Counter:
     def __init__(self, source: Readable) -> None:
         self._source = source

@@ -8,13 +8,14 @@ or assigned from ``flow(...)``). Problems carry the line in ``prefect.yaml`` or 
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from deployer.bundle.archive import safe_name
+from deployer.bundle.flow_ast import find_flow
 from deployer.errors import Problem
 
 PREFECT_YAML = "prefect.yaml"
@@ -31,6 +32,9 @@ class DeploymentSpec:
     entrypoint: str
     line: int
     config: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: the flow's name as Prefect will report it, and its parameters, read from the code's AST
+    flow_name: str = ""
+    parameter_schema: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def flow_path(self) -> str:
@@ -86,62 +90,42 @@ def parse_deployments(root: Path) -> tuple[list[DeploymentSpec], list[Problem]]:
                                     "'entrypoint' of the form path/to/file.py:flow_function"))
             continue
         specs.append(DeploymentSpec(name=name, entrypoint=entrypoint, line=line, config=item))
+    checked = []
     for spec in specs:
-        problems.extend(check_entrypoint(root, spec))
-    return specs, problems
+        flow, found = inspect_entrypoint(root, spec)
+        problems.extend(found)
+        checked.append(flow or spec)
+    return checked, problems
 
 
-def check_entrypoint(root: Path, spec: DeploymentSpec) -> list[Problem]:
+def inspect_entrypoint(root: Path, spec: DeploymentSpec) -> tuple[DeploymentSpec | None,
+                                                                   list[Problem]]:
+    """The spec completed with its flow's name and parameters, or the problems that prevent it."""
     rel, reason = safe_name(spec.flow_path)
     where = f"deployment {spec.name!r}"
     if reason or not rel:
-        return [Problem(PREFECT_YAML, spec.line, f"{where}: entrypoint path {spec.flow_path!r} "
-                        f"must be a relative path inside the module ({reason or 'empty'})")]
+        return None, [Problem(PREFECT_YAML, spec.line, f"{where}: entrypoint path "
+                              f"{spec.flow_path!r} must be a relative path inside the module "
+                              f"({reason or 'empty'})")]
     if not rel.endswith(".py"):
-        return [Problem(PREFECT_YAML, spec.line, f"{where}: entrypoint {rel!r} is not a .py file")]
+        return None, [Problem(PREFECT_YAML, spec.line, f"{where}: entrypoint {rel!r} is not a .py file")]
     path = root / rel
     if not path.is_file():
-        return [Problem(PREFECT_YAML, spec.line, f"{where}: entrypoint file {rel} does not exist")]
+        return None, [Problem(PREFECT_YAML, spec.line, f"{where}: entrypoint file {rel} does not exist")]
     try:
         tree = ast.parse(path.read_bytes(), filename=rel)
     except SyntaxError as exc:
-        return [Problem(rel, exc.lineno, f"syntax error: {exc.msg}")]
+        return None, [Problem(rel, exc.lineno, f"syntax error: {exc.msg}")]
     except ValueError as exc:  # e.g. NUL bytes
-        return [Problem(rel, None, f"cannot be parsed: {exc}")]
-    found = _find_flow(tree, spec.flow_function)
+        return None, [Problem(rel, None, f"cannot be parsed: {exc}")]
+    found = find_flow(tree, spec.flow_function)
     if found is None:
-        return [Problem(PREFECT_YAML, spec.line,
-                        f"{where}: {rel} defines no function {spec.flow_function!r}")]
-    line, is_flow = found
-    if not is_flow:
-        return [Problem(rel, line, f"{spec.flow_function} is not a Prefect flow "
-                        "(decorate it with @flow)")]
-    return []
-
-
-def _find_flow(tree: ast.Module, name: str) -> tuple[int, bool] | None:
-    result: tuple[int, bool] | None = None
-    for stmt in tree.body:
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name == name:
-            result = (stmt.lineno, any(_is_flow_expr(d) for d in stmt.decorator_list))
-        elif isinstance(stmt, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == name for t in stmt.targets
-        ):
-            result = (stmt.lineno, _is_flow_expr(stmt.value))
-    return result
-
-
-def _is_flow_expr(expr: ast.expr) -> bool:
-    """``flow``, ``prefect.flow``, ``flow(...)``, ``flow(...)(fn)``, ``x.with_options(...)``."""
-    if isinstance(expr, ast.Call):
-        if isinstance(expr.func, ast.Attribute) and expr.func.attr == "with_options":
-            return True
-        return _is_flow_expr(expr.func)
-    if isinstance(expr, ast.Name):
-        return expr.id == "flow"
-    if isinstance(expr, ast.Attribute):
-        return expr.attr == "flow"
-    return False
+        return None, [Problem(PREFECT_YAML, spec.line,
+                              f"{where}: {rel} defines no function {spec.flow_function!r}")]
+    if not found.is_flow:
+        return None, [Problem(rel, found.line, f"{spec.flow_function} is not a Prefect flow "
+                              "(decorate it with @flow)")]
+    return replace(spec, flow_name=found.flow_name, parameter_schema=found.parameters), []
 
 
 def _child(node: yaml.MappingNode, key: str) -> yaml.Node | None:

@@ -1,0 +1,314 @@
+"""``Orchestrator`` on the Prefect API (a local server, a remote server or Prefect Cloud).
+
+Routing (see DESIGN.md, "Routing and draining"): one process work pool per module, one work queue
+per agent. Deployments point at the serving agent's queue; at cutover they are re-registered on
+the new queue (the server then drops their future auto-scheduled runs and re-creates them there),
+the old queue is paused (its worker takes nothing new), and runs still waiting in it are re-homed:
+re-created on the new queue with the same name, parameters and scheduled time, then deleted.
+
+Uses the Prefect SDK's ``SyncPrefectClient`` (it handles Cloud auth and retries 429/503 with
+``Retry-After``); every Prefect exception is translated here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import httpx
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    WorkPoolFilter,
+    WorkPoolFilterName,
+    WorkQueueFilter,
+    WorkQueueFilterName,
+)
+from prefect.client.schemas.objects import StateType, WorkerStatus
+from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
+from prefect.states import Crashed, Scheduled
+
+from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec
+from deployer.errors import BundleInvalid, NotFound, Problem, UpstreamError
+from deployer.ports import RunRef
+
+logger = logging.getLogger(__name__)
+IN_FLIGHT = [StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
+#: the tag every deployment the deployer registers carries
+MANAGED_TAG = "deployer"
+
+
+class PrefectOrchestrator:
+    def __init__(self, api_url: str, api_key: str = "") -> None:
+        self._api_url = api_url
+        self._api_key = api_key or None
+        self._client: SyncPrefectClient | None = None
+        self._pools: set[str] = set()
+
+    @contextlib.contextmanager
+    def _api(self, what: str) -> Iterator[SyncPrefectClient]:
+        if self._client is None:
+            client = SyncPrefectClient(self._api_url, api_key=self._api_key)
+            with _translated(what, self._api_url):
+                client.__enter__()
+            self._client = client
+        with _translated(what, self._api_url):
+            yield self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.__exit__(None, None, None)
+            self._client = None
+
+    def ensure_pool(self, pool: str) -> None:
+        if pool in self._pools:
+            return
+        with self._api(f"ensure work pool {pool}") as api:
+            try:
+                api.read_work_pool(pool)
+            except ObjectNotFound:
+                with contextlib.suppress(ObjectAlreadyExists):
+                    api.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        self._pools.add(pool)
+
+    def ensure_queue(self, pool: str, queue: str) -> None:
+        with self._api(f"create work queue {queue}") as api, \
+                contextlib.suppress(ObjectAlreadyExists):
+            api.create_work_queue(name=queue, work_pool_name=pool)
+
+    def online_workers(self, pool: str) -> set[str]:
+        with self._api(f"read workers of pool {pool}") as api:
+            try:
+                workers = api.read_workers_for_work_pool(pool)
+            except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                if _not_found(exc):
+                    return set()  # no pool yet: no workers
+                raise
+        return {w.name for w in workers if w.status == WorkerStatus.ONLINE}
+
+    def register(self, pool: str, queue: str, deployments: Sequence[DeploymentSpec],
+                 working_dir: str, revision_id: str) -> list[str]:
+        """Upsert the module's deployments on ``queue``; delete the deployer-made ones of the
+        pool that the module no longer declares (their runs would be stranded otherwise)."""
+        # build every payload first: a schedule the client rejects must fail before anything
+        # has been re-pointed
+        payloads = [_payload(spec, pool, queue, working_dir, revision_id) for spec in deployments]
+        with self._api(f"register deployments of pool {pool}") as api:
+            _refuse_foreign(api, pool, deployments)
+            keep: set[tuple[UUID, str]] = set()  # (flow id, name): what names a deployment
+            for spec, payload in zip(deployments, payloads, strict=True):
+                flow_id = api.create_flow_from_name(spec.flow_name)
+                api.create_deployment(flow_id=flow_id, **payload)
+                keep.add((flow_id, spec.name))
+            removed = []
+            for deployment in api.read_deployments(work_pool_filter=_pool_filter(pool)):
+                if (deployment.flow_id, deployment.name) not in keep \
+                        and MANAGED_TAG in (deployment.tags or []):
+                    api.delete_deployment(deployment.id)
+                    removed.append(deployment.name)
+        logger.info("orchestrator.registered pool=%s queue=%s deployments=%d removed=%d", pool,
+                    queue, len(payloads), len(removed))
+        return removed
+
+    def pause_queue(self, pool: str, queue: str) -> None:
+        with self._api(f"pause work queue {queue}") as api:
+            try:
+                found = api.read_work_queue_by_name(queue, work_pool_name=pool)
+            except ObjectNotFound:
+                return
+            api.update_work_queue(found.id, is_paused=True)
+
+    def rehome_scheduled(self, pool: str, from_queue: str, to_queue: str) -> list[tuple[str, str]]:
+        moved: list[tuple[str, str]] = []
+        with self._api(f"re-home scheduled runs of {from_queue}") as api:
+            runs = api.read_flow_runs(
+                work_pool_filter=_pool_filter(pool),
+                work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[from_queue])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))))
+            for run in runs:
+                if run.run_count:  # awaiting a retry inside its running process: in flight
+                    continue
+                if run.deployment_id is not None and _deployment_exists(api, run.deployment_id):
+                    when = run.next_scheduled_start_time or run.expected_start_time
+                    new = api.create_flow_run_from_deployment(
+                        run.deployment_id, parameters=run.parameters, name=run.name,
+                        tags=run.tags, state=Scheduled(scheduled_time=when),
+                        idempotency_key=f"rehome:{run.id}", work_queue_name=to_queue,
+                        job_variables=run.job_variables)
+                    moved.append((str(run.id), str(new.id)))
+                api.delete_flow_run(run.id)
+        return moved
+
+    def in_flight(self, pool: str, queue: str) -> list[RunRef]:
+        with self._api(f"read runs of queue {queue}") as api:
+            runs = api.read_flow_runs(
+                work_pool_filter=_pool_filter(pool),
+                work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[queue])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=IN_FLIGHT))))
+        return [RunRef(str(r.id), r.name, r.state.type.value if r.state else "UNKNOWN")
+                for r in runs]
+
+    def mark_crashed(self, run_ids: Sequence[str], message: str) -> list[str]:
+        changed = []
+        with self._api("mark runs crashed") as api:
+            for run_id in run_ids:
+                try:
+                    run = api.read_flow_run(UUID(run_id))
+                except ObjectNotFound:
+                    continue
+                if run.state is None or not run.state.is_final():
+                    api.set_flow_run_state(run.id, Crashed(message=message), force=True)
+                    changed.append(run_id)
+        return changed
+
+    def delete_queue(self, pool: str, queue: str) -> None:
+        with self._api(f"delete work queue {queue}") as api:
+            try:
+                found = api.read_work_queue_by_name(queue, work_pool_name=pool)
+            except ObjectNotFound:
+                return
+            with contextlib.suppress(ObjectNotFound):
+                api.delete_work_queue_by_id(found.id)
+
+
+    def start_run(self, flow_name: str, deployment: str,
+                  parameters: dict[str, Any] | None = None) -> RunRef:
+        name = f"{flow_name}/{deployment}"
+        with self._api(f"start a run of {name}") as api:
+            try:
+                found = api.read_deployment_by_name(name)
+            except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                if _not_found(exc):
+                    raise NotFound(f"no deployment {name} in Prefect",
+                                   hint="`deployer status` shows what is deployed") from exc
+                raise
+            run = api.create_flow_run_from_deployment(found.id, parameters=parameters or {})
+        return _ref(run)
+
+    def run_status(self, run_id: str) -> RunRef:
+        with self._api(f"read flow run {run_id}") as api:
+            return _ref(api.read_flow_run(UUID(run_id)))
+
+    def run_artifacts(self, run_id: str) -> list[str]:
+        with self._api(f"read artifacts of flow run {run_id}") as api:
+            artifacts = api.read_artifacts(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[UUID(run_id)])))
+        return [str(a.data) for a in artifacts if a.type in ("markdown", "table")]
+
+
+def _ref(run: Any) -> RunRef:
+    return RunRef(str(run.id), run.name, run.state.type.value if run.state else "UNKNOWN",
+                  str(run.deployment_id or ""))
+
+
+def _refuse_foreign(api: SyncPrefectClient, pool: str, deployments: Sequence[DeploymentSpec]) -> None:
+    """Prefect names a deployment ``flow/deployment``; if another module's pool already has that
+    name, upserting would steal it. Refuse before anything changes."""
+    problems = []
+    for spec in deployments:
+        try:
+            found = api.read_deployment_by_name(f"{spec.flow_name}/{spec.name}")
+        except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+            if _not_found(exc):
+                continue
+            raise
+        if found.work_pool_name not in (None, pool):
+            problems.append(Problem(PREFECT_YAML, spec.line, (
+                f"deployment {spec.flow_name}/{spec.name} already belongs to work pool "
+                f"{found.work_pool_name!r} (module {found.work_pool_name}); rename the "
+                "deployment or the flow")))
+    if problems:
+        raise BundleInvalid(problems, source=f"module {pool}")
+
+
+def _not_found(exc: Exception) -> bool:
+    if isinstance(exc, ObjectNotFound):
+        return True
+    return isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code == 404
+
+
+def _pool_filter(pool: str) -> WorkPoolFilter:
+    return WorkPoolFilter(name=WorkPoolFilterName(any_=[pool]))
+
+
+def _deployment_exists(api: SyncPrefectClient, deployment_id: UUID) -> bool:
+    try:
+        api.read_deployment(deployment_id)
+    except ObjectNotFound:
+        return False
+    return True
+
+
+def _payload(spec: DeploymentSpec, pool: str, queue: str, working_dir: str,
+             revision_id: str) -> dict[str, Any]:
+    config = spec.config
+    work_pool = config.get("work_pool")
+    work_pool = work_pool if isinstance(work_pool, dict) else {}
+    tags = [str(t) for t in config.get("tags") or []]
+    return {
+        "name": spec.name,
+        "version": revision_id,
+        "description": config.get("description"),
+        "entrypoint": spec.entrypoint,
+        "work_pool_name": pool,
+        "work_queue_name": queue,
+        "pull_steps": [{"prefect.deployments.steps.set_working_directory":
+                        {"directory": working_dir}}],
+        "parameters": dict(config.get("parameters") or {}),
+        "parameter_openapi_schema": spec.parameter_schema or None,
+        "enforce_parameter_schema": bool(config.get("enforce_parameter_schema", False)),
+        "schedules": [_schedule(s) for s in _schedules(config)],
+        "tags": sorted({*tags, MANAGED_TAG}),
+        "paused": config.get("paused"),
+        "concurrency_limit": config.get("concurrency_limit"),
+        "job_variables": dict(work_pool.get("job_variables") or {}),
+    }
+
+
+def _schedules(config: dict[str, Any]) -> list[dict[str, Any]]:
+    items = config.get("schedules")
+    if items is None and config.get("schedule"):
+        items = [config["schedule"]]
+    return [s for s in items or [] if isinstance(s, dict)]
+
+
+def _schedule(item: dict[str, Any]) -> DeploymentScheduleCreate:
+    timezone = item.get("timezone")
+    schedule: Any
+    if "cron" in item:
+        schedule = CronSchedule(cron=item["cron"], timezone=timezone, day_or=item.get("day_or", True))
+    elif "interval" in item:
+        schedule = IntervalSchedule(interval=timedelta(seconds=float(item["interval"])),
+                                    anchor_date=item.get("anchor_date"), timezone=timezone)
+    else:
+        schedule = RRuleSchedule(rrule=item["rrule"], timezone=timezone)
+    return DeploymentScheduleCreate(schedule=schedule, active=item.get("active", True),
+                                    parameters=dict(item.get("parameters") or {}),
+                                    slug=item.get("slug"))
+
+
+@contextlib.contextmanager
+def _translated(what: str, url: str) -> Iterator[None]:
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout) as exc:
+        raise UpstreamError(f"{what}: cannot reach the Prefect API at {url}",
+                            hint="is the Prefect server running? check PREFECT_API_URL") from exc
+    except PrefectHTTPStatusError as exc:
+        status = exc.response.status_code
+        hint = ("check PREFECT_API_KEY and that it may use this workspace"
+                if status in (401, 403) else None)
+        raise UpstreamError(f"{what}: the Prefect API answered {status}", hint=hint) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"{what}: Prefect API request failed ({type(exc).__name__})") from exc
