@@ -1,43 +1,83 @@
 """The one place that chooses adapters: settings in, a ``Services`` bundle of ports out.
 
-Clients are built lazily and once per process; nothing here runs at import time.
+Clients are built lazily and once per process: the blob trigger never pays for importing the
+Prefect client, and nothing here runs at import time.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from deployer.bundle import BundleLimits
 from deployer.config import MIB, Settings
-from deployer.ports import BundleStore, RequestQueue
+from deployer.models import utcnow
+from deployer.ports import AgentRuntime, BundleStore, ImageBuilder, Orchestrator, RequestQueue
 from deployer.state import StateRepository
 
+#: storage's default retry backs off 15 s, 60 s, ... : right for a queue-driven function, far too
+#: long for someone waiting at a prompt; the CLI fails within seconds instead
+INTERACTIVE_RETRIES = 3
+INTERACTIVE_BACKOFF_SECONDS = 1
 
-@dataclass
+
 class Services:
-    settings: Settings
-    state: StateRepository
-    bundles: BundleStore
-    queue: RequestQueue
+    """The ports the use cases need. Adapters not given are built from settings on first use."""
+
+    def __init__(self, settings: Settings, state: StateRepository, bundles: BundleStore,
+                 queue: RequestQueue, *, builder: ImageBuilder | None = None,
+                 runtime: AgentRuntime | None = None, orchestrator: Orchestrator | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 now: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.state = state
+        self.bundles = bundles
+        self.queue = queue
+        self.sleep = sleep
+        self.now = now
+        if builder is not None:
+            self.__dict__["builder"] = builder
+        if runtime is not None:
+            self.__dict__["runtime"] = runtime
+        if orchestrator is not None:
+            self.__dict__["orchestrator"] = orchestrator
 
     @property
     def limits(self) -> BundleLimits:
         return limits_from(self.settings)
+
+    @functools.cached_property
+    def builder(self) -> ImageBuilder:
+        if self.settings.backend == "local":
+            from deployer.adapters.local_images import LocalImageBuilder
+
+            return LocalImageBuilder(self.settings.home_path)
+        raise NotImplementedError("the azure image builder")
+
+    @functools.cached_property
+    def runtime(self) -> AgentRuntime:
+        if self.settings.backend == "local":
+            from deployer.adapters.local_agents import LocalAgentRuntime
+
+            return LocalAgentRuntime(self.settings.home_path)
+        raise NotImplementedError("the azure agent runtime")
+
+    @functools.cached_property
+    def orchestrator(self) -> Orchestrator:
+        from deployer.adapters.prefect_orchestrator import PrefectOrchestrator
+
+        return PrefectOrchestrator(self.settings.prefect_api_url,
+                                   self.settings.prefect_api_key.reveal())
 
 
 def limits_from(settings: Settings) -> BundleLimits:
     return BundleLimits(max_bytes=settings.max_bundle_mb * MIB,
                         max_entries=settings.max_bundle_entries,
                         max_ratio=settings.max_compression_ratio)
-
-
-#: storage's default retry backs off 15 s, 60 s, ... : right for a queue-driven function, far too
-#: long for someone waiting at a prompt; the CLI fails within seconds instead
-INTERACTIVE_RETRIES = 3
-INTERACTIVE_BACKOFF_SECONDS = 1
 
 
 def build(settings: Settings, *, interactive: bool = False) -> Services:
@@ -49,8 +89,8 @@ def build(settings: Settings, *, interactive: bool = False) -> Services:
 
     connection = settings.storage_connection.reveal()
     options: dict[str, Any] = ({"retry_policy": LinearRetry(backoff=INTERACTIVE_BACKOFF_SECONDS,
-                                            retry_total=INTERACTIVE_RETRIES)}
-               if interactive else {})
+                                                            retry_total=INTERACTIVE_RETRIES)}
+                               if interactive else {})
     blobs = BlobServiceClient.from_connection_string(connection, **options)
     state = StateRepository(BlobDocumentStore(blobs, settings.state_container),
                             lease_seconds=settings.lock_lease_seconds,

@@ -95,6 +95,14 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _prefix(raw: str) -> str:
+    value = _name(raw)
+    if len(value) > 12 or not value[0].isalpha():
+        raise ValueError("must start with a letter and be at most 12 characters "
+                         "(container group names are limited to 63)")
+    return value
+
+
 SETTINGS: tuple[Spec, ...] = (
     Spec("DEPLOYER_BACKEND", "backend", _backend, "local",
          "where images and agents run: 'local' (uv venvs + worker processes) or 'azure'"),
@@ -124,6 +132,15 @@ SETTINGS: tuple[Spec, ...] = (
          "how long a request waits for a busy module lock before it is retried"),
     Spec("DEPLOYER_HOME", "home", _text, ".deployer",
          "local backend: folder for revision images, agent records and logs"),
+    Spec("DEPLOYER_AGENT_PREFIX", "agent_prefix", _prefix, "agent",
+         "agents are named <prefix>-<module>-<UTC timestamp> (the old deploy.sh naming)"),
+    Spec("DEPLOYER_HEALTH_TIMEOUT_SECONDS", "health_timeout_seconds", _positive_int, "180",
+         "how long a new agent has to show ONLINE in Prefect before the deploy is rolled back"),
+    Spec("DEPLOYER_DRAIN_TIMEOUT_SECONDS", "drain_timeout_seconds", _positive_int, "600",
+         "how long an old agent's in-flight runs may take to finish before they are marked "
+         "crashed and the agent is removed"),
+    Spec("DEPLOYER_WORKER_POLL_SECONDS", "worker_poll_seconds", _positive_int, "10",
+         "how often agents poll Prefect for runs (PREFECT_WORKER_QUERY_SECONDS)"),
 )
 
 _BY_ATTR = {s.attr: s for s in SETTINGS}
@@ -145,6 +162,10 @@ class Settings:
     lock_lease_seconds: int
     lock_wait_seconds: int
     home: str
+    agent_prefix: str
+    health_timeout_seconds: int
+    drain_timeout_seconds: int
+    worker_poll_seconds: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

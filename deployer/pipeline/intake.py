@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from deployer import codec
 from deployer.bootstrap import Services
 from deployer.bundle import load_archive, module_from_blob_name
+from deployer.bundle.archive import ChunkReader
 from deployer.bundle.contract import MODULE_NAME
 from deployer.errors import BundleInvalid, NotFound, Problem, StateConflict
 from deployer.models import (
@@ -55,7 +55,7 @@ def accept_bundle(services: Services, blob_name: str) -> RunRecord:
                                          f"size limit of {limits.max_bytes} (DEPLOYER_MAX_BUNDLE_MB)")],
                                 source=blob_name)
         with tempfile.TemporaryDirectory(prefix="bundle-") as work:
-            module = load_archive(_Chunks(chunks), Path(work), limits, label=blob_name,
+            module = load_archive(ChunkReader(chunks), Path(work), limits, label=blob_name,
                                   expected_name=hinted)
             revision = Revision(module=module.name, code_digest=module.code_digest(),
                                 config_digest=module.config_digest(
@@ -111,22 +111,3 @@ def _create_once(services: Services, record: RunRecord) -> RunRecord:
         if got is None:
             raise NotFound(f"run record {record.request_id} vanished while being created") from None
         return got.value
-
-
-class _Chunks:
-    """A read()-able view of an iterator of byte chunks (the blob download), no whole copy."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buffer = b""
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = 1 << 20
-        while len(self._buffer) < size:
-            try:
-                self._buffer += next(self._chunks)
-            except StopIteration:
-                break
-        out, self._buffer = self._buffer[:size], self._buffer[size:]
-        return out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from deployer.bootstrap import Services
 from deployer.bundle import load_folder, pack, short
-from deployer.models import Request, utcnow
+from deployer.models import Request, Revision, utcnow
 
 #: bundles up to this size are packed in memory, bigger ones spill to a temporary file
 SPOOL_BYTES = 8 * 1024 * 1024
@@ -27,6 +27,11 @@ class Uploaded:
     code_digest: str
     config_digest: str
     request_id: str
+
+    @property
+    def revision(self) -> Revision:
+        return Revision(module=self.module, code_digest=self.code_digest,
+                        config_digest=self.config_digest, bundle=self.blob)
 
 
 def upload_module(services: Services, path: Path) -> Uploaded:

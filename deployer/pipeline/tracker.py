@@ -1,0 +1,94 @@
+"""Checkpointing a request's progress in its run record, stage by stage.
+
+Every write is conditional on the record's etag, and made only while the module lock is still
+held: a pipeline that lost its lock (paused past the lease) stops instead of overwriting the
+progress of the one that took over.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from deployer.models import RunRecord, RunStatus, Stage, StageStatus, utcnow
+from deployer.state import ModuleLock, StateRepository
+
+logger = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    """What a person (CLI) or the log (triggers) sees while a request runs."""
+
+    def stage(self, name: str, status: StageStatus, seconds: float | None,
+              detail: dict[str, Any]) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+class LogProgress:
+    def stage(self, name: str, status: StageStatus, seconds: float | None,
+              detail: dict[str, Any]) -> None:
+        logger.info("pipeline.stage name=%s status=%s seconds=%s", name, status.value,
+                    f"{seconds:.2f}" if seconds is not None else "-")
+
+    def note(self, message: str) -> None:
+        logger.info("pipeline.note %s", message)
+
+
+class RunTracker:
+    def __init__(self, state: StateRepository, record: RunRecord, etag: str,
+                 lock: ModuleLock | None, progress: Progress,
+                 now: Callable[[], datetime] = utcnow) -> None:
+        self._state = state
+        self._now = now
+        self.record = record
+        self._etag = etag
+        self._lock = lock
+        self.progress = progress
+
+    def save(self, record: RunRecord) -> None:
+        if self._lock is not None:
+            self._lock.check()
+        self._etag = self._state.save_run(record, self._etag)
+        self.record = record
+
+    def done(self, name: str) -> dict[str, Any] | None:
+        """The detail of a stage finished by this or an earlier attempt, else None."""
+        stage = self.record.stage(name)
+        if stage is not None and stage.status in (StageStatus.DONE, StageStatus.SKIPPED):
+            return dict(stage.detail)
+        return None
+
+    def begun(self, name: str) -> dict[str, Any]:
+        """The detail an interrupted attempt checkpointed inside a stage (empty if none)."""
+        stage = self.record.stage(name)
+        return dict(stage.detail) if stage is not None else {}
+
+    def start(self, name: str, detail: dict[str, Any] | None = None) -> None:
+        previous = self.record.stage(name)
+        started = previous.started_at if previous is not None else self._now()
+        merged = {**(previous.detail if previous else {}), **(detail or {})}
+        self.save(self.record.with_stage(Stage(name, StageStatus.RUNNING, started, None, merged)))
+        self.progress.stage(name, StageStatus.RUNNING, None, merged)
+
+    def checkpoint(self, name: str, detail: dict[str, Any]) -> None:
+        stage = self.record.stage(name)
+        assert stage is not None, f"checkpoint outside stage {name}"
+        self.save(self.record.with_stage(replace(stage, detail={**stage.detail, **detail})))
+
+    def finish(self, name: str, detail: dict[str, Any] | None = None,
+               status: StageStatus = StageStatus.DONE) -> dict[str, Any]:
+        stage = self.record.stage(name)
+        started = stage.started_at if stage is not None else self._now()
+        merged = {**(stage.detail if stage else {}), **(detail or {})}
+        finished = Stage(name, status, started, self._now(), merged)
+        self.save(self.record.with_stage(finished))
+        self.progress.stage(name, status, finished.seconds, merged)
+        return merged
+
+    def end(self, status: RunStatus, error: dict[str, Any] | None = None) -> RunRecord:
+        self.save(replace(self.record, status=status, error=error, updated_at=self._now()))
+        return self.record

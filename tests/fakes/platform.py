@@ -1,0 +1,251 @@
+"""Fakes of the platform ports (images, agents, orchestrator, bundles, queue), with state the
+tests can read and faults they can inject. Contract tests keep them honest against the real
+adapters."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from deployer.bundle.prefect_yaml import DeploymentSpec
+from deployer.errors import BuildFailed, NotFound, UpstreamError
+from deployer.ports import AgentInfo, AgentSpec, AgentState, BundleInfo, Image, RunRef
+
+
+class FakeBundleStore:
+    def __init__(self) -> None:
+        self.blobs: dict[str, tuple[bytes, str, dict[str, str]]] = {}
+        self._n = 0
+
+    def upload(self, name: str, data: BinaryIO, metadata: dict[str, str]) -> BundleInfo:
+        self._n += 1
+        self.blobs[name] = (data.read(), f'"etag-{self._n}"', dict(metadata))
+        return self.info(name)  # type: ignore[return-value]
+
+    def open(self, name: str) -> tuple[BundleInfo, Iterator[bytes]]:
+        info = self.info(name)
+        if info is None:
+            raise NotFound(f"download bundle {name}: not found")
+        data = self.blobs[name][0]
+        return info, iter([data[i:i + 4096] for i in range(0, len(data), 4096)] or [b""])
+
+    def info(self, name: str) -> BundleInfo | None:
+        if name not in self.blobs:
+            return None
+        data, etag, meta = self.blobs[name]
+        return BundleInfo(name, etag, len(data), datetime.now(UTC), meta)
+
+    def list(self, prefix: str = "") -> list[BundleInfo]:
+        return [i for n in sorted(self.blobs) if n.startswith(prefix) if (i := self.info(n))]
+
+    def delete(self, name: str) -> None:
+        self.blobs.pop(name, None)
+
+    def put(self, name: str, data: bytes) -> BundleInfo:
+        return self.upload(name, io.BytesIO(data), {})
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, body: bytes) -> None:
+        self.sent.append(body)
+
+
+class FakeImageBuilder:
+    def __init__(self) -> None:
+        self.images: dict[tuple[str, str], Image] = {}
+        self.builds: list[tuple[str, str]] = []
+        self.fail_with: Exception | None = None
+        self.on_build: Callable[[], None] | None = None
+
+    def find(self, module: str, code_digest: str) -> Image | None:
+        return self.images.get((module, code_digest))
+
+    def exists(self, image: Image) -> bool:
+        return image in self.images.values()
+
+    def build(self, module: str, code_digest: str, source: Path, *, resume: dict[str, Any],
+              checkpoint: Callable[[dict[str, Any]], None]) -> Image:
+        assert (source / "requirements.txt").is_file()
+        self.builds.append((module, code_digest))
+        checkpoint({"run_id": f"run-{len(self.builds)}"})
+        if self.on_build is not None:
+            self.on_build()
+        if self.fail_with is not None:
+            raise self.fail_with
+        image = Image(ref=f"registry/{module}:{code_digest[7:19]}", working_dir=f"/opt/prefect/flows/{module}")
+        self.images[(module, code_digest)] = image
+        return image
+
+
+@dataclass
+class FakeAgent:
+    spec: AgentSpec
+    state: AgentState = AgentState.RUNNING
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class FakeAgentRuntime:
+    def __init__(self) -> None:
+        self.agents: dict[str, FakeAgent] = {}
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+        self.on_start: Callable[[AgentSpec], None] | None = None
+
+    def start(self, spec: AgentSpec) -> AgentInfo:
+        self.agents[spec.name] = FakeAgent(spec)
+        self.started.append(spec.name)
+        if self.on_start is not None:
+            self.on_start(spec)
+        return self._info(self.agents[spec.name])
+
+    def get(self, name: str) -> AgentInfo | None:
+        agent = self.agents.get(name)
+        return self._info(agent) if agent else None
+
+    def list(self, module: str | None = None) -> list[AgentInfo]:
+        return [self._info(a) for n, a in sorted(self.agents.items())
+                if module is None or a.spec.module == module]
+
+    def stop(self, name: str) -> None:
+        if self.agents.pop(name, None) is not None:
+            self.stopped.append(name)
+
+    def logs(self, name: str, tail: int = 50) -> str:
+        return f"log of {name}" if name in self.agents else ""
+
+    def kill(self, name: str) -> None:
+        """The agent's process dies (it stays listed, as a stopped agent)."""
+        self.agents[name].state = AgentState.STOPPED
+
+    def running(self, module: str | None = None) -> list[str]:
+        return [a.name for a in self.list(module) if a.state is AgentState.RUNNING]
+
+    @staticmethod
+    def _info(agent: FakeAgent) -> AgentInfo:
+        s = agent.spec
+        return AgentInfo(s.name, s.module, s.revision_id, s.queue, agent.state, agent.started_at)
+
+
+@dataclass
+class FakeRun:
+    id: str
+    name: str
+    queue: str
+    state: str  # SCHEDULED | PENDING | RUNNING | COMPLETED | CRASHED ...
+    deployment: str = ""
+
+
+class FakeOrchestrator:
+    def __init__(self, runtime: FakeAgentRuntime | None = None) -> None:
+        self.pools: set[str] = set()
+        self.queues: dict[str, dict[str, bool]] = {}  # pool -> queue -> paused
+        self.online: set[str] = set()
+        self.deployments: dict[str, dict[str, Any]] = {}  # name -> {queue, working_dir, revision}
+        self.runs: dict[str, FakeRun] = {}
+        self.runtime = runtime  # when given, running agents show ONLINE (like real workers)
+        self.fail_next: dict[str, Exception] = {}
+        self.never_online: set[str] = set()  # agents whose worker never shows ONLINE
+        self.calls: list[str] = []
+        self._ids = 0
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if name in self.fail_next:
+            raise self.fail_next.pop(name)
+
+    def ensure_pool(self, pool: str) -> None:
+        self._call("ensure_pool")
+        self.pools.add(pool)
+        self.queues.setdefault(pool, {})
+
+    def ensure_queue(self, pool: str, queue: str) -> None:
+        self._call("ensure_queue")
+        self.queues.setdefault(pool, {}).setdefault(queue, False)
+
+    def online_workers(self, pool: str) -> set[str]:
+        self._call("online_workers")
+        live = set(self.runtime.running(pool)) if self.runtime else set()
+        return (self.online | live) - self.never_online
+
+    def register(self, pool: str, queue: str, deployments: Sequence[DeploymentSpec],
+                 working_dir: str, revision_id: str) -> list[str]:
+        self._call("register")
+        names = {d.name for d in deployments}
+        removed = sorted(set(self.deployments) - names)
+        for name in removed:
+            del self.deployments[name]
+        for spec in deployments:
+            self.deployments[spec.name] = {"queue": queue, "working_dir": working_dir,
+                                           "revision": revision_id, "flow": spec.flow_name}
+        return removed
+
+    def pause_queue(self, pool: str, queue: str) -> None:
+        self._call("pause_queue")
+        if queue in self.queues.get(pool, {}):
+            self.queues[pool][queue] = True
+
+    def rehome_scheduled(self, pool: str, from_queue: str, to_queue: str) -> list[tuple[str, str]]:
+        self._call("rehome_scheduled")
+        moved = []
+        for run in list(self.runs.values()):
+            if run.queue == from_queue and run.state == "SCHEDULED":
+                new = self.add_run(to_queue, "SCHEDULED", name=run.name, deployment=run.deployment)
+                del self.runs[run.id]
+                moved.append((run.id, new.id))
+        return moved
+
+    def in_flight(self, pool: str, queue: str) -> list[RunRef]:
+        self._call("in_flight")
+        return [RunRef(r.id, r.name, r.state) for r in self.runs.values()
+                if r.queue == queue and r.state in ("PENDING", "RUNNING", "CANCELLING", "PAUSED")]
+
+    def mark_crashed(self, run_ids: Sequence[str], message: str) -> list[str]:
+        self._call("mark_crashed")
+        changed = []
+        for run_id in run_ids:
+            run = self.runs.get(run_id)
+            if run and run.state not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                run.state = "CRASHED"
+                changed.append(run_id)
+        return changed
+
+    def delete_queue(self, pool: str, queue: str) -> None:
+        self._call("delete_queue")
+        self.queues.get(pool, {}).pop(queue, None)
+
+    def start_run(self, flow_name: str, deployment: str,
+                  parameters: dict[str, Any] | None = None) -> RunRef:
+        self._call("start_run")
+        if deployment not in self.deployments:
+            raise NotFound(f"no deployment {flow_name}/{deployment} in Prefect")
+        run = self.add_run(self.deployments[deployment]["queue"], "SCHEDULED", deployment=deployment)
+        return RunRef(run.id, run.name, run.state, deployment)
+
+    def run_status(self, run_id: str) -> RunRef:
+        run = self.runs[run_id]
+        return RunRef(run.id, run.name, run.state, run.deployment)
+
+    def run_artifacts(self, run_id: str) -> list[str]:
+        return []
+
+    def add_run(self, queue: str, state: str, name: str = "", deployment: str = "") -> FakeRun:
+        self._ids += 1
+        run = FakeRun(f"run-{self._ids}", name or f"run-{self._ids}", queue, state, deployment)
+        self.runs[run.id] = run
+        return run
+
+
+def transient(what: str = "Prefect API unreachable") -> UpstreamError:
+    return UpstreamError(what)
+
+
+def build_failure() -> BuildFailed:
+    return BuildFailed("pip install failed", log_tail="ERROR: No matching distribution found for nope")
+
