@@ -43,6 +43,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/bundle.py
+	$(BIN)/python bench/local_deploy.py
 
 clean:
 	rm -rf $(VENV) node_modules .deployer .demo .pytest_cache .mypy_cache .ruff_cache

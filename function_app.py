@@ -4,8 +4,6 @@ Imports of the deployer are lazy and the services are built on first use, so imp
 file touches no network and no setting (a missing setting fails the invocation, not the host).
 """
 
-from __future__ import annotations
-
 import logging
 
 import azure.functions as func
@@ -25,3 +23,17 @@ def bundle_uploaded(client: blob.BlobClient) -> None:
 
     record = accept_bundle(services_from_environment(), client.blob_name)
     logger.info("bundle %s: request %s is %s", client.blob_name, record.request_id, record.status)
+
+
+@app.function_name("deploy_request")
+@app.queue_trigger(arg_name="message", queue_name="%DEPLOYER_REQUEST_QUEUE%",
+                   connection="AzureWebJobsStorage")
+def deploy_request(message: func.QueueMessage) -> None:
+    """Run the pipeline for one request. Transient failures raise, so the host retries."""
+    from deployer.bootstrap import services_from_environment
+    from deployer.pipeline.dispatch import handle_message
+
+    record = handle_message(services_from_environment(), message.get_body(),
+                            message_id=message.id or "", attempt=message.dequeue_count or 1)
+    if record is not None:
+        logger.info("request %s for %s: %s", record.request_id, record.module, record.status)

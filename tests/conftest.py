@@ -22,3 +22,9 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devservices.Az
 @pytest.fixture(scope="session")
 def storage_connection(azurite: devservices.AzuriteEndpoints) -> str:
     return azurite.connection_string
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with devservices.prefect_server(tmp_path_factory.mktemp("prefect")) as url:
+        yield url

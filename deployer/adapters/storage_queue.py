@@ -64,6 +64,15 @@ class StorageQueue:
                                                      visibility_timeout=visibility_timeout,
                                                      max_messages=max_messages)]
 
+    def hide(self, message: ReceivedMessage, seconds: int) -> ReceivedMessage:
+        """Keep (or make) the message invisible for ``seconds``; returns it with its new receipt."""
+        client = self._ensure()
+        with storage_errors(f"update message in {self.name}", self._where):
+            updated = client.update_message(message.id, message.pop_receipt,
+                                            visibility_timeout=seconds)
+        return ReceivedMessage(message.id, updated.pop_receipt or "", message.body,
+                               message.dequeue_count, message.inserted_on)
+
     def delete(self, message: ReceivedMessage) -> None:
         client = self._ensure()
         with storage_errors(f"delete message from {self.name}", self._where):

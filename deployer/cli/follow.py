@@ -41,7 +41,7 @@ def follow_request(services: Services, module: str, request_id: str, *, timeout:
                         status.stop()
                         status = None
                     if not quiet:
-                        _report(record)
+                        report(record)
                     return record
             if time.monotonic() > deadline:
                 raise DeployerError(f"request {request_id} did not finish in {timeout:g}s",
@@ -53,7 +53,7 @@ def follow_request(services: Services, module: str, request_id: str, *, timeout:
             status.stop()
 
 
-def _report(record: RunRecord) -> None:
+def report(record: RunRecord) -> None:
     if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP):
         what = "nothing to do: already current" if record.status is RunStatus.NOOP else "deployed"
         revision = record.revision.id if record.revision else "-"

@@ -12,8 +12,11 @@ from rich.console import Console
 from deployer import codec
 from deployer.errors import BundleInvalid, DeployerError
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+#: rich assumes 80 columns when output is not a terminal (CI logs, pipes): too narrow for tables
+PIPED_WIDTH = 160
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else PIPED_WIDTH)
+err = Console(stderr=True, highlight=False, soft_wrap=True,
+              width=None if sys.stderr.isatty() else PIPED_WIDTH)
 
 
 def emit_json(data: Any) -> None:

@@ -1,4 +1,4 @@
-"""``status``: per module, the current revision, its agent and the last run."""
+"""``status``: per module, the current revision, its agent and worker, and the last run."""
 
 from __future__ import annotations
 
@@ -31,23 +31,39 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not statuses:
         out.print("no modules yet: `deployer upload flows/<module>` deploys one")
         return 0
+    out.print(render(statuses))
+    return 0
+
+
+def render(statuses: list[Any]) -> Table:
     table = Table(title="modules")
-    for column in ("module", "revision", "agent", "deployed", "last run", "outcome"):
+    for column in ("module", "revision", "agent", "state", "worker", "deployed", "last request",
+                   "outcome"):
         table.add_column(column)
     for status in statuses:
         state, run = status.state, status.last_run
         current = state.current if state else None
-        agent = state.agent if state else None
-        table.add_row(
-            status.module,
-            current.id if current else "-",
-            agent.name if agent else "-",
-            ago(state.updated_at) if state and current else "-",
-            f"{run.request_id} ({ago(run.created_at)})" if run else "-",
-            _outcome(run.status.value) if run else "-",
-        )
-    out.print(table)
-    return 0
+        agents = status.agents or [None]
+        for index, agent in enumerate(agents):
+            first = index == 0
+            name = "-"
+            if agent is not None:
+                name = agent.agent.name + ("" if agent.current else " (old)")
+            table.add_row(
+                status.module if first else "",
+                (current.id if current else "-") if first else "",
+                name,
+                agent.agent.state.value if agent else "-",
+                _worker(agent.worker) if agent else "-",
+                (ago(state.updated_at) if state and current else "-") if first else "",
+                (f"{run.request_id} ({ago(run.created_at)})" if run else "-") if first else "",
+                (_outcome(run.status.value) if run else "-") if first else "",
+            )
+    return table
+
+
+def _worker(status: str) -> str:
+    return {"ONLINE": "[green]ONLINE[/]", "OFFLINE": "[red]OFFLINE[/]"}.get(status, status)
 
 
 def _outcome(status: str) -> str:

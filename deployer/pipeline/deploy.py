@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 #: the host's maxDequeueCount (host.json); the last attempt records the failure for good
 MAX_ATTEMPTS = 5
 #: how often to look for the new worker while it starts (it shows ONLINE ~2 s after start)
-HEALTH_POLL_SECONDS = 0.5
+HEALTH_POLL_SECONDS = 0.25
 #: how often to look at the old agents' in-flight runs while they drain
 DRAIN_POLL_SECONDS = 1.0
 #: failures that a retry cannot fix: the request fails at once

@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 
 HERE = Path(__file__).resolve().parent
 CENT = Decimal("0.01")
@@ -115,7 +116,20 @@ def daily_pnl(as_of: str | None = None) -> dict[str, object]:
                     "realized %(realized)9s  unrealized %(unrealized)9s", line)
     logger.info("P&L %s %s (realized %s, unrealized %s)", currency, report["total"],
                 report["realized"], report["unrealized"])
+    create_markdown_artifact(key="daily-pnl", markdown=_markdown(report),
+                             description=f"Positions and P&L as of {as_of}")
     return report
+
+
+def _markdown(report: dict[str, object]) -> str:
+    rows = ["| ticker | quantity | avg cost | mark | realized | unrealized |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for line in report["positions"]:  # type: ignore[attr-defined]
+        rows.append(f"| {line['ticker']} | {line['quantity']} | {line['average_cost']} | "
+                    f"{line['mark']} | {line['realized']} | {line['unrealized']} |")
+    rows.append(f"\n**P&L {report['currency']} {report['total']}** (realized {report['realized']}, "
+                f"unrealized {report['unrealized']})")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,147 @@
+"""``deploy`` (the deploy.sh replacement) and ``dev`` (host function_app.py locally)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from deployer.cli import environ
+from deployer.cli.output import emit_json, err, out
+from deployer.models import StageStatus
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("deploy", help="deploy a module now, in this process: upload, build, "
+                                      "start the new agent, re-point, drain the old one")
+    p.add_argument("path", type=Path, help="flows/<module> folder")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (the exact ordered operations) and change nothing")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=cmd_deploy)
+
+    p = sub.add_parser("dev", help="host function_app.py on this machine (no Functions host "
+                                   "needed): blob, queue, timer and HTTP triggers")
+    p.add_argument("--app", type=Path, default=Path("function_app.py"), help="the app to host")
+    p.add_argument("--port", type=int, default=7071, help="HTTP port on 127.0.0.1 (default 7071)")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between storage polls")
+    p.add_argument("--lease", type=int, default=30,
+                   help="seconds a queue message stays invisible while its function runs "
+                   "(renewed; after a crash it reappears this long after the last renewal)")
+    p.add_argument("--retry-delay", type=int, default=None,
+                   help="seconds before a failed message is retried (default: host.json)")
+    p.set_defaults(handler=cmd_dev)
+
+
+class CliProgress:
+    """Stage lines on stderr, so that --json output on stdout stays clean."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self._last_note = ""
+
+    def stage(self, name: str, status: StageStatus, seconds: float | None,
+              detail: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        mark = {StageStatus.RUNNING: "…", StageStatus.DONE: "[green]✓[/]",
+                StageStatus.SKIPPED: "[dim]-[/]", StageStatus.FAILED: "[red]✗[/]"}[status]
+        took = f" [dim]({seconds:.1f}s)[/]" if seconds is not None else ""
+        extra = _stage_note(name, status, detail)
+        err.print(f"  {mark} {name}{took}{extra}")
+
+    def note(self, message: str) -> None:
+        if not self.quiet and message != self._last_note:
+            self._last_note = message
+            err.print(f"    {message}", markup=False, style="dim")
+
+
+def _stage_note(name: str, status: StageStatus, detail: dict[str, Any]) -> str:
+    if status is StageStatus.RUNNING:
+        return ""
+    if name == "build":
+        return " [dim](reused)[/]" if status is StageStatus.SKIPPED else ""
+    if name == "start" and detail.get("agent"):
+        return f" {detail['agent']}"
+    if name == "cutover" and detail.get("deployments"):
+        return f" {', '.join(detail['deployments'])}"
+    if name == "drain" and detail.get("leftover"):
+        return f" [yellow]{len(detail['leftover'])} run(s) did not finish[/]"
+    return ""
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from deployer.bootstrap import build
+    from deployer.config import Settings
+    from deployer.models import Request, RequestKind, RunStatus, Trigger
+    from deployer.pipeline.deploy import run_request
+    from deployer.pipeline.dryrun import dry_run
+    from deployer.pipeline.upload import upload_module
+
+    services = build(Settings.from_env(environ(args)), interactive=True)
+    if args.dry_run:
+        plan = dry_run(services, args.path)
+        if args.json:
+            emit_json(plan)
+            return 0
+        out.print(f"[bold]{plan['module']}[/] revision {plan['revision']}: {plan['reason']}")
+        for number, step in enumerate(plan["steps"], start=1):
+            out.print(f"  {number}. {step}", markup=False)
+        out.print("dry run: nothing was changed", style="dim")
+        return 0
+    uploaded = upload_module(services, args.path)
+    if not args.json:
+        err.print(f"deploying [bold]{uploaded.module}[/] (bundle {uploaded.blob})")
+    request = Request(
+        request_id=uploaded.request_id, kind=RequestKind.DEPLOY, module=uploaded.module,
+        trigger=Trigger("cli", uploaded.blob, {"blob": uploaded.blob, "etag": uploaded.etag,
+                                               "container": services.settings.bundles_container}),
+        revision=uploaded.revision)
+    record = run_request(services, request, progress=CliProgress(quiet=args.json))
+    if args.json:
+        emit_json(record)
+    else:
+        from deployer.cli.follow import report
+
+        report(record)
+    return 0 if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP) else 1
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    import logging
+
+    from deployer.config import SETTINGS
+    from deployer.devhost import DevHost, HostOptions, load_app
+    from deployer.errors import UsageError
+
+    merged = environ(args)
+    for key, value in merged.items():  # app settings are the host's environment
+        os.environ.setdefault(key, value)
+    for spec in SETTINGS:  # binding expressions (%DEPLOYER_...%) see the deployer's defaults
+        if spec.default:
+            os.environ.setdefault(spec.env, spec.default)
+    if not args.app.is_file():
+        raise UsageError(f"{args.app} does not exist", hint="run from the project folder or "
+                         "pass --app path/to/function_app.py")
+    logging.getLogger().setLevel(logging.INFO)
+    for noisy in ("azure", "httpx", "prefect"):  # SDK request logs drown the host's own lines
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    host = DevHost(load_app(args.app), HostOptions.from_host_json(
+        args.app.with_name("host.json"), poll_seconds=args.poll, http_port=args.port,
+        lease_seconds=args.lease, retry_delay_seconds=args.retry_delay))
+    out.print("[bold]deployer dev[/]: hosting " + str(args.app))
+    for line in host.describe():
+        out.print(f"  {line}", markup=False)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    host.start()
+    if host.http is not None:
+        out.print(f"  HTTP on http://127.0.0.1:{host.http.port}/api/", markup=False)
+    stop.wait()
+    out.print("stopping ...")
+    host.stop()
+    return 0

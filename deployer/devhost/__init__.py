@@ -1,0 +1,5 @@
+"""``deployer dev``: hosts function_app.py locally the way the Azure Functions host does."""
+
+from deployer.devhost.host import DevHost, HostOptions, load_app, resolve
+
+__all__ = ["DevHost", "HostOptions", "load_app", "resolve"]

@@ -1,0 +1,147 @@
+"""End to end on the local backend, through the trigger path: upload a bundle to Azurite, the
+function app (run by `deployer dev`) accepts and deploys it, real workers run real flow runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from deployer.models import RunStatus, StageStatus
+from tests.e2e import prefect_runs
+from tests.e2e.harness import FLOW, Stack
+
+pytestmark = pytest.mark.timeout(900)
+
+CODE_CHANGE = {"flow.py": FLOW + "\n# revision two\n"}
+
+
+def deployed(stack: Stack, changes: dict | None = None) -> str:  # type: ignore[type-arg]
+    record = stack.deploy(changes)
+    assert record.status is RunStatus.SUCCEEDED, (record.error, stack.host_log())
+    return stack.current_agent()
+
+
+def test_upload_brings_an_agent_online_and_a_flow_run_completes(stack: Stack) -> None:
+    stack.start_host()
+    agent = deployed(stack)
+    assert stack.running_agents() == [agent] and agent in stack.online()
+    run_id = prefect_runs.start_run(stack.prefect_api, stack.name)
+    assert prefect_runs.wait_state(stack.prefect_api, run_id, {"COMPLETED", "FAILED", "CRASHED"}) == "COMPLETED"
+
+
+def test_the_same_bundle_again_is_a_noop_with_the_same_agent(stack: Stack) -> None:
+    stack.start_host()
+    agent = deployed(stack)
+    record = stack.deploy()
+    assert record.status is RunStatus.NOOP
+    assert "build" not in {s.name for s in record.stages}
+    assert stack.running_agents() == [agent] and stack.current_agent() == agent
+
+
+def test_code_change_rotates_with_an_online_worker_at_every_poll(stack: Stack) -> None:
+    stack.start_host()
+    old = deployed(stack)
+    serving: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            alive = set(stack.running_agents())
+            serving.append(len(alive & stack.online()))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        new = deployed(stack, CODE_CHANGE)
+    finally:
+        stop.set()
+        watcher.join()
+    assert new != old
+    assert stack.running_agents() == [new]
+    assert len(serving) > 10 and min(serving) >= 1, serving
+    run_id = prefect_runs.start_run(stack.prefect_api, stack.name)
+    assert prefect_runs.wait_state(stack.prefect_api, run_id, {"COMPLETED", "FAILED", "CRASHED"}) == "COMPLETED"
+
+
+def test_a_long_run_started_on_the_old_agent_completes_after_the_rotation(stack: Stack) -> None:
+    stack.start_host()
+    deployed(stack)
+    run_id = prefect_runs.start_run(stack.prefect_api, stack.name, {"seconds": 20})
+    prefect_runs.wait_state(stack.prefect_api, run_id, {"RUNNING"}, timeout=60)
+    new_record = stack.deploy(CODE_CHANGE)
+    assert new_record.status is RunStatus.SUCCEEDED
+    drain = new_record.stage("drain")
+    assert drain is not None and drain.detail["leftover"] == [] and drain.seconds >= 5
+    assert prefect_runs.state_of(stack.prefect_api, run_id) == "COMPLETED"
+
+
+def test_scheduled_runs_follow_the_deployment_to_the_new_agent(stack: Stack) -> None:
+    stack.start_host()
+    old = deployed(stack)
+    later = datetime.now(UTC) + timedelta(hours=2)
+    prefect_runs.start_run(stack.prefect_api, stack.name, {"seconds": 1}, scheduled=later)
+    [(old_id, name, queue, _, _)] = [r for r in prefect_runs.runs_of(stack.prefect_api, stack.name)
+                                         if r[3] == "SCHEDULED"]
+    assert queue == old
+    new = deployed(stack, CODE_CHANGE)
+    scheduled = [r for r in prefect_runs.runs_of(stack.prefect_api, stack.name) if r[3] == "SCHEDULED"]
+    assert [(r[1], r[2]) for r in scheduled] == [(name, new)]
+    assert scheduled[0][0] != old_id and abs((scheduled[0][4] - later).total_seconds()) < 1
+
+
+def test_requirements_that_cannot_install_fail_the_build_and_keep_the_old_agent(stack: Stack) -> None:
+    stack.start_host()
+    old = deployed(stack)
+    record = stack.deploy({"requirements.txt": "prefect>=3.4,<4\nthis-package-does-not-exist-xyz==1.0\n"})
+    assert record.status is RunStatus.FAILED and record.error["code"] == "build_failed"  # type: ignore[index]
+    assert "this-package-does-not-exist-xyz" in record.error["log_tail"]  # type: ignore[index]
+    assert stack.running_agents() == [old] and stack.current_agent() == old and old in stack.online()
+
+
+def test_a_worker_that_never_comes_online_is_removed_and_the_old_one_serves(stack: Stack) -> None:
+    stack.extra["DEPLOYER_HEALTH_TIMEOUT_SECONDS"] = "15"
+    stack.start_host()
+    old = deployed(stack)
+    # the new revision's agent cannot reach the API (a proxy that goes nowhere): alive, never ONLINE
+    record = stack.deploy({".env": "GREETING=hi\nHTTP_PROXY=http://127.0.0.1:9\nALL_PROXY=http://127.0.0.1:9\n"})
+    assert record.status is RunStatus.FAILED and record.error["code"] == "agent_unhealthy"  # type: ignore[index]
+    assert record.stage("health").status is StageStatus.FAILED  # type: ignore[union-attr]
+    assert stack.running_agents() == [old] and stack.current_agent() == old
+    run_id = prefect_runs.start_run(stack.prefect_api, stack.name)
+    assert prefect_runs.wait_state(stack.prefect_api, run_id, {"COMPLETED", "FAILED", "CRASHED"}) == "COMPLETED"
+
+
+def test_config_only_change_starts_a_new_agent_from_the_same_image(stack: Stack) -> None:
+    stack.start_host()
+    old = deployed(stack)
+    record = stack.deploy({".env": "GREETING=bonjour\nAPI_TOKEN=rotated\n"})
+    assert record.status is RunStatus.SUCCEEDED
+    assert record.stage("build").status is StageStatus.SKIPPED  # type: ignore[union-attr]
+    new = stack.current_agent()
+    assert new != old and stack.running_agents() == [new]
+    run_id = prefect_runs.start_run(stack.prefect_api, stack.name)
+    assert prefect_runs.wait_state(stack.prefect_api, run_id, {"COMPLETED", "FAILED", "CRASHED"}) == "COMPLETED"
+
+
+@pytest.mark.parametrize("crash_after", ["start", "cutover"])
+def test_a_host_killed_between_stages_converges_after_redelivery(stack: Stack, crash_after: str) -> None:
+    stack.start_host(lease_seconds=5)
+    deployed(stack)
+    uploaded = stack.upload(CODE_CHANGE)
+
+    def stage_done(record) -> bool:  # type: ignore[no-untyped-def]
+        stage = record.stage(crash_after)
+        return stage is not None and stage.status is StageStatus.DONE
+
+    stack.wait_record(uploaded.request_id, until=stage_done)
+    stack.stop_host(kill=True)  # the host dies mid-request; its agents live on
+    stack.start_host(lease_seconds=5)
+    record = stack.wait_request(uploaded)
+    assert record.status is RunStatus.SUCCEEDED and record.attempts >= 2
+    current = stack.current_agent()
+    assert stack.running_agents() == [current]
+    assert [a.name for a in stack.agents()] == [current]  # no orphans, not even stopped records
