@@ -67,6 +67,13 @@ def _lease_seconds(raw: str) -> int:
     return value
 
 
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
 def _backend(raw: str) -> str:
     if raw not in ("local", "azure"):
         raise ValueError("must be 'local' or 'azure'")
@@ -141,6 +148,37 @@ SETTINGS: tuple[Spec, ...] = (
          "crashed and the agent is removed"),
     Spec("DEPLOYER_WORKER_POLL_SECONDS", "worker_poll_seconds", _positive_int, "10",
          "how often agents poll Prefect for runs (PREFECT_WORKER_QUERY_SECONDS)"),
+    # -- azure backend ------------------------------------------------------------------------
+    Spec("AZURE_SUBSCRIPTION_ID", "subscription_id", _text, None,
+         "azure backend: the subscription of the registry and the agents", backend="azure"),
+    Spec("DEPLOYER_RESOURCE_GROUP", "resource_group", _text, None,
+         "azure backend: resource group of the agents' container groups", backend="azure"),
+    Spec("DEPLOYER_LOCATION", "location", _text, None,
+         "azure backend: region of the agents' container groups (e.g. westeurope)",
+         backend="azure"),
+    Spec("DEPLOYER_REGISTRY", "registry", _text, None,
+         "azure backend: name of the Azure Container Registry that builds and holds images",
+         backend="azure"),
+    Spec("DEPLOYER_REGISTRY_RESOURCE_GROUP", "registry_resource_group", _text, "",
+         "azure backend: resource group of the registry (default: DEPLOYER_RESOURCE_GROUP)"),
+    Spec("DEPLOYER_REGISTRY_LOGIN_SERVER", "registry_login_server", _text, "",
+         "azure backend: the registry's login server (default: <registry>.azurecr.io)"),
+    Spec("DEPLOYER_IMAGE_REPOSITORY", "image_repository", _text, "prefect-flows",
+         "azure backend: images are <registry>/<this>/<module>:<code digest>"),
+    Spec("DEPLOYER_AGENT_IDENTITY", "agent_identity", _text, "",
+         "azure backend: resource id of the user-assigned identity agents pull images with "
+         "(AcrPull); without it, registry credentials are used"),
+    Spec("DEPLOYER_REGISTRY_USERNAME", "registry_username", _text, "",
+         "azure backend: registry user for image pulls, only when no agent identity is set"),
+    Spec("DEPLOYER_REGISTRY_PASSWORD", "registry_password", _text, "",
+         "azure backend: registry password for image pulls, only when no agent identity is set",
+         secret=True),
+    Spec("DEPLOYER_AGENT_CPU", "agent_cpu", _positive_float, "1",
+         "azure backend: CPU cores of an agent container"),
+    Spec("DEPLOYER_AGENT_MEMORY_GB", "agent_memory_gb", _positive_float, "1.5",
+         "azure backend: memory of an agent container, in GB"),
+    Spec("DEPLOYER_BUILD_TIMEOUT_SECONDS", "build_timeout_seconds", _positive_int, "3600",
+         "azure backend: an ACR Tasks build is cancelled after this long"),
 )
 
 _BY_ATTR = {s.attr: s for s in SETTINGS}
@@ -166,6 +204,19 @@ class Settings:
     health_timeout_seconds: int
     drain_timeout_seconds: int
     worker_poll_seconds: int
+    subscription_id: str
+    resource_group: str
+    location: str
+    registry: str
+    registry_resource_group: str
+    registry_login_server: str
+    image_repository: str
+    agent_identity: str
+    registry_username: str
+    registry_password: Secret
+    agent_cpu: float
+    agent_memory_gb: float
+    build_timeout_seconds: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -190,13 +241,37 @@ class Settings:
                 problems.append(f"{spec.env} {exc}{shown}")
                 continue
             values[spec.attr] = Secret(value) if spec.secret else value
+        if backend == "azure":
+            problems.extend(_azure_rules(env))
         if problems:
             raise ConfigError(problems)
         return cls(**values)
 
     @property
+    def registry_server(self) -> str:
+        return self.registry_login_server or f"{self.registry}.azurecr.io"
+
+    @property
+    def registry_group(self) -> str:
+        return self.registry_resource_group or self.resource_group
+
+    @property
     def home_path(self) -> Path:
         return Path(self.home).expanduser().resolve()
+
+
+def _azure_rules(env: Mapping[str, str]) -> list[str]:
+    """What only makes sense together, for the azure backend."""
+    problems = []
+    if (env.get("DEPLOYER_CONFIG_DIGEST_KEY") or "").startswith("replace-me"):
+        problems.append("DEPLOYER_CONFIG_DIGEST_KEY still has the example's placeholder: set a "
+                        "random secret (e.g. `openssl rand -hex 32`)")
+    if not env.get("DEPLOYER_AGENT_IDENTITY") and not (
+            env.get("DEPLOYER_REGISTRY_USERNAME") and env.get("DEPLOYER_REGISTRY_PASSWORD")):
+        problems.append("DEPLOYER_AGENT_IDENTITY is missing: agents need a user-assigned identity "
+                        "with AcrPull (or, as a fallback, DEPLOYER_REGISTRY_USERNAME and "
+                        "DEPLOYER_REGISTRY_PASSWORD)")
+    return problems
 
 
 def load_local_settings(path: Path, environ: Mapping[str, str]) -> dict[str, str]:

@@ -84,3 +84,25 @@ def test_read_one_reads_a_single_setting() -> None:
     assert read_one({}, "max_bundle_mb") == 200
     with pytest.raises(ConfigError):
         read_one({}, "config_digest_key")
+
+
+def test_azure_backend_lists_all_its_missing_settings_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**GOOD, "DEPLOYER_BACKEND": "azure",
+                           "DEPLOYER_CONFIG_DIGEST_KEY": "replace-me-with-a-random-secret-of-32-chars"})
+    text = str(info.value)
+    for name in ("AZURE_SUBSCRIPTION_ID is missing", "DEPLOYER_RESOURCE_GROUP is missing",
+                 "DEPLOYER_LOCATION is missing", "DEPLOYER_REGISTRY is missing",
+                 "DEPLOYER_AGENT_IDENTITY is missing", "placeholder"):
+        assert name in text
+    assert "replace-me" not in text  # the value of a secret setting is never echoed
+
+
+def test_azure_backend_defaults_and_derived_values() -> None:
+    settings = Settings.from_env({**GOOD, "DEPLOYER_BACKEND": "azure", "AZURE_SUBSCRIPTION_ID": "sub",
+                                  "DEPLOYER_RESOURCE_GROUP": "agents", "DEPLOYER_LOCATION": "westeurope",
+                                  "DEPLOYER_REGISTRY": "flowsacr", "DEPLOYER_REGISTRY_USERNAME": "u",
+                                  "DEPLOYER_REGISTRY_PASSWORD": "registry-password"})
+    assert settings.registry_server == "flowsacr.azurecr.io" and settings.registry_group == "agents"
+    assert settings.agent_cpu == 1.0 and settings.agent_memory_gb == 1.5
+    assert "registry-password" not in repr(settings)
