@@ -1,0 +1,273 @@
+"""Fake Azure Container Registry: ACR Tasks runs (2025-03-01-preview) that take simulated time,
+the SAS storage that receives build contexts and serves run logs, and the registry data plane
+(2021-07-01) with its AAD token exchange, tags and manifests."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import re
+import tarfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote
+
+from tests.fakes.azure.http import Request, Response, SimClock
+from tests.fakes.azure.swagger import spec
+
+TASKS = "acr-tasks/2025-03-01-preview/containerregistry_build.json"
+DATAPLANE = "acr-dataplane/2021-07-01/containerregistry.json"
+REGISTRY_PATH = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+                           r"Microsoft\.ContainerRegistry/registries/(?P<registry>[^/]+)/(?P<rest>.+)$",
+                           re.IGNORECASE)
+IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+FINAL = ("Succeeded", "Failed", "Canceled", "Error", "Timeout")
+
+
+@dataclass
+class Run:
+    run_id: str
+    request: dict[str, Any]
+    created: datetime
+    fate: str  # succeeds | fails
+    status: str = "Queued"
+    context: dict[str, bytes] = field(default_factory=dict)  # the uploaded build context's files
+
+
+@dataclass
+class Manifest:
+    digest: str
+    created: datetime
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FakeAcr:
+    clock: SimClock
+    login_server: str = "fakeacr.azurecr.io"
+    storage_host: str = "fakeacrstorage.blob.core.windows.net"
+    build_seconds: float = 60.0
+    #: decides a build's fate from its image names: "succeeds" or "fails"
+    fate: Callable[[list[str]], str] = lambda images: "succeeds"
+    runs: dict[str, Run] = field(default_factory=dict)
+    uploads: dict[str, bytes] = field(default_factory=dict)  # relative path -> uploaded bytes
+    repositories: dict[str, dict[str, Manifest]] = field(default_factory=dict)  # repo -> digest -> manifest
+    _next_run: int = 0
+
+    # -- ARM: ACR Tasks -----------------------------------------------------------------------
+
+    def handle_arm(self, req: Request) -> tuple[str, Response] | None:
+        match = REGISTRY_PATH.match(req.path)
+        if match is None:
+            return None
+        op = spec(TASKS).find(req.method, req.path)
+        if op is None:
+            return f"acr:{req.method}", Response.arm_error(404, "NotFound", req.path)
+        if req.query.get("api-version") != spec(TASKS).version:
+            return op.operation_id, Response.arm_error(400, "InvalidApiVersionParameter",
+                                                       f"api-version {req.query.get('api-version')!r}")
+        rest = match["rest"]
+        kind = op.operation_id
+        if kind == "Registries_GetBuildSourceUploadUrl":
+            relative = f"source/{self.clock.now():%Y%m%d%H%M}/{uuid.uuid4()}.tar.gz"
+            return kind, Response.of_json(200, {"relativePath": relative,
+                                                "uploadUrl": f"https://{self.storage_host}/build/{relative}?sv=2021&sig=fake"})
+        if kind == "Registries_ScheduleRun":
+            return kind, self._schedule(req, op, match)
+        run_id = rest.split("/")[1]
+        run = self.runs.get(run_id)
+        if run is None:
+            return kind, Response.arm_error(404, "ResourceNotFound", f"run {run_id} not found")
+        if kind == "Runs_Get":
+            return kind, Response.of_json(200, self._run_view(run, req.path))
+        if kind == "Runs_GetLogSasUrl":
+            return kind, Response.of_json(200, {"logLink": f"https://{self.storage_host}/logs/{run_id}/rawtext.log?sig=fake"})
+        if kind == "Runs_Cancel":
+            self._advance(run)
+            if run.status not in FINAL:
+                run.status = "Canceled"
+            return kind, Response(200)
+        return kind, Response.arm_error(405, "MethodNotAllowed", kind)
+
+    def _schedule(self, req: Request, op: Any, match: re.Match[str]) -> Response:
+        body = req.json()
+        errors = spec(TASKS).validate(op, body)
+        images = body.get("imageNames") or [] if isinstance(body, dict) else []
+        errors += [f"imageNames: {name!r} is not repository:tag" for name in images if not IMAGE_NAME.match(name)]
+        source = body.get("sourceLocation") if isinstance(body, dict) else None
+        if source not in self.uploads:
+            errors.append(f"sourceLocation {source!r} was not uploaded through listBuildSourceUploadUrl")
+        timeout = body.get("timeout", 3600) if isinstance(body, dict) else 0
+        if not 300 <= timeout <= 28800:
+            errors.append("timeout must be between 300 and 28800 seconds")
+        if errors:
+            return Response.arm_error(400, "InvalidRequestContent", "; ".join(errors))
+        context = _untar(self.uploads[source])
+        if body.get("dockerFilePath") not in context:
+            errors.append(f"dockerFilePath {body.get('dockerFilePath')!r} is not in the build context")
+            return Response.arm_error(400, "InvalidRequestContent", "; ".join(errors))
+        self._next_run += 1
+        run_id = f"cb{self._next_run}"
+        run = Run(run_id, body, self.clock.now(), self.fate(images), context=context)
+        self.runs[run_id] = run
+        return Response.of_json(200, self._run_view(run, f"{req.path.rsplit('/scheduleRun', 1)[0]}/runs/{run_id}"))
+
+    def _advance(self, run: Run) -> None:
+        if run.status in FINAL:
+            return
+        age = (self.clock.now() - run.created).total_seconds()
+        if age < 2:
+            run.status = "Queued"
+        elif age < self.build_seconds:
+            run.status = "Running"
+        elif run.fate == "fails":
+            run.status = "Failed"
+        else:
+            run.status = "Succeeded"
+            for image in run.request["imageNames"]:
+                repo, tag = image.rsplit(":", 1)
+                self.push(repo, tag, hashlib.sha256(f"{run.run_id}{image}".encode()).hexdigest())
+
+    def _run_view(self, run: Run, rid: str) -> dict[str, Any]:
+        self._advance(run)
+        props: dict[str, Any] = {"runId": run.run_id, "status": run.status, "provisioningState": "Succeeded",
+                                 "runType": "QuickRun", "createTime": run.created.isoformat(),
+                                 "platform": run.request.get("platform"),
+                                 "lastUpdatedTime": self.clock.now().isoformat()}
+        if run.status == "Succeeded":
+            props["outputImages"] = [
+                {"registry": self.login_server, "repository": image.rsplit(":", 1)[0],
+                 "tag": image.rsplit(":", 1)[1], "digest": self.digest_of(*image.rsplit(":", 1))}
+                for image in run.request["imageNames"]]
+        return {"id": rid, "name": run.run_id, "type": "Microsoft.ContainerRegistry/registries/runs",
+                "properties": props}
+
+    def run_log(self, run_id: str) -> str:
+        run = self.runs[run_id]
+        lines = [f"2026/11/28 06:00:0{i} Step {i}/5 : ..." for i in range(1, 4)]
+        if run.status == "Failed":
+            lines += ["ERROR: Could not find a version that satisfies the requirement nope==0",
+                      "The command '/bin/sh -c pip install -r requirements.txt' returned a non-zero code: 1",
+                      f"Run ID: {run_id} failed after 1m"]
+        return "\n".join(lines)
+
+    # -- SAS storage for build contexts and logs ------------------------------------------------
+
+    def handle_storage(self, req: Request) -> tuple[str, Response] | None:
+        if req.host != self.storage_host:
+            return None
+        if req.path.startswith("/build/") and req.method == "PUT":
+            if req.headers.get("x-ms-blob-type") != "BlockBlob" or "comp" in req.query:
+                return "storage:PutBlob", Response(400, b"only single-shot block blob uploads")
+            self.uploads[req.path[len("/build/"):]] = req.body
+            return "storage:PutBlob", Response(201, headers={"ETag": '"0x1"', "Last-Modified":
+                                                             "Sat, 28 Nov 2026 06:00:00 GMT"})
+        match = re.match(r"^/logs/(?P<run>[^/]+)/rawtext\.log$", req.path)
+        if match and req.method in ("GET", "HEAD"):
+            data = self.run_log(match["run"]).encode()
+            return "storage:GetBlob", Response(200, data, {
+                "Content-Type": "text/plain", "Content-Length": str(len(data)), "ETag": '"0x2"',
+                "x-ms-blob-type": "BlockBlob", "Last-Modified": "Sat, 28 Nov 2026 06:00:00 GMT",
+                "Content-Range": f"bytes 0-{max(len(data) - 1, 0)}/{len(data)}"})
+        return "storage:other", Response(404)
+
+    # -- registry data plane ----------------------------------------------------------------------
+
+    def push(self, repo: str, tag: str, digest_hex: str | None = None) -> str:
+        digest = "sha256:" + (digest_hex or hashlib.sha256(f"{repo}:{tag}:{self.clock.now()}".encode()).hexdigest())
+        manifests = self.repositories.setdefault(repo, {})
+        for manifest in manifests.values():
+            if tag in manifest.tags:
+                manifest.tags.remove(tag)
+        manifests.setdefault(digest, Manifest(digest, self.clock.now())).tags.append(tag)
+        return digest
+
+    def digest_of(self, repo: str, tag: str) -> str | None:
+        for manifest in self.repositories.get(repo, {}).values():
+            if tag in manifest.tags:
+                return manifest.digest
+        return None
+
+    def handle_registry(self, req: Request) -> tuple[str, Response] | None:
+        if req.host != self.login_server:
+            return None
+        if req.path == "/oauth2/exchange" and req.method == "POST":
+            form = req.form()
+            if form.get("grant_type") != "access_token" or not form.get("access_token"):
+                return "acr:exchange", Response.of_json(400, {"errors": [{"code": "UNSUPPORTED"}]})
+            return "acr:exchange", Response.of_json(200, {"refresh_token": "fake-refresh"})
+        if req.path == "/oauth2/token" and req.method == "POST":
+            form = req.form()
+            if form.get("refresh_token") != "fake-refresh":
+                return "acr:token", Response.of_json(401, {"errors": [{"code": "UNAUTHORIZED"}]})
+            return "acr:token", Response.of_json(200, {"access_token": "fake-acr-access"})
+        if req.headers.get("authorization") != "Bearer fake-acr-access":
+            return "acr:challenge", Response(401, b"", {
+                "WWW-Authenticate": f'Bearer realm="https://{self.login_server}/oauth2/token",'
+                                    f'service="{self.login_server}",scope="registry:catalog:*"'})
+        if req.query.get("api-version", "2021-07-01") != "2021-07-01":
+            return "acr:version", Response.of_json(400, {"errors": [{"code": "UNSUPPORTED"}]})
+        path = unquote(req.path)  # repository names travel %2F-encoded
+        tag = re.match(r"^/acr/v1/(?P<repo>.+)/_tags/(?P<tag>[^/]+)$", path)
+        if tag:
+            return self._tag(req, tag["repo"], tag["tag"])
+        tags = re.match(r"^/acr/v1/(?P<repo>.+)/_tags$", path)
+        if tags and req.method == "GET":
+            return "ContainerRegistry_GetTags", self._tags(tags["repo"])
+        manifests = re.match(r"^/acr/v1/(?P<repo>.+)/_manifests$", path)
+        if manifests and req.method == "GET":
+            return "ContainerRegistry_GetManifests", self._manifests(manifests["repo"])
+        manifest = re.match(r"^/v2/(?P<repo>.+)/manifests/(?P<ref>sha256:[0-9a-f]+)$", path)
+        if manifest and req.method == "DELETE":
+            removed = self.repositories.get(manifest["repo"], {}).pop(manifest["ref"], None)
+            return "ContainerRegistry_DeleteManifest", Response(202 if removed else 404)
+        return "acr:other", Response.of_json(404, {"errors": [{"code": "NAME_UNKNOWN"}]})
+
+    def _tag(self, req: Request, repo: str, tag: str) -> tuple[str, Response]:
+        for manifest in self.repositories.get(repo, {}).values():
+            if tag in manifest.tags:
+                if req.method == "DELETE":
+                    manifest.tags.remove(tag)
+                    return "ContainerRegistry_DeleteTag", Response(202)
+                return "ContainerRegistry_GetTagProperties", Response.of_json(200, {
+                    "registry": self.login_server, "imageName": repo,
+                    "tag": {"name": tag, "digest": manifest.digest, "createdTime": manifest.created.isoformat(),
+                            "lastUpdateTime": manifest.created.isoformat(), "signed": False,
+                            "changeableAttributes": _attrs()}})
+        kind = "ContainerRegistry_DeleteTag" if req.method == "DELETE" else "ContainerRegistry_GetTagProperties"
+        return kind, Response.of_json(404, {"errors": [{"code": "TAG_UNKNOWN", "message": "the specified tag does not exist"}]})
+
+    def _tags(self, repo: str) -> Response:
+        manifests = self.repositories.get(repo)
+        if manifests is None:
+            return Response.of_json(404, {"errors": [{"code": "NAME_UNKNOWN"}]})
+        tags = [{"name": t, "digest": m.digest, "createdTime": m.created.isoformat(),
+                 "lastUpdateTime": m.created.isoformat(), "signed": False, "changeableAttributes": _attrs()}
+                for m in manifests.values() for t in m.tags]
+        return Response.of_json(200, {"registry": self.login_server, "imageName": repo, "tags": tags})
+
+    def _manifests(self, repo: str) -> Response:
+        manifests = self.repositories.get(repo)
+        if manifests is None:
+            return Response.of_json(404, {"errors": [{"code": "NAME_UNKNOWN"}]})
+        items = [{"digest": m.digest, "imageSize": 1024, "createdTime": m.created.isoformat(),
+                  "lastUpdateTime": m.created.isoformat(), "architecture": "amd64", "os": "linux",
+                  "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                  "tags": list(m.tags), "changeableAttributes": _attrs()} for m in manifests.values()]
+        return Response.of_json(200, {"registry": self.login_server, "imageName": repo, "manifests": items})
+
+
+def _attrs() -> dict[str, bool]:
+    return {"deleteEnabled": True, "writeEnabled": True, "readEnabled": True, "listEnabled": True}
+
+
+def _untar(data: bytes) -> dict[str, bytes]:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as tar:
+            return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    except (OSError, tarfile.TarError):
+        return {}
