@@ -44,6 +44,7 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/bundle.py
 	$(BIN)/python bench/local_deploy.py
+	$(BIN)/python bench/azure_rotation.py
 
 clean:
 	rm -rf $(VENV) node_modules .deployer .demo .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,7 @@ class Services:
     def __init__(self, settings: Settings, state: StateRepository, bundles: BundleStore,
                  queue: RequestQueue, *, builder: ImageBuilder | None = None,
                  runtime: AgentRuntime | None = None, orchestrator: Orchestrator | None = None,
+                 azure: Any = None,
                  sleep: Callable[[float], None] = time.sleep,
                  now: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
@@ -45,6 +46,8 @@ class Services:
             self.__dict__["runtime"] = runtime
         if orchestrator is not None:
             self.__dict__["orchestrator"] = orchestrator
+        if azure is not None:
+            self.__dict__["azure"] = azure
 
     @property
     def limits(self) -> BundleLimits:
@@ -56,7 +59,9 @@ class Services:
             from deployer.adapters.local_images import LocalImageBuilder
 
             return LocalImageBuilder(self.settings.home_path)
-        raise NotImplementedError("the azure image builder")
+        from deployer.adapters.acr_builder import AcrImageBuilder
+
+        return AcrImageBuilder(self.azure, sleep=self.sleep, now=self.now)
 
     @functools.cached_property
     def runtime(self) -> AgentRuntime:
@@ -64,7 +69,16 @@ class Services:
             from deployer.adapters.local_agents import LocalAgentRuntime
 
             return LocalAgentRuntime(self.settings.home_path)
-        raise NotImplementedError("the azure agent runtime")
+        from deployer.adapters.aci_runtime import AciAgentRuntime
+
+        return AciAgentRuntime(self.azure)
+
+    @functools.cached_property
+    def azure(self) -> Any:
+        """The Azure SDK clients (azure backend), built on first use."""
+        from deployer.adapters.azure_clients import AzureClients
+
+        return AzureClients(self.settings)
 
     @functools.cached_property
     def orchestrator(self) -> Orchestrator:
@@ -100,7 +114,21 @@ def build(settings: Settings, *, interactive: bool = False) -> Services:
                     queue=StorageQueue(queue_client(connection, settings.request_queue, **options)))
 
 
-@functools.cache
+_installed: Services | None = None
+
+
+def install(services: Services | None) -> None:
+    """Make ``services`` the process-wide services, instead of building them from the
+    environment (for embedding the function app, and for tests that host it in-process)."""
+    global _installed
+    _installed = services
+
+
 def services_from_environment() -> Services:
     """The process-wide services of the Functions app, built on first use."""
+    return _installed if _installed is not None else _from_environment()
+
+
+@functools.cache
+def _from_environment() -> Services:
     return build(Settings.from_env(os.environ))

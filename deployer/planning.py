@@ -90,7 +90,9 @@ def plan_rotation(*, kind: RequestKind, revision: Revision, state: ModuleState |
     new = agent_name(prefix, revision.module, now, {a.name for a in agents})
     ops: list[Operation] = []
     if image is not None:
-        ops.append(Operation("reuse-image", image.ref, {"code": revision.code_digest}))
+        ops.append(Operation("reuse-image", image.ref, {"code": revision.code_digest,
+                                                        "working_dir": image.working_dir,
+                                                        "digest": image.digest}))
     else:
         if kind is not RequestKind.DEPLOY:
             raise ValueError("only a bundle deploy can build an image")

@@ -57,8 +57,10 @@ from deployer.state import ModuleLock
 logger = logging.getLogger(__name__)
 #: the host's maxDequeueCount (host.json); the last attempt records the failure for good
 MAX_ATTEMPTS = 5
-#: how often to look for the new worker while it starts (it shows ONLINE ~2 s after start)
-HEALTH_POLL_SECONDS = 0.25
+#: looking for the new worker while it starts: a local worker is ONLINE ~2 s after start, a
+#: container group after 30-90 s of provisioning; start quick, back off to spare ARM's read quota
+HEALTH_POLL_FIRST_SECONDS = 0.25
+HEALTH_POLL_MAX_SECONDS = 5.0
 #: how often to look at the old agents' in-flight runs while they drain
 DRAIN_POLL_SECONDS = 1.0
 #: failures that a retry cannot fix: the request fails at once
@@ -204,19 +206,17 @@ class Rotation:
             return Image(**done["image"])
         revision = self.request.revision
         self.t.start("build")
-        image = None
-        if plan.operation("reuse-image") is not None:
-            image = (self.s.builder.find(self.module_name, revision.code_digest)
-                     if self.request.kind is RequestKind.DEPLOY else self.known_image())
-        if image is None:  # to build, or the reused image vanished since the plan
-            image = self.s.builder.build(
-                self.module_name, revision.code_digest, module.root,
-                resume=self.t.begun("build"),
-                checkpoint=lambda detail: self.t.checkpoint("build", detail))
-            self.t.finish("build", {"image": codec.to_data(image), "built": True})
-        else:
+        reuse = plan.operation("reuse-image")
+        if reuse is not None:  # found by the plan, under this lock: no second registry read
+            image = Image(ref=reuse.target, working_dir=reuse.detail["working_dir"],
+                          digest=reuse.detail.get("digest", ""))
             self.t.finish("build", {"image": codec.to_data(image), "built": False},
                           StageStatus.SKIPPED)
+            return image
+        image = self.s.builder.build(
+            self.module_name, revision.code_digest, module.root, resume=self.t.begun("build"),
+            checkpoint=lambda detail: self.t.checkpoint("build", detail))
+        self.t.finish("build", {"image": codec.to_data(image), "built": True})
         return image
 
     def start(self, plan: Plan, image: Image, module: Module) -> None:
@@ -248,6 +248,7 @@ class Rotation:
         self.t.start("health")
         timeout = self.s.settings.health_timeout_seconds
         deadline = self.s.now() + timedelta(seconds=timeout)
+        pause = HEALTH_POLL_FIRST_SECONDS
         while True:
             info = self.s.runtime.get(name)
             if info is None or info.state in (AgentState.STOPPED, AgentState.FAILED):
@@ -264,7 +265,8 @@ class Rotation:
                                      log_tail=self.s.runtime.logs(name),
                                      hint="check PREFECT_API_URL/PREFECT_API_KEY as the agent sees "
                                      "them; the old agent keeps serving")
-            self.s.sleep(HEALTH_POLL_SECONDS)
+            self.s.sleep(pause)
+            pause = min(pause * 1.5, HEALTH_POLL_MAX_SECONDS)
         self.t.finish("health")
 
     def cutover(self, plan: Plan, image: Image, module: Module) -> None:

@@ -143,13 +143,15 @@ class FakeRun:
 
 
 class FakeOrchestrator:
-    def __init__(self, runtime: FakeAgentRuntime | None = None) -> None:
+    def __init__(self, runtime: FakeAgentRuntime | None = None,
+                 live: Callable[[str], set[str]] | None = None) -> None:
         self.pools: set[str] = set()
         self.queues: dict[str, dict[str, bool]] = {}  # pool -> queue -> paused
         self.online: set[str] = set()
         self.deployments: dict[str, dict[str, Any]] = {}  # name -> {queue, working_dir, revision}
         self.runs: dict[str, FakeRun] = {}
         self.runtime = runtime  # when given, running agents show ONLINE (like real workers)
+        self.live = live  # or: a function naming the pool's workers that run (e.g. fake ACI)
         self.fail_next: dict[str, Exception] = {}
         self.never_online: set[str] = set()  # agents whose worker never shows ONLINE
         self.calls: list[str] = []
@@ -172,6 +174,8 @@ class FakeOrchestrator:
     def online_workers(self, pool: str) -> set[str]:
         self._call("online_workers")
         live = set(self.runtime.running(pool)) if self.runtime else set()
+        if self.live is not None:
+            live |= self.live(pool)
         return (self.online | live) - self.never_online
 
     def register(self, pool: str, queue: str, deployments: Sequence[DeploymentSpec],

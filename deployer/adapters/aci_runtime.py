@@ -1,0 +1,161 @@
+"""``AgentRuntime`` on Azure Container Instances: one container group per agent.
+
+A group is named ``<prefix>-<module>-<UTC yyyymmddHHMMSS>`` (the old deploy.sh's naming, so the
+groups it made are recognised), tagged with managed-by, module, revision and queue; Linux, restart
+policy Always, CPU and memory from settings; its one container runs
+``prefect worker start --pool <module> --name <group> --work-queue <group> --type process``.
+Every ``.env`` value and ``PREFECT_API_KEY`` is a ``secureValue`` (never returned by ARM, never
+logged); only non-secret settings are plain ``value``s. The image is pulled with the user-assigned
+managed identity (AcrPull) when configured; registry credentials are only a fallback.
+
+Creation and deletion are started without waiting on ARM's long-running operations (``polling=
+False``): the pipeline's health check waits for the worker itself, and ACI's 30-90 s deletion runs
+on while the pipeline moves on. State comes from a GET per group (a list carries no instance view).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from deployer.adapters.azure_clients import AzureClients
+from deployer.adapters.azure_errors import azure_errors
+from deployer.ports import AgentInfo, AgentSpec, AgentState
+
+logger = logging.getLogger(__name__)
+MANAGED_BY = "prefect-collective-deployer"
+CONTAINER = "agent"
+TIMESTAMP = r"\d{14}(?:-\d+)?"
+
+
+class AciAgentRuntime:
+    def __init__(self, clients: AzureClients) -> None:
+        self._c = clients
+        self._s = clients.settings
+
+    @property
+    def _group(self) -> str:
+        return self._s.resource_group
+
+    def start(self, spec: AgentSpec) -> AgentInfo:
+        from azure.mgmt.containerinstance import models as m
+
+        env = [m.EnvironmentVariable(name=k, secure_value=v) for k, v in sorted(spec.env.items())]
+        env += [m.EnvironmentVariable(name=k, value=v) for k, v in sorted(spec.settings.items())]
+        identity = None
+        if self._s.agent_identity:
+            identity = m.ContainerGroupIdentity(type="UserAssigned", user_assigned_identities={
+                self._s.agent_identity: m.UserAssignedIdentities()})
+            credentials = [m.ImageRegistryCredential(server=self._s.registry_server,
+                                                     identity=self._s.agent_identity)]
+        else:
+            credentials = [m.ImageRegistryCredential(server=self._s.registry_server,
+                                                     username=self._s.registry_username,
+                                                     password=self._s.registry_password.reveal())]
+        group = m.ContainerGroup(
+            location=self._s.location, os_type="Linux", restart_policy="Always", identity=identity,
+            tags={"managed-by": MANAGED_BY, "module": spec.module, "revision": spec.revision_id,
+                  "queue": spec.queue},
+            image_registry_credentials=credentials,
+            containers=[m.Container(
+                name=CONTAINER, image=spec.image.ref,
+                command=["prefect", "worker", "start", "--pool", spec.pool, "--name", spec.name,
+                         "--work-queue", spec.queue, "--type", "process"],
+                environment_variables=env,
+                resources=m.ResourceRequirements(requests=m.ResourceRequests(
+                    cpu=self._s.agent_cpu, memory_in_gb=self._s.agent_memory_gb)))])
+        with azure_errors(f"create container group {spec.name} in resource group {self._group}"):
+            self._c.aci.container_groups.begin_create_or_update(self._group, spec.name, group,
+                                                                polling=False)
+        logger.info("aci.create_started group=%s revision=%s", spec.name, spec.revision_id)
+        return AgentInfo(spec.name, spec.module, spec.revision_id, spec.queue, AgentState.STARTING,
+                         None, "Pending")
+
+    def get(self, name: str) -> AgentInfo | None:
+        with azure_errors(f"read container group {name}"):
+            try:
+                group = self._c.aci.container_groups.get(self._group, name)
+            except ResourceNotFoundError:
+                return None
+        return self._info(group)
+
+    def list(self, module: str | None = None) -> list[AgentInfo]:
+        with azure_errors(f"list container groups of resource group {self._group}"):
+            groups = list(self._c.aci.container_groups.list_by_resource_group(self._group))
+        names = [g.name for g in groups if self._ours(g, module)]
+        found = [self.get(name) for name in names]  # a list carries no instance view
+        return [info for info in found if info is not None]
+
+    def stop(self, name: str) -> None:
+        with azure_errors(f"delete container group {name}"):
+            try:
+                self._c.aci.container_groups.begin_delete(self._group, name, polling=False)
+            except ResourceNotFoundError:
+                return
+        logger.info("aci.delete_started group=%s", name)
+
+    def logs(self, name: str, tail: int = 50) -> str:
+        with azure_errors(f"read the logs of container group {name}"):
+            try:
+                return str(self._c.aci.containers.list_logs(self._group, name, CONTAINER,
+                                                            tail=tail).content or "")
+            except ResourceNotFoundError:
+                return ""
+
+    # -- mapping --------------------------------------------------------------------------------
+
+    def module_of(self, group: Any) -> str | None:
+        """The module a group serves: its tag, or the seed's name pattern for untagged groups."""
+        tags = group.tags or {}
+        if tags.get("managed-by") == MANAGED_BY:
+            return str(tags.get("module") or "") or None
+        match = re.fullmatch(rf"{re.escape(self._s.agent_prefix)}-(?P<module>[a-z][a-z0-9-]*?)-{TIMESTAMP}",
+                             group.name or "")
+        return match["module"] if match else None
+
+    def _ours(self, group: Any, module: str | None) -> bool:
+        found = self.module_of(group)
+        return found is not None and (module is None or found == module)
+
+    def _info(self, group: Any) -> AgentInfo:
+        tags = group.tags or {}
+        provisioning = group.provisioning_state or ""
+        view = group.instance_view.state if group.instance_view else None
+        container = (group.containers or [None])[0]
+        current = None
+        events: list[Any] = []
+        if container is not None and container.instance_view is not None:
+            state_now = container.instance_view.current_state
+            current = state_now.state if state_now else None
+            events = container.instance_view.events or []
+        if provisioning == "Deleting":
+            state = AgentState.STOPPED
+        elif provisioning == "Failed" or view == "Failed":
+            state = AgentState.FAILED
+        elif view in ("Stopped", "Terminated"):
+            state = AgentState.STOPPED
+        elif provisioning == "Succeeded" and view == "Running" and current in (None, "Running"):
+            state = AgentState.RUNNING
+        else:
+            state = AgentState.STARTING
+        detail = "/".join(x for x in (provisioning, view, current) if x)
+        if events and state is not AgentState.RUNNING:
+            detail += f": {events[-1].message}"
+        return AgentInfo(name=group.name, module=self.module_of(group) or "",
+                         revision_id=str(tags.get("revision", "")), queue=str(tags.get("queue", group.name)),
+                         state=state, started_at=started_at(group.name or ""), detail=detail)
+
+
+def started_at(name: str) -> datetime | None:
+    """The UTC time in an agent's name (``...-20261128061500``), when it has one."""
+    match = re.search(r"-(\d{14})(?:-\d+)?$", name)
+    if match is None:
+        return None
+    try:
+        return datetime.strptime(match[1], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None

@@ -1,0 +1,146 @@
+"""``ImageBuilder`` on Azure Container Registry: ACR Tasks builds, the registry data plane.
+
+Why azure-mgmt-containerregistry 14.x and API 2025-03-01-preview: version 15 of the package
+dropped the Tasks operations (``schedule_run``, ``get_build_source_upload_url``, ``runs``); 14.x
+keeps them in versioned namespaces, and the stable-package route beats the pre-release
+``azure-mgmt-containerregistrytasks``. Of the Tasks API versions, 2025-03-01-preview answers
+``scheduleRun`` synchronously with the run (2019-06-01-preview makes it a long-running operation
+whose run id only arrives when polling ends), so the run id is checkpointed the moment the run
+exists and a restarted execution resumes polling that same run instead of building again.
+
+Images are ``<login server>/<DEPLOYER_IMAGE_REPOSITORY>/<module>:<code digest 12>``; the build
+context is the bundle without ``.env`` (packed deterministically), the Dockerfile the module's.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from deployer.adapters.azure_clients import AzureClients
+from deployer.adapters.azure_errors import azure_errors
+from deployer.bundle import BundleLimits, pack, short
+from deployer.bundle.envfile import ENV_FILE
+from deployer.bundle.tree import scan
+from deployer.errors import BuildFailed
+from deployer.ports import Image
+
+logger = logging.getLogger(__name__)
+#: polling a run: first wait, growth and cap (a build takes minutes; ARM reads are throttled)
+POLL_FIRST_SECONDS = 5.0
+POLL_GROWTH = 1.5
+POLL_MAX_SECONDS = 30.0
+#: the run may be queued before its own timeout starts counting
+QUEUE_ALLOWANCE_SECONDS = 600
+FINAL = {"Succeeded", "Failed", "Canceled", "Error", "Timeout"}
+LOG_TAIL_LINES = 40
+WORKING_DIR = "/opt/prefect/flows/{module}"
+
+
+class AcrImageBuilder:
+    def __init__(self, clients: AzureClients, sleep: Callable[[float], None],
+                 now: Callable[[], datetime]) -> None:
+        self._c = clients
+        self._s = clients.settings
+        self._sleep = sleep
+        self._now = now
+
+    def repository(self, module: str) -> str:
+        return f"{self._s.image_repository}/{module}"
+
+    def _image(self, module: str, tag: str, digest: str) -> Image:
+        return Image(ref=f"{self._s.registry_server}/{self.repository(module)}:{tag}",
+                     working_dir=WORKING_DIR.format(module=module), digest=digest)
+
+    def find(self, module: str, code_digest: str) -> Image | None:
+        tag = short(code_digest)
+        with azure_errors(f"read tag {self.repository(module)}:{tag} in {self._s.registry}"):
+            try:
+                props = self._c.registry.get_tag_properties(self.repository(module), tag)
+            except ResourceNotFoundError:
+                return None
+        return self._image(module, tag, props.digest)
+
+    def exists(self, image: Image) -> bool:
+        repository, _, tag = image.ref.split("/", 1)[1].rpartition(":")
+        with azure_errors(f"read tag {repository}:{tag}"):
+            try:
+                self._c.registry.get_tag_properties(repository, tag)
+            except ResourceNotFoundError:
+                return False
+        return True
+
+    def build(self, module: str, code_digest: str, source: Path, *, resume: dict[str, Any],
+              checkpoint: Callable[[dict[str, Any]], None]) -> Image:
+        tag = short(code_digest)
+        image_name = f"{self.repository(module)}:{tag}"
+        run_id = resume.get("run_id")
+        if run_id:
+            logger.info("acr.resume module=%s run=%s", module, run_id)
+        else:
+            run_id = self._schedule(module, image_name, source)
+            checkpoint({"run_id": run_id, "image": image_name})
+        run = self._wait(module, run_id)
+        if run.status != "Succeeded":
+            raise BuildFailed(
+                f"ACR build of module {module} (run {run_id}) ended {run.status}",
+                log_tail=self._log_tail(run_id),
+                hint=f"az acr task logs --registry {self._s.registry} --run-id {run_id}; "
+                "the running agent is untouched")
+        digest = next((o.digest for o in run.output_images or []
+                       if f"{o.repository}:{o.tag}" == image_name), "")
+        return self._image(module, tag, digest or "")
+
+    def _schedule(self, module: str, image_name: str, source: Path) -> str:
+        from azure.mgmt.containerregistry.v2025_03_01_preview.models import (
+            DockerBuildRequest,
+            PlatformProperties,
+        )
+
+        registry, group = self._s.registry, self._s.registry_group
+        with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as context:
+            tree = scan(source, BundleLimits(max_bytes=1 << 40, max_entries=1 << 20))
+            pack(tree, context, exclude={ENV_FILE})  # type: ignore[arg-type]
+            context.seek(0)
+            with azure_errors(f"get a build source upload URL from registry {registry}"):
+                upload = self._c.acr.registries.get_build_source_upload_url(group, registry)
+            with azure_errors(f"upload the build context of {module}"):
+                self._c.blob(upload.upload_url).upload_blob(context, overwrite=True)
+        request = DockerBuildRequest(
+            image_names=[image_name], is_push_enabled=True, source_location=upload.relative_path,
+            docker_file_path="Dockerfile", platform=PlatformProperties(os="Linux", architecture="amd64"),
+            timeout=self._s.build_timeout_seconds)
+        with azure_errors(f"schedule the build of {image_name} in registry {registry}"):
+            run = self._c.acr.registries.schedule_run(group, registry, request)
+        logger.info("acr.scheduled module=%s run=%s image=%s", module, run.run_id, image_name)
+        return str(run.run_id)
+
+    def _wait(self, module: str, run_id: str) -> Any:
+        deadline = self._now() + timedelta(seconds=self._s.build_timeout_seconds + QUEUE_ALLOWANCE_SECONDS)
+        pause = POLL_FIRST_SECONDS
+        while True:
+            with azure_errors(f"read ACR run {run_id} of {module}"):
+                run = self._c.acr.runs.get(self._s.registry_group, self._s.registry, run_id)
+            if run.status in FINAL:
+                return run
+            if self._now() >= deadline:
+                raise BuildFailed(f"ACR build of module {module} (run {run_id}) is still "
+                                  f"{run.status} after its timeout", log_tail=self._log_tail(run_id))
+            self._sleep(pause)
+            pause = min(pause * POLL_GROWTH, POLL_MAX_SECONDS)
+
+    def _log_tail(self, run_id: str) -> str:
+        try:
+            with azure_errors(f"read the log of ACR run {run_id}"):
+                link = self._c.acr.runs.get_log_sas_url(self._s.registry_group, self._s.registry, run_id)
+                text = self._c.blob(link.log_link).download_blob().readall().decode("utf-8", "replace")
+        except Exception as exc:  # a missing log must not hide the build's own failure
+            logger.warning("acr.log_unavailable run=%s error=%s", run_id, exc)
+            return ""
+        return "\n".join(text.splitlines()[-LOG_TAIL_LINES:])

@@ -1,0 +1,37 @@
+"""Translate azure-core exceptions of the ARM and registry clients, once, at the boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from deployer.errors import NotFound, UpstreamError
+
+_HINTS = {
+    401: "the app's identity could not authenticate; check its managed identity (or az login)",
+    403: "grant the function app's identity the role this needs (see README, Deploying to Azure)",
+}
+
+
+@contextmanager
+def azure_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except ResourceNotFoundError as exc:
+        raise NotFound(f"{what}: not found") from exc
+    except ClientAuthenticationError as exc:
+        raise UpstreamError(f"{what}: authentication failed", hint=_HINTS[401]) from exc
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise UpstreamError(f"{what}: Azure could not be reached ({type(exc).__name__})") from exc
+    except HttpResponseError as exc:
+        code = getattr(getattr(exc, "error", None), "code", None) or exc.reason or ""
+        raise UpstreamError(f"{what}: Azure answered {exc.status_code} {code}".rstrip(),
+                            hint=_HINTS.get(exc.status_code or 0)) from exc

@@ -1,0 +1,227 @@
+"""The azure backend: the real azure-mgmt and azure-containerregistry clients, over the fake ARM
+and ACR endpoints, driven by the same pipeline as the local backend."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from deployer import codec
+from deployer.bundle import BundleLimits, load_archive
+from deployer.errors import UpstreamError
+from deployer.models import Request, RequestKind, Revision, RunStatus, StageStatus, Trigger
+from deployer.pipeline.deploy import run_request
+from deployer.state import StateRepository
+from tests.builders import module_tar
+from tests.fakes.documents import MemoryDocumentStore
+from tests.fakes.platform import FakeBundleStore, FakeQueue
+from tests.integration.azure_world import IDENTITY, AzureWorld, azure_world
+
+KEY = "azure-test-config-digest-key-0123"
+BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "DEPLOYER_CONFIG_DIGEST_KEY": KEY}
+SECRETS = ("s3cr3t-token-value", "pnu_cloud_api_key_secret")
+
+
+@pytest.fixture
+def world() -> AzureWorld:
+    state = StateRepository(MemoryDocumentStore(), lease_seconds=15, lock_wait_seconds=1, sleep=lambda s: None)
+    return azure_world(BASE, state, FakeBundleStore(), FakeQueue())
+
+
+def request(world: AzureWorld, changes: dict | None = None, n: list[int] = [0]) -> Request:  # noqa: B006
+    n[0] += 1
+    blob = f"demo/{n[0]:04d}.tar.gz"
+    bundles: FakeBundleStore = world.services.bundles  # type: ignore[assignment]
+    info = bundles.put(blob, module_tar(changes=changes))
+    with tempfile.TemporaryDirectory() as work:
+        module = load_archive(io.BytesIO(bundles.blobs[blob][0]), Path(work), BundleLimits(), label=blob)
+        revision = Revision("demo", module.code_digest(), module.config_digest(KEY), bundle=blob)
+    return Request(Request.make_id("blob", blob, info.etag), RequestKind.DEPLOY, "demo",
+                   Trigger("blob", blob, {"blob": blob, "etag": info.etag}), revision)
+
+
+def deploy(world: AzureWorld, changes: dict | None = None, **kwargs):  # type: ignore[no-untyped-def]
+    world.azure.clock.advance(1)
+    return run_request(world.services, request(world, changes), **kwargs)
+
+
+def groups(world: AzureWorld) -> list[str]:
+    return sorted(name for (_, name) in world.azure.aci.groups)
+
+
+def live_groups(world: AzureWorld) -> list[str]:
+    return sorted(n for (_, n), g in world.azure.aci.groups.items() if g.deleting_since is None)
+
+
+def put_bodies(world: AzureWorld) -> list[dict]:
+    return [json.loads(body) for kind, method, _, body in world.azure.log
+            if kind == "ContainerGroups_CreateOrUpdate"]
+
+
+def test_a_full_deploy_builds_with_acr_tasks_and_starts_an_aci_group(world: AzureWorld) -> None:
+    record = deploy(world)
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    [run] = world.azure.acr.runs.values()
+    assert run.request["platform"] == {"os": "Linux", "architecture": "amd64"}
+    assert run.request["isPushEnabled"] is True and run.request["timeout"] == 3600
+    assert ".env" not in run.context and "flow.py" in run.context and "Dockerfile" in run.context
+    [name] = live_groups(world)
+    assert re.fullmatch(r"agent-demo-\d{14}", name)
+    [body] = put_bodies(world)
+    props = body["properties"]
+    assert props["osType"] == "Linux" and props["restartPolicy"] == "Always"
+    assert body["tags"] == {"managed-by": "prefect-collective-deployer", "module": "demo",
+                            "revision": record.revision.id, "queue": name}
+    assert body["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {IDENTITY: {}}}
+    assert props["imageRegistryCredentials"] == [{"server": "fakeacr.azurecr.io", "identity": IDENTITY}]
+    container = props["containers"][0]["properties"]
+    assert container["image"].startswith("fakeacr.azurecr.io/prefect-flows/demo:")
+    assert container["command"] == ["prefect", "worker", "start", "--pool", "demo", "--name", name,
+                                    "--work-queue", name, "--type", "process"]
+    assert container["resources"] == {"requests": {"cpu": 1.0, "memoryInGB": 1.5}}
+    env = {e["name"]: e for e in container["environmentVariables"]}
+    assert env["API_TOKEN"] == {"name": "API_TOKEN", "secureValue": "s3cr3t-token-value"}
+    assert env["PREFECT_API_KEY"] == {"name": "PREFECT_API_KEY", "secureValue": "pnu_cloud_api_key_secret"}
+    assert env["PREFECT_API_URL"]["value"].startswith("https://api.prefect.cloud/")
+    assert world.orchestrator.deployments["hello"]["working_dir"] == "/opt/prefect/flows/demo"
+    state = world.services.state.module("demo").value  # type: ignore[union-attr]
+    assert state.current.image == container["image"]  # type: ignore[union-attr]
+
+
+def test_secret_values_appear_only_as_secure_values(world: AzureWorld, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    record = deploy(world)
+    deploy(world, {".env": "GREETING=x\nAPI_TOKEN=s3cr3t-token-value\n"})
+    wire = world.azure.bodies().decode("utf-8", "replace")
+    for secret in SECRETS:
+        occurrences = [m.start() for m in re.finditer(re.escape(secret), wire)]
+        assert occurrences, secret
+        for at in occurrences:
+            assert wire[max(0, at - 16):at].endswith('"secureValue": "'), wire[at - 60:at + 20]
+        assert secret not in caplog.text
+        state = b"".join(d.body for d in (world.services.state.docs.get(k) for k in world.services.state.docs.list(""))
+                         if d is not None)
+        assert secret.encode() not in state
+    assert secret not in codec.dumps(record).decode()
+
+
+def test_the_same_revision_again_reuses_the_image_and_the_group(world: AzureWorld) -> None:
+    deploy(world)
+    calls_before = world.azure.calls.copy()
+    record = deploy(world)
+    assert record.status is RunStatus.NOOP
+    new = world.azure.calls - calls_before
+    assert new["Registries_ScheduleRun"] == 0 and new["ContainerGroups_CreateOrUpdate"] == 0
+
+
+def test_a_config_change_reuses_the_registry_image_without_a_build(world: AzureWorld) -> None:
+    deploy(world)
+    record = deploy(world, {".env": "GREETING=bonjour\n"})
+    assert record.status is RunStatus.SUCCEEDED
+    assert world.azure.calls["Registries_ScheduleRun"] == 1
+    assert record.stage("build").status is StageStatus.SKIPPED  # type: ignore[union-attr]
+    assert len(live_groups(world)) == 1 and len(groups(world)) == 2  # the old one is being deleted
+
+
+def test_a_build_resumes_polling_the_same_run_after_a_crash(world: AzureWorld) -> None:
+    req = request(world)
+    world.azure.fail("Runs_Get", times=50, status=503)  # the host loses ARM while polling
+    with pytest.raises(UpstreamError):
+        run_request(world.services, req, attempt=1)
+    assert world.azure.calls["Registries_ScheduleRun"] == 1
+    world.azure.faults.clear()
+    record = run_request(world.services, req, attempt=2)
+    assert record.status is RunStatus.SUCCEEDED
+    assert world.azure.calls["Registries_ScheduleRun"] == 1  # the same run, polled again
+    assert record.stage("build").detail["run_id"] == "cb1"  # type: ignore[union-attr]
+
+
+def test_a_failed_build_keeps_the_old_agent_and_reports_the_log_tail(world: AzureWorld) -> None:
+    deploy(world)
+    old = live_groups(world)
+    world.azure.acr.fate = lambda images: "fails"
+    record = deploy(world, {"requirements.txt": "prefect\nnope==0\n"})
+    assert record.status is RunStatus.FAILED and record.error["code"] == "build_failed"  # type: ignore[index]
+    assert "Could not find a version that satisfies the requirement nope==0" in record.error["log_tail"]  # type: ignore[index]
+    assert "az acr task logs --registry fakeacr --run-id cb2" in record.error["hint"]  # type: ignore[index]
+    assert live_groups(world) == old and world.azure.calls["ContainerGroups_CreateOrUpdate"] == 1
+
+
+@pytest.mark.parametrize("fate,code", [("fails", "agent_unhealthy"), ("never-starts", "agent_unhealthy")])
+def test_a_new_group_that_fails_or_never_starts_is_deleted_and_the_old_one_serves(
+        world: AzureWorld, fate: str, code: str) -> None:
+    deploy(world)
+    [old] = live_groups(world)
+    world.azure.aci.fate = lambda name: fate
+    record = deploy(world, {".env": "GREETING=x\n"})
+    assert record.status is RunStatus.FAILED and record.error["code"] == code  # type: ignore[index]
+    assert live_groups(world) == [old]
+    assert world.services.state.module("demo").value.agent.name == old  # type: ignore[union-attr]
+    if fate == "never-starts":
+        assert "did not come ONLINE" in record.error["message"]  # type: ignore[index]
+    else:
+        assert "stopped before its worker came ONLINE" in record.error["message"]  # type: ignore[index]
+
+
+def test_429_storms_are_retried_as_retry_after_says_and_the_deploy_succeeds(world: AzureWorld) -> None:
+    world.azure.throttle("*", times=18, retry_after=7)  # the next 18 ARM calls, whatever they are
+    start = world.azure.clock.now()
+    record = deploy(world)
+    assert record.status is RunStatus.SUCCEEDED
+    waited = (world.azure.clock.now() - start).total_seconds()
+    assert world.azure.faults[0].remaining == 0  # all 18 were served, and retried
+    assert world.azure.clock.slept >= 18 * 7  # every 429 was waited out for its Retry-After
+    assert waited < 900  # within the deploy's own budget (health + build timeouts)
+
+
+def test_5xx_faults_are_retried_by_the_sdk(world: AzureWorld) -> None:
+    world.azure.fail("ContainerGroups_Get", times=3, status=503)
+    world.azure.fail("Registries_ScheduleRun", times=1, status=500)
+    assert deploy(world).status is RunStatus.SUCCEEDED
+
+
+def test_requests_use_the_specs_api_versions_and_bearer_tokens(world: AzureWorld) -> None:
+    deploy(world)
+    urls = [url for kind, _, url, _ in world.azure.log if kind.startswith(("ContainerGroups", "Registries", "Runs"))]
+    assert all("api-version=2023-05-01" in u for u in urls if "ContainerInstance" in u)
+    assert all("api-version=2025-03-01-preview" in u for u in urls if "ContainerRegistry" in u)
+    assert world.azure.calls["arm:unauthenticated"] == 0
+
+
+def test_seed_deploy_sh_groups_are_recognised_as_the_modules_agents(world: AzureWorld) -> None:
+    from azure.mgmt.containerinstance import models as m
+
+    body = m.ContainerGroup(location="westeurope", os_type="Linux", containers=[m.Container(
+        name="agent", image="fakeacr.azurecr.io/prefect-agent-image:20240101",
+        resources=m.ResourceRequirements(requests=m.ResourceRequests(cpu=1, memory_in_gb=1)))])
+    world.clients.aci.container_groups.begin_create_or_update("agents", "agent-demo-20240101120000", body,
+                                                             polling=False).result()
+    world.clients.aci.container_groups.begin_create_or_update("agents", "unrelated-thing", body,
+                                                             polling=False).result()
+    agents = world.services.runtime.list("demo")
+    assert [a.name for a in agents] == ["agent-demo-20240101120000"]
+    record = deploy(world)  # the seed's group is retired like any old agent
+    assert record.status is RunStatus.SUCCEEDED
+    assert "agent-demo-20240101120000" in record.stage("retire").detail["stopped"]  # type: ignore[union-attr]
+    assert "unrelated-thing" in live_groups(world)
+
+
+def test_the_fake_rejects_what_aci_would_reject(world: AzureWorld) -> None:
+    from azure.core.exceptions import HttpResponseError
+    from azure.mgmt.containerinstance import models as m
+
+    bad = m.ContainerGroup(location="westeurope", os_type="Linux", containers=[m.Container(
+        name="agent", image="x", environment_variables=[m.EnvironmentVariable(name="A", value="1", secure_value="2")],
+        resources=m.ResourceRequirements(requests=m.ResourceRequests(cpu=8, memory_in_gb=1)))])
+    with pytest.raises(HttpResponseError) as info:
+        world.clients.aci.container_groups.begin_create_or_update("agents", "Bad_Name", bad, polling=False)
+    message = str(info.value)
+    assert info.value.status_code == 400
+    for expected in ("container group name", "exactly one of value, secureValue", "cpu must be"):
+        assert expected in message
