@@ -4,6 +4,7 @@ Imports of the deployer are lazy and the services are built on first use, so imp
 file touches no network and no setting (a missing setting fails the invocation, not the host).
 """
 
+import json
 import logging
 
 import azure.functions as func
@@ -37,3 +38,34 @@ def deploy_request(message: func.QueueMessage) -> None:
                             message_id=message.id or "", attempt=message.dequeue_count or 1)
     if record is not None:
         logger.info("request %s for %s: %s", record.request_id, record.module, record.status)
+
+
+@app.function_name("acr_webhook")
+@app.route(route="acr-webhook", methods=["POST", "OPTIONS"])
+def acr_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    """ACR push webhooks (or Event Grid ImagePushed events): queue a redeploy, answer at once."""
+    from deployer.bootstrap import services_from_environment
+    from deployer.pipeline.webhook import receive_webhook
+
+    reply = receive_webhook(services_from_environment(), req.method, dict(req.headers),
+                            req.get_body())
+    return func.HttpResponse(json.dumps(reply.body), status_code=reply.status,
+                             headers=reply.headers, mimetype="application/json")
+
+
+@app.function_name("status")
+@app.route(route="status", methods=["GET"])
+def status(req: func.HttpRequest) -> func.HttpResponse:
+    """What the deployer knows per module (the CLI's `status --json`)."""
+    from deployer import codec
+    from deployer.bootstrap import services_from_environment
+    from deployer.errors import DeployerError
+    from deployer.pipeline.status import module_statuses
+
+    try:
+        statuses = module_statuses(services_from_environment(), req.params.get("module"))
+    except DeployerError as exc:
+        return func.HttpResponse(json.dumps(exc.to_dict()), status_code=502,
+                                 mimetype="application/json")
+    return func.HttpResponse(json.dumps({"modules": codec.to_data(statuses)}),
+                             mimetype="application/json")

@@ -148,6 +148,9 @@ SETTINGS: tuple[Spec, ...] = (
          "crashed and the agent is removed"),
     Spec("DEPLOYER_WORKER_POLL_SECONDS", "worker_poll_seconds", _positive_int, "10",
          "how often agents poll Prefect for runs (PREFECT_WORKER_QUERY_SECONDS)"),
+    Spec("DEPLOYER_WEBHOOK_TOKEN", "webhook_token", _text, "",
+         "shared secret the ACR webhook (or Event Grid) sends in the X-Deployer-Webhook-Token "
+         "header; without it every webhook call is refused", secret=True),
     # -- azure backend ------------------------------------------------------------------------
     Spec("AZURE_SUBSCRIPTION_ID", "subscription_id", _text, None,
          "azure backend: the subscription of the registry and the agents", backend="azure"),
@@ -204,6 +207,7 @@ class Settings:
     health_timeout_seconds: int
     drain_timeout_seconds: int
     worker_poll_seconds: int
+    webhook_token: Secret
     subscription_id: str
     resource_group: str
     location: str

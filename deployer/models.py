@@ -63,6 +63,7 @@ class Revision:
     config_digest: str
     image: str = ""  # image reference; empty until built
     bundle: str = ""  # blob name of the bundle the revision came from (its .env lives there)
+    image_digest: str = ""  # the registry's digest of ``image`` (empty for local images)
 
     @property
     def id(self) -> str:

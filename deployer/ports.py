@@ -112,6 +112,12 @@ class ImageBuilder(Protocol):
 
     def exists(self, image: Image) -> bool: ...
 
+    def resolve(self, module: str, reference: str) -> Image | None:
+        """The image a reference names, pinned to its digest where the registry has one:
+        an ``Image.ref`` recorded earlier, or ``repository[:tag][@digest]`` from a push event.
+        None when the registry no longer has it."""
+        ...
+
 
 # -- agents -------------------------------------------------------------------------------------
 

@@ -76,6 +76,24 @@ class AcrImageBuilder:
                 return False
         return True
 
+    def resolve(self, module: str, reference: str) -> Image | None:
+        """``[<login server>/]<repository>[:<tag>][@<digest>]``, pinned to its digest."""
+        ref = reference.removeprefix(f"{self._s.registry_server}/")
+        name, _, digest = ref.partition("@")
+        repository, _, tag = name.rpartition(":") if ":" in name else (name, "", "")
+        if repository != self.repository(module):
+            return None
+        with azure_errors(f"read image {ref} in {self._s.registry}"):
+            try:
+                if digest:
+                    props = self._c.registry.get_manifest_properties(repository, digest)
+                else:
+                    props = self._c.registry.get_tag_properties(repository, tag)
+            except ResourceNotFoundError:
+                return None
+        return Image(ref=f"{self._s.registry_server}/{repository}@{props.digest}",
+                     working_dir=WORKING_DIR.format(module=module), digest=props.digest)
+
     def build(self, module: str, code_digest: str, source: Path, *, resume: dict[str, Any],
               checkpoint: Callable[[dict[str, Any]], None]) -> Image:
         tag = short(code_digest)

@@ -70,6 +70,19 @@ class LocalImageBuilder:
     def exists(self, image: Image) -> bool:
         return (Path(image.ref) / "image.json").is_file()
 
+    def resolve(self, module: str, reference: str) -> Image | None:
+        """A recorded image path, or ``<repository>:<tag>`` whose tag is a local image's."""
+        if reference.startswith("/"):
+            folder = Path(reference)
+        else:
+            tag = reference.split("@", 1)[0].rpartition(":")[2]
+            if not tag or "/" in tag:
+                return None
+            folder = self._root / module / tag
+        if not (folder / "image.json").is_file() or folder.parent.name != module:
+            return None
+        return self._image(folder)
+
     def _image(self, folder: Path) -> Image:
         return Image(ref=str(folder), working_dir=str(folder / "code"))
 

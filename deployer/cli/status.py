@@ -32,6 +32,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         out.print("no modules yet: `deployer upload flows/<module>` deploys one")
         return 0
     out.print(render(statuses))
+    out.print("a revision's request is its entry in `deployer history <module>`", style="dim")
     return 0
 
 
@@ -49,9 +50,10 @@ def render(statuses: list[Any]) -> Table:
             name = "-"
             if agent is not None:
                 name = agent.agent.name + ("" if agent.current else " (old)")
+            revision = f"{current.id}\n[dim]by {state.request_id[:8]}[/]" if current and state else "-"
             table.add_row(
                 status.module if first else "",
-                (current.id if current else "-") if first else "",
+                revision if first else "",
                 name,
                 agent.agent.state.value if agent else "-",
                 _worker(agent.worker) if agent else "-",

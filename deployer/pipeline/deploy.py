@@ -192,12 +192,13 @@ class Rotation:
         return plan
 
     def known_image(self) -> Image:
+        """A redeploy's or rollback's image: it must still be in the registry."""
         revision = self.request.revision
-        image = self.s.builder.find(self.module_name, revision.code_digest)
+        image = self.s.builder.resolve(self.module_name, revision.image)
         if image is None:
-            raise NotFound(f"image {revision.image or revision.code_digest} of module "
-                           f"{self.module_name} is no longer in the registry",
-                           hint="deploy the bundle again to rebuild it")
+            raise NotFound(f"image {revision.image} of module {self.module_name} is no longer "
+                           "in the registry", hint="deploy that revision's bundle again to rebuild "
+                           "it, or choose another revision (`deployer history`)")
         return image
 
     def build(self, plan: Plan, module: Module) -> Image:
@@ -286,9 +287,9 @@ class Rotation:
         agent = AgentRef(plan.new_agent, revision.id, plan.new_queue, now)
         current = self.s.state.module(self.module_name)
         self.lock.check()
-        self.s.state.save_module(ModuleState(self.module_name, current=replace(revision, image=image.ref),
-                                             agent=agent, request_id=self.request.request_id,
-                                             updated_at=now),
+        serving = replace(revision, image=image.ref, image_digest=image.digest)
+        self.s.state.save_module(ModuleState(self.module_name, current=serving, agent=agent,
+                                             request_id=self.request.request_id, updated_at=now),
                                  current.etag if current else None)
         self.t.finish("cutover", {"deployments": [d.name for d in module.deployments],
                                   "removed": removed, "rehomed": rehomed})
@@ -379,10 +380,10 @@ class Rotation:
             return
         timings = {s.name: round(s.seconds, 3) for s in self.t.record.stages
                    if s.seconds is not None}
-        image = self.t.done("build") or {}
+        image = (self.t.done("build") or {}).get("image")
         revision = self.request.revision
-        if image.get("image"):
-            revision = replace(revision, image=image["image"]["ref"])
+        if image:
+            revision = replace(revision, image=image["ref"], image_digest=image.get("digest", ""))
         self.s.state.append_history(HistoryEntry(
             module=self.module_name, revision=revision, request_id=self.request.request_id,
             kind=self.request.kind, trigger=self.request.trigger, outcome=outcome, at=self.s.now(),

@@ -68,6 +68,7 @@ class Stack:
     extra: dict[str, str] = field(default_factory=dict)
     name: str = field(default_factory=lambda: f"e2e-{uuid.uuid4().hex[:8]}")
     dev: subprocess.Popen[bytes] | None = None
+    http_port: int = 0
     _services: Services | None = None
 
     @property
@@ -99,10 +100,13 @@ class Stack:
     def start_host(self, lease_seconds: int = 30) -> None:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("DEPLOYER_", "PREFECT_", "AzureWebJobs"))}
+        from deployer.devservices import free_port
+
+        self.http_port = free_port()
         log = open(self.work / "dev.log", "ab")  # noqa: SIM115 - the child owns it
         self.dev = subprocess.Popen(
             [sys.executable, "-m", "deployer", "--settings", str(self.settings_file), "dev",
-             "--app", str(ROOT / "function_app.py"), "--port", "0", "--poll", "0.3",
+             "--app", str(ROOT / "function_app.py"), "--port", str(self.http_port), "--poll", "0.3",
              "--lease", str(lease_seconds), "--retry-delay", "2"],
             cwd=self.work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()

@@ -70,6 +70,17 @@ class FakeImageBuilder:
     def exists(self, image: Image) -> bool:
         return image in self.images.values()
 
+    def resolve(self, module: str, reference: str) -> Image | None:
+        """By the recorded ref, by ``...@<digest>`` or by ``...:<tag>``, like a registry."""
+        name, _, digest = reference.partition("@")
+        for (mod, _), image in self.images.items():
+            if mod != module:
+                continue
+            if reference == image.ref or (digest and digest == image.digest) or \
+                    (not digest and name.rpartition(":")[2] == image.ref.rpartition(":")[2]):
+                return image
+        return None
+
     def build(self, module: str, code_digest: str, source: Path, *, resume: dict[str, Any],
               checkpoint: Callable[[dict[str, Any]], None]) -> Image:
         assert (source / "requirements.txt").is_file()
@@ -79,7 +90,8 @@ class FakeImageBuilder:
             self.on_build()
         if self.fail_with is not None:
             raise self.fail_with
-        image = Image(ref=f"registry/{module}:{code_digest[7:19]}", working_dir=f"/opt/prefect/flows/{module}")
+        image = Image(ref=f"registry/{module}:{code_digest[7:19]}", working_dir=f"/opt/prefect/flows/{module}",
+                      digest=f"sha256:{code_digest[7:19]:0<64}")
         self.images[(module, code_digest)] = image
         return image
 
@@ -148,7 +160,7 @@ class FakeOrchestrator:
         self.pools: set[str] = set()
         self.queues: dict[str, dict[str, bool]] = {}  # pool -> queue -> paused
         self.online: set[str] = set()
-        self.deployments: dict[str, dict[str, Any]] = {}  # name -> {queue, working_dir, revision}
+        self.deployments: dict[tuple[str, str], dict[str, Any]] = {}  # (pool, name) -> details
         self.runs: dict[str, FakeRun] = {}
         self.runtime = runtime  # when given, running agents show ONLINE (like real workers)
         self.live = live  # or: a function naming the pool's workers that run (e.g. fake ACI)
@@ -182,12 +194,12 @@ class FakeOrchestrator:
                  working_dir: str, revision_id: str) -> list[str]:
         self._call("register")
         names = {d.name for d in deployments}
-        removed = sorted(set(self.deployments) - names)
+        removed = sorted(n for (p, n) in self.deployments if p == pool and n not in names)
         for name in removed:
-            del self.deployments[name]
+            del self.deployments[(pool, name)]
         for spec in deployments:
-            self.deployments[spec.name] = {"queue": queue, "working_dir": working_dir,
-                                           "revision": revision_id, "flow": spec.flow_name}
+            self.deployments[(pool, spec.name)] = {"queue": queue, "working_dir": working_dir,
+                                                   "revision": revision_id, "flow": spec.flow_name}
         return removed
 
     def pause_queue(self, pool: str, queue: str) -> None:
@@ -227,9 +239,10 @@ class FakeOrchestrator:
     def start_run(self, flow_name: str, deployment: str,
                   parameters: dict[str, Any] | None = None) -> RunRef:
         self._call("start_run")
-        if deployment not in self.deployments:
+        found = [d for (_, n), d in self.deployments.items() if n == deployment and d["flow"] == flow_name]
+        if not found:
             raise NotFound(f"no deployment {flow_name}/{deployment} in Prefect")
-        run = self.add_run(self.deployments[deployment]["queue"], "SCHEDULED", deployment=deployment)
+        run = self.add_run(found[0]["queue"], "SCHEDULED", deployment=deployment)
         return RunRef(run.id, run.name, run.state, deployment)
 
     def run_status(self, run_id: str) -> RunRef:

@@ -89,7 +89,7 @@ def test_a_full_deploy_builds_with_acr_tasks_and_starts_an_aci_group(world: Azur
     assert env["API_TOKEN"] == {"name": "API_TOKEN", "secureValue": "s3cr3t-token-value"}
     assert env["PREFECT_API_KEY"] == {"name": "PREFECT_API_KEY", "secureValue": "pnu_cloud_api_key_secret"}
     assert env["PREFECT_API_URL"]["value"].startswith("https://api.prefect.cloud/")
-    assert world.orchestrator.deployments["hello"]["working_dir"] == "/opt/prefect/flows/demo"
+    assert world.orchestrator.deployments[("demo", "hello")]["working_dir"] == "/opt/prefect/flows/demo"
     state = world.services.state.module("demo").value  # type: ignore[union-attr]
     assert state.current.image == container["image"]  # type: ignore[union-attr]
 

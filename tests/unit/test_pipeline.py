@@ -2,105 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
 
 import pytest
 
-from deployer.bootstrap import Services
-from deployer.bundle import load_archive
-from deployer.config import Settings
 from deployer.errors import LockBusy, UpstreamError
-from deployer.models import Request, RequestKind, Revision, RunStatus, StageStatus, Trigger
-from deployer.pipeline.deploy import run_request
+from deployer.models import RunStatus, StageStatus
 from deployer.ports import AgentState
-from deployer.state import StateRepository
 from tests.builders import module_tar
-from tests.fakes.documents import MemoryDocumentStore
-from tests.fakes.platform import (
-    FakeAgentRuntime,
-    FakeBundleStore,
-    FakeImageBuilder,
-    FakeOrchestrator,
-    FakeQueue,
-    build_failure,
-    transient,
-)
-
-KEY = "unit-test-config-digest-key-0123"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
-        self.slept = 0.0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept += seconds
-        self.now += timedelta(seconds=seconds)
-
-
-@dataclass
-class World:
-    services: Services
-    builder: FakeImageBuilder
-    runtime: FakeAgentRuntime
-    orchestrator: FakeOrchestrator
-    bundles: FakeBundleStore
-    clock: Clock
-    uploads: int = 0
-
-    @property
-    def state(self) -> StateRepository:
-        return self.services.state
-
-    def request(self, changes: dict[str, str | bytes | None] | None = None,
-                kind: RequestKind = RequestKind.DEPLOY) -> Request:
-        """Upload a module bundle and return the request intake would make of it."""
-        self.uploads += 1
-        blob = f"demo/{self.uploads:04d}.tar.gz"
-        info = self.bundles.put(blob, module_tar(changes=changes))
-        import io
-        import tempfile
-        from pathlib import Path
-
-        with tempfile.TemporaryDirectory() as work:
-            module = load_archive(io.BytesIO(self.bundles.blobs[blob][0]), Path(work),
-                                  self.services.limits, label=blob)
-            revision = Revision("demo", module.code_digest(), module.config_digest(KEY), bundle=blob)
-        return Request(Request.make_id("blob", blob, info.etag), kind, "demo",
-                       Trigger("blob", f"{blob}@{info.etag}", {"blob": blob, "etag": info.etag}),
-                       revision)
-
-    def run(self, request: Request, **kwargs):  # type: ignore[no-untyped-def]
-        self.clock.now += timedelta(seconds=1)  # agents of successive deploys get distinct names
-        return run_request(self.services, request, **kwargs)
-
-    def current_agent(self) -> str:
-        got = self.state.module("demo")
-        assert got is not None and got.value.agent is not None
-        return got.value.agent.name
-
-
-@pytest.fixture
-def world() -> World:
-    clock = Clock()
-    settings = Settings.from_env({
-        "AzureWebJobsStorage": "UseDevelopmentStorage=true", "PREFECT_API_URL": "http://prefect/api",
-        "DEPLOYER_CONFIG_DIGEST_KEY": KEY, "DEPLOYER_HEALTH_TIMEOUT_SECONDS": "60",
-        "DEPLOYER_DRAIN_TIMEOUT_SECONDS": "120", "PREFECT_API_KEY": "pnu_secret_key"})
-    runtime = FakeAgentRuntime()
-    orchestrator = FakeOrchestrator(runtime)
-    builder = FakeImageBuilder()
-    bundles = FakeBundleStore()
-    state = StateRepository(MemoryDocumentStore(), lease_seconds=15, lock_wait_seconds=1,
-                            sleep=lambda s: None)
-    services = Services(settings, state, bundles, FakeQueue(), builder=builder, runtime=runtime,
-                        orchestrator=orchestrator, sleep=clock.sleep, now=clock)
-    return World(services, builder, runtime, orchestrator, bundles, clock)
+from tests.fakes.platform import build_failure, transient
+from tests.unit.pipeline_world import World
 
 
 def stages(record) -> dict[str, StageStatus]:  # type: ignore[no-untyped-def]
@@ -114,8 +25,8 @@ def test_first_deploy_builds_starts_and_points_deployments_at_the_new_agent(worl
     assert len(world.builder.builds) == 1
     [agent] = world.runtime.running("demo")
     assert world.current_agent() == agent
-    assert world.orchestrator.deployments["hello"]["queue"] == agent
-    assert world.orchestrator.deployments["hello"]["working_dir"] == "/opt/prefect/flows/demo"
+    assert world.orchestrator.deployments[("demo", "hello")]["queue"] == agent
+    assert world.orchestrator.deployments[("demo", "hello")]["working_dir"] == "/opt/prefect/flows/demo"
     state = world.state.module("demo").value  # type: ignore[union-attr]
     assert state.current.image.startswith("registry/demo:")  # type: ignore[union-attr]
     [entry] = world.state.history("demo")

@@ -1,0 +1,89 @@
+"""``history`` (every revision of a module, what triggered it, how it went) and ``rollback``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.table import Table
+
+from deployer.cli import environ
+from deployer.cli.output import ago, emit_json, err, out
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("history", help="a module's revisions: trigger, stage timings, outcome, error")
+    p.add_argument("module")
+    p.add_argument("--limit", type=int, default=20, help="newest N entries (default 20; 0: all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=cmd_history)
+
+    p = sub.add_parser("rollback", help="redeploy an earlier revision's image (no rebuild)")
+    p.add_argument("module")
+    p.add_argument("--to", metavar="REVISION", help="revision id or unique prefix (default: the "
+                   "last one that succeeded before the current one)")
+    p.add_argument("--queue", action="store_true",
+                   help="enqueue the request for the function app instead of running it here")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=cmd_rollback)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from deployer.bootstrap import build
+    from deployer.config import Settings
+
+    services = build(Settings.from_env(environ(args)), interactive=True)
+    entries = services.state.history(args.module)
+    got = services.state.module(args.module)
+    current = got.value.request_id if got else ""
+    shown = entries[-args.limit:] if args.limit else entries
+    if args.json:
+        emit_json({"module": args.module, "current_request": current, "entries": shown})
+        return 0
+    if not entries:
+        out.print(f"no history for {args.module} yet")
+        return 0
+    table = Table(title=f"history of {args.module} (newest last)")
+    for column in ("", "when", "revision", "kind", "trigger", "outcome", "took", "error"):
+        table.add_column(column)
+    for entry in shown:
+        took = sum(entry.stages.values())
+        error = (entry.error or {}).get("message", "")
+        table.add_row("●" if entry.request_id == current else "", ago(entry.at), entry.revision.id,
+                      entry.kind.value, f"{entry.trigger.source}: {entry.trigger.ref}",
+                      entry.outcome.value, f"{took:.0f}s", str(error).splitlines()[0][:60] if error else "")
+    out.print(table)
+    if current:
+        out.print(f"● current revision, deployed by request {current}", style="dim")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from deployer import codec
+    from deployer.bootstrap import build
+    from deployer.cli.deploy import CliProgress
+    from deployer.cli.follow import report
+    from deployer.config import Settings
+    from deployer.models import RunStatus
+    from deployer.pipeline.deploy import new_record, run_request
+    from deployer.pipeline.rollback import rollback_request
+
+    services = build(Settings.from_env(environ(args)), interactive=True)
+    request = rollback_request(services, args.module, args.to)
+    if args.queue:
+        services.state.create_run(new_record(request))
+        services.queue.send(codec.dumps(request))
+        if args.json:
+            emit_json({"request_id": request.request_id, "revision": request.revision.id})
+        else:
+            out.print(f"queued rollback of {args.module} to {request.revision.id} "
+                      f"(request {request.request_id})")
+        return 0
+    if not args.json:
+        err.print(f"rolling [bold]{args.module}[/] back to {request.revision.id} (no rebuild)")
+    record = run_request(services, request, progress=CliProgress(quiet=args.json))
+    if args.json:
+        emit_json(record)
+    else:
+        report(record)
+    return 0 if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP) else 1

@@ -1,0 +1,65 @@
+"""Rollback: the request that redeploys an earlier revision's image, without a rebuild.
+
+The target is the named revision (an id or a unique prefix of one, from ``deployer history``) or,
+by default, the last revision that succeeded before the current one. It is refused, with a clear
+error, when its image is gone from the registry or its bundle (which holds its .env and
+prefect.yaml) was cleaned up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from deployer.bootstrap import Services
+from deployer.errors import NotFound, UsageError
+from deployer.models import HistoryEntry, Request, RequestKind, RunStatus, Trigger, utcnow
+
+
+def rollback_request(services: Services, module: str, to: str | None = None,
+                     trigger: Trigger | None = None) -> Request:
+    got = services.state.module(module)
+    if got is None or got.value.current is None:
+        raise NotFound(f"module {module} has no deployed revision to roll back from",
+                       hint="`deployer status` lists the deployed modules")
+    current = got.value.current
+    succeeded = [e for e in services.state.history(module) if e.outcome is RunStatus.SUCCEEDED]
+    entry = _named(succeeded, module, to) if to else _previous(succeeded, module, current.id)
+    revision = entry.revision
+    if not revision.image:
+        raise NotFound(f"revision {revision.id} of {module} has no recorded image")
+    image = services.builder.resolve(module, revision.image)
+    if image is None:
+        raise NotFound(f"cannot roll {module} back to {revision.id}: its image {revision.image} is "
+                       "gone from the registry", hint=f"deploy that revision's bundle "
+                       f"({revision.bundle}) again to rebuild it, or pick another revision from "
+                       f"`deployer history {module}`")
+    if services.bundles.info(revision.bundle) is None:
+        raise NotFound(f"cannot roll {module} back to {revision.id}: its bundle {revision.bundle} "
+                       "(with its .env and prefect.yaml) was cleaned up",
+                       hint=f"pick another revision from `deployer history {module}`")
+    now = utcnow()
+    request_id = Request.make_id("rollback", module, revision.id, current.id, now.isoformat())
+    return Request(request_id, RequestKind.ROLLBACK, module,
+                   trigger or Trigger("cli", f"rollback to {revision.id}",
+                                      {"from": current.id, "to": revision.id}),
+                   replace(revision, image=image.ref, image_digest=image.digest), now)
+
+
+def _previous(entries: list[HistoryEntry], module: str, current_id: str) -> HistoryEntry:
+    for entry in reversed(entries):
+        if entry.revision.id != current_id:
+            return entry
+    raise NotFound(f"module {module} has no earlier successful revision to roll back to",
+                   hint=f"`deployer history {module}` lists its revisions")
+
+
+def _named(entries: list[HistoryEntry], module: str, to: str) -> HistoryEntry:
+    matches = {e.revision.id: e for e in entries if e.revision.id.startswith(to)}
+    if not matches:
+        known = ", ".join(sorted({e.revision.id for e in entries})) or "none"
+        raise NotFound(f"module {module} has no successful revision {to!r}",
+                       hint=f"known revisions: {known}")
+    if len(matches) > 1:
+        raise UsageError(f"revision prefix {to!r} matches {len(matches)} revisions of {module}",
+                         hint="give more characters: " + ", ".join(sorted(matches)))
+    return list(matches.values())[-1]

@@ -1,0 +1,149 @@
+"""The registry's push notifications: authenticate, parse, and turn a push of a module's image
+into a redeploy request, answered at once (the rotation runs from the queue).
+
+A push is ignored (acknowledged, nothing changes) when its repository is no module's, when the
+module has nothing deployed yet, when the digest is already current, when a request for it is
+already queued or running (a storm of pushes, the pipeline's own push after a build), or when it
+was handled before (a replay). Redeploys are keyed by (repository, digest).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployer import codec
+from deployer.bootstrap import Services
+from deployer.bundle.contract import MODULE_NAME
+from deployer.bundle.digest import short
+from deployer.errors import DeployerError, StateConflict
+from deployer.models import ModuleState, Request, RequestKind, Revision, RunStatus, Trigger
+from deployer.pipeline.deploy import new_record
+from deployer.webhooks import Other, Ping, Push, Validation, WebhookInvalid, parse
+
+logger = logging.getLogger(__name__)
+TOKEN_HEADER = "x-deployer-webhook-token"  # noqa: S105 - a header name, not a secret
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def receive_webhook(services: Services, method: str, headers: dict[str, str], body: bytes) -> Reply:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if method.upper() == "OPTIONS":  # the CloudEvents abuse-protection handshake
+        origin = lowered.get("webhook-request-origin", "")
+        return Reply(200, {}, {"WebHook-Allowed-Origin": origin} if origin else {})
+    try:
+        events = parse(body)
+    except WebhookInvalid as exc:
+        return Reply(400, {"error": exc.message})
+    validations = [e for e in events if isinstance(e, Validation)]
+    if validations:  # Event Grid's subscription handshake: echoing its code changes nothing
+        return Reply(200, {"validationResponse": validations[0].code})
+    if not _authorized(services, lowered.get(TOKEN_HEADER, "")):
+        logger.warning("webhook.unauthorized events=%d", len(events))
+        return Reply(401, {"error": f"missing or wrong {TOKEN_HEADER} header"})
+    accepted: list[dict[str, str]] = []
+    ignored: list[dict[str, str]] = []
+    try:
+        for event in events:
+            if isinstance(event, Ping):
+                ignored.append({"event": event.event_id, "reason": "ping"})
+            elif isinstance(event, Other):
+                ignored.append({"event": event.event_id, "reason": f"{event.what}: not acted on"})
+            elif isinstance(event, Push):
+                outcome = handle_push(services, event)
+                (accepted if "request_id" in outcome else ignored).append(outcome)
+    except DeployerError as exc:
+        logger.error("webhook.failed error=%s", exc.message)
+        return Reply(502, {"error": exc.message, "accepted": accepted})
+    status = 202 if accepted else 200
+    return Reply(status, {"accepted": accepted, "ignored": ignored})
+
+
+def _authorized(services: Services, given: str) -> bool:
+    expected = services.settings.webhook_token.reveal()
+    if not expected:
+        logger.error("webhook.not_configured: DEPLOYER_WEBHOOK_TOKEN is not set; refusing all calls")
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def module_of(services: Services, repository: str) -> str | None:
+    prefix = f"{services.settings.image_repository}/"
+    if not repository.startswith(prefix):
+        return None
+    module = repository[len(prefix):]
+    return module if MODULE_NAME.match(module) else None
+
+
+def handle_push(services: Services, push: Push) -> dict[str, str]:
+    base = {"event": push.event_id, "repository": push.repository, "digest": push.digest}
+    module = module_of(services, push.repository)
+    if module is None:
+        return {**base, "reason": f"repository {push.repository} is no module's "
+                f"(expected {services.settings.image_repository}/<module>)"}
+    got = services.state.module(module)
+    state = got.value if got else None
+    if state is None or state.current is None:
+        return {**base, "reason": f"module {module} has nothing deployed yet: deploy its bundle "
+                "first (its .env and prefect.yaml come from there)"}
+    if _is_current(state, push):
+        return {**base, "reason": f"already current for module {module}"}
+    request_id = Request.make_id("acr-push", push.repository, push.digest)
+    busy = _in_progress(services, module, push)
+    if busy is not None:
+        return {**base, "reason": f"already in progress as request {busy}"}
+    existing = services.state.run(module, request_id)
+    if existing is not None:
+        return {**base, "reason": f"already handled as request {request_id} ({existing.value.status})"}
+    current = state.current
+    tagged = f"{push.repository}:{push.tag}" if push.tag else push.repository
+    reference = f"{tagged}@{push.digest}"
+    revision = Revision(module=module, code_digest=_code_of(services, module, push),
+                        config_digest=current.config_digest, image=reference,
+                        image_digest=push.digest, bundle=current.bundle)
+    request = Request(request_id, RequestKind.REDEPLOY, module,
+                      Trigger("webhook", push.event_id, {"source": push.source, "repository": push.repository,
+                                                          "tag": push.tag, "digest": push.digest}),
+                      revision)
+    try:
+        services.state.create_run(new_record(request))
+    except StateConflict:
+        return {**base, "reason": f"already in progress as request {request_id}"}
+    services.queue.send(codec.dumps(request))
+    logger.info("webhook.queued module=%s request=%s digest=%s", module, request_id, short(push.digest))
+    return {**base, "module": module, "request_id": request_id}
+
+
+def _is_current(state: ModuleState, push: Push) -> bool:
+    current = state.current
+    assert current is not None
+    if current.image_digest:
+        return current.image_digest == push.digest
+    return bool(push.tag) and current.image.rsplit("/", 1)[-1] == push.tag  # local images: by tag
+
+
+def _in_progress(services: Services, module: str, push: Push) -> str | None:
+    for record in services.state.runs(module):
+        if record.status not in (RunStatus.QUEUED, RunStatus.RUNNING) or record.revision is None:
+            continue
+        revision = record.revision
+        if revision.image_digest == push.digest or short(revision.code_digest) == push.tag:
+            return record.request_id  # the same image, or the pipeline's own push of its build
+    return None
+
+
+def _code_of(services: Services, module: str, push: Push) -> str:
+    """The code digest of an image we built (its tag is the code digest); else the image's own."""
+    for entry in reversed(services.state.history(module)):
+        if push.tag and short(entry.revision.code_digest) == push.tag:
+            return entry.revision.code_digest
+    return f"oci:{push.digest.split(':', 1)[1]}"
+

@@ -1,0 +1,103 @@
+"""Registry push notifications, parsed (pure, no I/O). Three envelopes carry the same event:
+
+* an ACR webhook: one JSON object ``{"id", "timestamp", "action": "push"|"ping"|..., "target"}``;
+* Event Grid (Event Grid schema): a JSON array of events, ``eventType``
+  ``Microsoft.ContainerRegistry.ImagePushed`` with the ACR event as ``data``, or the
+  ``Microsoft.EventGrid.SubscriptionValidationEvent`` handshake;
+* Event Grid (CloudEvents 1.0): one event or an array, ``type`` instead of ``eventType``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from deployer.errors import DeployerError
+
+IMAGE_PUSHED = "Microsoft.ContainerRegistry.ImagePushed"
+VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class WebhookInvalid(DeployerError):
+    code = "webhook_invalid"
+
+
+@dataclass(frozen=True)
+class Push:
+    event_id: str
+    repository: str
+    tag: str
+    digest: str
+    source: str  # acr-webhook | eventgrid
+
+
+@dataclass(frozen=True)
+class Ping:
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Validation:
+    code: str
+
+
+@dataclass(frozen=True)
+class Other:
+    event_id: str
+    what: str  # the action or event type we do not act on
+
+
+Event = Push | Ping | Validation | Other
+
+
+def parse(body: bytes) -> list[Event]:
+    if len(body) > MAX_BODY_BYTES:
+        raise WebhookInvalid(f"body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WebhookInvalid(f"body is not valid JSON ({exc})") from exc
+    items = doc if isinstance(doc, list) else [doc]
+    if not items or not all(isinstance(i, dict) for i in items):
+        raise WebhookInvalid("body must be an event object or an array of event objects")
+    return [_event(item) for item in items]
+
+
+def _event(item: dict[str, Any]) -> Event:
+    kind = item.get("eventType") or item.get("type")
+    if kind == VALIDATION:
+        code = (item.get("data") or {}).get("validationCode")
+        if not isinstance(code, str) or not code:
+            raise WebhookInvalid("subscription validation event without a validationCode")
+        return Validation(code)
+    if kind is not None:  # an Event Grid envelope
+        data = item.get("data")
+        if kind != IMAGE_PUSHED:
+            return Other(str(item.get("id", "")), str(kind))
+        if not isinstance(data, dict):
+            raise WebhookInvalid(f"{IMAGE_PUSHED} event without data")
+        return _acr(data, "eventgrid")
+    return _acr(item, "acr-webhook")
+
+
+def _acr(data: dict[str, Any], source: str) -> Event:
+    action = data.get("action")
+    event_id = str(data.get("id") or "")
+    if not isinstance(action, str):
+        raise WebhookInvalid("event has no 'action'")
+    if action == "ping":
+        return Ping(event_id)
+    if action != "push":
+        return Other(event_id, action)
+    target = data.get("target")
+    if not isinstance(target, dict):
+        raise WebhookInvalid("push event has no 'target'")
+    repository, digest = target.get("repository"), target.get("digest")
+    if not isinstance(repository, str) or not repository:
+        raise WebhookInvalid("push event has no target.repository")
+    if not isinstance(digest, str) or not digest.startswith("sha256:"):
+        raise WebhookInvalid("push event has no sha256 target.digest")
+    tag = target.get("tag") if isinstance(target.get("tag"), str) else ""
+    return Push(event_id or digest, repository, tag or "", digest, source)
