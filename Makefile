@@ -45,6 +45,7 @@ bench: setup
 	$(BIN)/python bench/bundle.py
 	$(BIN)/python bench/local_deploy.py
 	$(BIN)/python bench/azure_rotation.py
+	$(BIN)/python bench/cleanup.py
 
 clean:
 	rm -rf $(VENV) node_modules .deployer .demo .pytest_cache .mypy_cache .ruff_cache

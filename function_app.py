@@ -69,3 +69,21 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
                                  mimetype="application/json")
     return func.HttpResponse(json.dumps({"modules": codec.to_data(statuses)}),
                              mimetype="application/json")
+
+
+@app.function_name("nightly_cleanup")
+@app.timer_trigger(arg_name="timer", schedule="%CLEANUP_SCHEDULE%")
+def nightly_cleanup(timer: func.TimerRequest) -> None:
+    """Delete what is no longer live: agents, images, bundles, records, queues (paced, reported)."""
+    from deployer.bootstrap import services_from_environment
+    from deployer.errors import LockBusy
+    from deployer.pipeline.cleanup import run_cleanup
+
+    try:
+        report = run_cleanup(services_from_environment())
+    except LockBusy as exc:  # another cleanup runs: retrying would only collide again
+        logger.warning("cleanup skipped: %s", exc.message)
+        return
+    logger.info("cleanup %s: deleted %d, kept %d, deferred %d, failed %d", report.report_id,
+                report.count("deleted"), report.count("kept"), report.count("deferred"),
+                report.count("failed"))

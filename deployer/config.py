@@ -60,6 +60,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or a positive integer")
+    return value
+
+
 def _lease_seconds(raw: str) -> int:
     value = int(raw)
     if not 15 <= value <= 60:
@@ -72,6 +79,23 @@ def _positive_float(raw: str) -> float:
     if value <= 0:
         raise ValueError("must be a positive number")
     return value
+
+
+def _quota(raw: str) -> tuple[tuple[int, int], ...]:
+    windows = []
+    for part in raw.split(","):
+        count, _, seconds = part.strip().partition("/")
+        if not count.isdigit() or not seconds.isdigit() or int(count) == 0 or int(seconds) == 0:
+            raise ValueError("must be count/seconds pairs like 100/300,300/3600")
+        windows.append((int(count), int(seconds)))
+    return tuple(windows)
+
+
+def _ncrontab(raw: str) -> str:
+    from deployer.ncrontab import parse
+
+    parse(raw)  # raises ValueError naming the problem
+    return raw
 
 
 def _backend(raw: str) -> str:
@@ -151,6 +175,25 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("DEPLOYER_WEBHOOK_TOKEN", "webhook_token", _text, "",
          "shared secret the ACR webhook (or Event Grid) sends in the X-Deployer-Webhook-Token "
          "header; without it every webhook call is refused", secret=True),
+    # -- cleanup ------------------------------------------------------------------------------
+    Spec("CLEANUP_SCHEDULE", "cleanup_schedule", _ncrontab, "0 0 2 * * *",
+         "NCRONTAB (six fields, UTC) of the nightly cleanup"),
+    Spec("DEPLOYER_KEEP_REVISIONS", "keep_revisions", _positive_int, "5",
+         "images of a module's last N revisions (and its newest N tags) are kept"),
+    Spec("DEPLOYER_ROLLBACK_WINDOW_DAYS", "rollback_window_days", _non_negative_int, "14",
+         "images and bundles of revisions deployed within this many days are kept (rollback)"),
+    Spec("DEPLOYER_RETENTION_DAYS", "retention_days", _positive_int, "30",
+         "bundles, run records and cleanup reports older than this may be deleted"),
+    Spec("DEPLOYER_KEEP_RECORDS", "keep_records", _positive_int, "20",
+         "the last N bundles and run records of each module are kept whatever their age"),
+    Spec("DEPLOYER_ORPHAN_GRACE_HOURS", "orphan_grace_hours", _positive_int, "24",
+         "an agent of a module the deployer does not know is deleted only after this long"),
+    Spec("DEPLOYER_ACI_DELETE_QUOTA", "aci_delete_quota", _quota, "100/300,300/3600",
+         "container group deletions allowed per window: count/seconds pairs, comma-separated"),
+    Spec("DEPLOYER_CLEANUP_CONCURRENCY", "cleanup_concurrency", _positive_int, "4",
+         "deletions a cleanup runs at once"),
+    Spec("DEPLOYER_CLEANUP_BUDGET_SECONDS", "cleanup_budget_seconds", _positive_int, "600",
+         "a cleanup stops (and reports what is left for the next run) after this long"),
     # -- azure backend ------------------------------------------------------------------------
     Spec("AZURE_SUBSCRIPTION_ID", "subscription_id", _text, None,
          "azure backend: the subscription of the registry and the agents", backend="azure"),
@@ -208,6 +251,15 @@ class Settings:
     drain_timeout_seconds: int
     worker_poll_seconds: int
     webhook_token: Secret
+    cleanup_schedule: str
+    keep_revisions: int
+    rollback_window_days: int
+    retention_days: int
+    keep_records: int
+    orphan_grace_hours: int
+    aci_delete_quota: tuple[tuple[int, int], ...]
+    cleanup_concurrency: int
+    cleanup_budget_seconds: int
     subscription_id: str
     resource_group: str
     location: str

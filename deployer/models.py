@@ -167,3 +167,29 @@ class RunRecord:
         else:
             stages = (*self.stages, stage)
         return replace(self, stages=stages, updated_at=utcnow())
+
+
+@dataclass(frozen=True)
+class CleanupItem:
+    kind: str  # agent | manifest | tag | bundle | record | queue | report
+    module: str
+    target: str
+    outcome: str  # deleted | kept | deferred | failed | planned
+    reason: str
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    """One cleanup run: what it deleted, kept (and why), left for the next run, or failed on."""
+
+    report_id: str
+    started_at: datetime
+    finished_at: datetime
+    dry_run: bool
+    items: tuple[CleanupItem, ...] = ()
+    #: when agents were deleted: the next run paces itself under the quota with these
+    agent_deletions: tuple[datetime, ...] = ()
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for item in self.items if item.outcome == outcome)

@@ -118,6 +118,26 @@ class ImageBuilder(Protocol):
         None when the registry no longer has it."""
         ...
 
+    def image_modules(self) -> list[str]:
+        """Modules that have images in the registry (repositories under our prefix)."""
+        ...
+
+    def manifests(self, module: str) -> list[ManifestInfo]: ...
+
+    def delete_tag(self, module: str, tag: str) -> None: ...
+
+    def delete_manifest(self, module: str, digest: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ManifestInfo:
+    """One image in a module's repository: its digest, the tags on it, when it was pushed."""
+
+    module: str
+    digest: str
+    tags: tuple[str, ...]
+    created_at: datetime
+
 
 # -- agents -------------------------------------------------------------------------------------
 
@@ -161,7 +181,10 @@ class AgentRuntime(Protocol):
 
     def get(self, name: str) -> AgentInfo | None: ...
 
-    def list(self, module: str | None = None) -> list[AgentInfo]: ...
+    def list(self, module: str | None = None, *, detailed: bool = True) -> list[AgentInfo]:
+        """The agents (of ``module``). ``detailed=False`` may skip per-agent reads: the state is
+        then only what a listing shows (provisioning state for ACI), enough for cleanup."""
+        ...
 
     def stop(self, name: str) -> None:
         """Stop and remove the agent (graceful, then forced); a missing agent is not an error."""
@@ -209,6 +232,10 @@ class Orchestrator(Protocol):
         ...
 
     def delete_queue(self, pool: str, queue: str) -> None: ...
+
+    def queues(self, pool: str) -> dict[str, int]:
+        """The pool's work queues and how many runs in each are not final yet."""
+        ...
 
     def start_run(self, flow_name: str, deployment: str,
                   parameters: dict[str, Any] | None = None) -> RunRef:

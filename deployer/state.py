@@ -108,6 +108,9 @@ class StateRepository:
     def save_run(self, record: RunRecord, etag: str) -> str:
         return self._put(run_key(record.module, record.request_id), record, etag)
 
+    def delete_run(self, module: str, request_id: str) -> None:
+        self.docs.delete(run_key(module, request_id))
+
     def runs(self, module: str | None = None) -> list[RunRecord]:
         prefix = f"runs/{module}/" if module else "runs/"
         records = []

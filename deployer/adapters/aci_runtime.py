@@ -83,11 +83,13 @@ class AciAgentRuntime:
                 return None
         return self._info(group)
 
-    def list(self, module: str | None = None) -> list[AgentInfo]:
+    def list(self, module: str | None = None, *, detailed: bool = True) -> list[AgentInfo]:
         with azure_errors(f"list container groups of resource group {self._group}"):
-            groups = list(self._c.aci.container_groups.list_by_resource_group(self._group))
-        names = [g.name for g in groups if self._ours(g, module)]
-        found = [self.get(name) for name in names]  # a list carries no instance view
+            groups = [g for g in self._c.aci.container_groups.list_by_resource_group(self._group)
+                      if self._ours(g, module)]
+        if not detailed:
+            return [self._info(g) for g in groups]  # provisioning state only
+        found = [self.get(g.name) for g in groups]  # a list carries no instance view
         return [info for info in found if info is not None]
 
     def stop(self, name: str) -> None:

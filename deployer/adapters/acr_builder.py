@@ -29,7 +29,7 @@ from deployer.bundle import BundleLimits, pack, short
 from deployer.bundle.envfile import ENV_FILE
 from deployer.bundle.tree import scan
 from deployer.errors import BuildFailed
-from deployer.ports import Image
+from deployer.ports import Image, ManifestInfo
 
 logger = logging.getLogger(__name__)
 #: polling a run: first wait, growth and cap (a build takes minutes; ARM reads are throttled)
@@ -93,6 +93,35 @@ class AcrImageBuilder:
                 return None
         return Image(ref=f"{self._s.registry_server}/{repository}@{props.digest}",
                      working_dir=WORKING_DIR.format(module=module), digest=props.digest)
+
+    def image_modules(self) -> list[str]:
+        prefix = f"{self._s.image_repository}/"
+        with azure_errors(f"list repositories of {self._s.registry}"):
+            names = list(self._c.registry.list_repository_names())
+        return sorted(n[len(prefix):] for n in names if n.startswith(prefix))
+
+    def manifests(self, module: str) -> list[ManifestInfo]:
+        repository = self.repository(module)
+        with azure_errors(f"list images of {repository}"):
+            try:
+                found = list(self._c.registry.list_manifest_properties(repository))
+            except ResourceNotFoundError:
+                return []
+        return [ManifestInfo(module, m.digest, tuple(m.tags or ()), m.created_on) for m in found]
+
+    def delete_tag(self, module: str, tag: str) -> None:
+        with azure_errors(f"delete tag {self.repository(module)}:{tag}"):
+            try:
+                self._c.registry.delete_tag(self.repository(module), tag)
+            except ResourceNotFoundError:
+                pass
+
+    def delete_manifest(self, module: str, digest: str) -> None:
+        with azure_errors(f"delete image {self.repository(module)}@{digest}"):
+            try:
+                self._c.registry.delete_manifest(self.repository(module), digest)
+            except ResourceNotFoundError:
+                pass
 
     def build(self, module: str, code_digest: str, source: Path, *, resume: dict[str, Any],
               checkpoint: Callable[[dict[str, Any]], None]) -> Image:

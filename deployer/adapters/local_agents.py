@@ -82,7 +82,7 @@ class LocalAgentRuntime:
         record = self._read(self._record_path(name))
         return self._info(record) if record else None
 
-    def list(self, module: str | None = None) -> list[AgentInfo]:
+    def list(self, module: str | None = None, *, detailed: bool = True) -> list[AgentInfo]:
         if not self._dir.is_dir():
             return []
         infos = []

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from deployer.bundle.envfile import ENV_FILE
 from deployer.bundle.tree import scan
 from deployer.errors import BuildFailed
 from deployer.models import utcnow
-from deployer.ports import Image
+from deployer.ports import Image, ManifestInfo
 
 logger = logging.getLogger(__name__)
 #: a cold install of prefect and its dependencies takes ~30 s without a cache; give slow mirrors room
@@ -82,6 +83,30 @@ class LocalImageBuilder:
         if not (folder / "image.json").is_file() or folder.parent.name != module:
             return None
         return self._image(folder)
+
+    def image_modules(self) -> list[str]:
+        if not self._root.is_dir():
+            return []
+        return sorted(p.name for p in self._root.iterdir() if p.is_dir())
+
+    def manifests(self, module: str) -> list[ManifestInfo]:
+        """Each local image is its own 'manifest', tagged with its code digest."""
+        out = []
+        folder = self._root / module
+        for image in sorted(folder.iterdir()) if folder.is_dir() else []:
+            marker = image / "image.json"
+            try:
+                built = datetime.fromisoformat(json.loads(marker.read_text())["built_at"])
+            except (OSError, ValueError, KeyError):
+                built = datetime.fromtimestamp(image.stat().st_mtime, UTC)  # an interrupted build
+            out.append(ManifestInfo(module, f"local:{image.name}", (image.name,), built))
+        return out
+
+    def delete_tag(self, module: str, tag: str) -> None:
+        shutil.rmtree(self._root / module / tag, ignore_errors=True)
+
+    def delete_manifest(self, module: str, digest: str) -> None:
+        self.delete_tag(module, digest.removeprefix("local:"))
 
     def _image(self, folder: Path) -> Image:
         return Image(ref=str(folder), working_dir=str(folder / "code"))

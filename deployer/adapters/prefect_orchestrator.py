@@ -182,6 +182,21 @@ class PrefectOrchestrator:
                 api.delete_work_queue_by_id(found.id)
 
 
+    def queues(self, pool: str) -> dict[str, int]:
+        waiting = [StateType.SCHEDULED, *IN_FLIGHT]
+        with self._api(f"read work queues of pool {pool}") as api:
+            try:
+                found = api.read_work_queues(work_pool_name=pool)
+            except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                if _not_found(exc):
+                    return {}
+                raise
+            return {q.name: len(api.read_flow_runs(
+                work_pool_filter=_pool_filter(pool),
+                work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[q.name])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=waiting))))) for q in found}
+
     def start_run(self, flow_name: str, deployment: str,
                   parameters: dict[str, Any] | None = None) -> RunRef:
         name = f"{flow_name}/{deployment}"

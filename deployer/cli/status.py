@@ -33,6 +33,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     out.print(render(statuses))
     out.print("a revision's request is its entry in `deployer history <module>`", style="dim")
+    from deployer.pipeline.cleanup import last_report
+
+    report = last_report(services)
+    if report is not None:
+        out.print(f"last cleanup {report.report_id}: {report.count('deleted')} deleted, "
+                  f"{report.count('kept')} kept, {report.count('deferred')} deferred, "
+                  f"{report.count('failed')} failed (`deployer cleanup --dry-run` shows the next)")
     return 0
 
 

@@ -36,7 +36,7 @@ from azure.functions.blob import InputStream
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
-from deployer.devhost import ncrontab
+from deployer import ncrontab
 from deployer.devhost.http import HttpFrontEnd
 from deployer.errors import ConfigError
 

@@ -13,7 +13,9 @@ from typing import Any, BinaryIO
 
 from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.errors import BuildFailed, NotFound, UpstreamError
-from deployer.ports import AgentInfo, AgentSpec, AgentState, BundleInfo, Image, RunRef
+from deployer.ports import AgentInfo, AgentSpec, AgentState, BundleInfo, Image, ManifestInfo, RunRef
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class FakeBundleStore:
@@ -63,6 +65,8 @@ class FakeImageBuilder:
         self.builds: list[tuple[str, str]] = []
         self.fail_with: Exception | None = None
         self.on_build: Callable[[], None] | None = None
+        self.created: dict[str, datetime] = {}  # digest -> push time
+        self.deleted: list[tuple[str, str]] = []
 
     def find(self, module: str, code_digest: str) -> Image | None:
         return self.images.get((module, code_digest))
@@ -80,6 +84,25 @@ class FakeImageBuilder:
                     (not digest and name.rpartition(":")[2] == image.ref.rpartition(":")[2]):
                 return image
         return None
+
+    def image_modules(self) -> list[str]:
+        return sorted({m for (m, _) in self.images})
+
+    def manifests(self, module: str) -> list[ManifestInfo]:
+        return [ManifestInfo(m, image.digest, (image.ref.rpartition(":")[2],), self.created.get(image.digest, EPOCH))
+                for (m, _), image in self.images.items() if m == module]
+
+    def delete_tag(self, module: str, tag: str) -> None:
+        self.deleted.append((module, tag))
+        for key, image in list(self.images.items()):
+            if key[0] == module and image.ref.endswith(f":{tag}"):
+                del self.images[key]
+
+    def delete_manifest(self, module: str, digest: str) -> None:
+        self.deleted.append((module, digest))
+        for key, image in list(self.images.items()):
+            if key[0] == module and image.digest == digest:
+                del self.images[key]
 
     def build(self, module: str, code_digest: str, source: Path, *, resume: dict[str, Any],
               checkpoint: Callable[[dict[str, Any]], None]) -> Image:
@@ -121,7 +144,7 @@ class FakeAgentRuntime:
         agent = self.agents.get(name)
         return self._info(agent) if agent else None
 
-    def list(self, module: str | None = None) -> list[AgentInfo]:
+    def list(self, module: str | None = None, *, detailed: bool = True) -> list[AgentInfo]:
         return [self._info(a) for n, a in sorted(self.agents.items())
                 if module is None or a.spec.module == module]
 
@@ -158,7 +181,7 @@ class FakeOrchestrator:
     def __init__(self, runtime: FakeAgentRuntime | None = None,
                  live: Callable[[str], set[str]] | None = None) -> None:
         self.pools: set[str] = set()
-        self.queues: dict[str, dict[str, bool]] = {}  # pool -> queue -> paused
+        self.pool_queues: dict[str, dict[str, bool]] = {}  # pool -> queue -> paused
         self.online: set[str] = set()
         self.deployments: dict[tuple[str, str], dict[str, Any]] = {}  # (pool, name) -> details
         self.runs: dict[str, FakeRun] = {}
@@ -177,11 +200,11 @@ class FakeOrchestrator:
     def ensure_pool(self, pool: str) -> None:
         self._call("ensure_pool")
         self.pools.add(pool)
-        self.queues.setdefault(pool, {})
+        self.pool_queues.setdefault(pool, {})
 
     def ensure_queue(self, pool: str, queue: str) -> None:
         self._call("ensure_queue")
-        self.queues.setdefault(pool, {}).setdefault(queue, False)
+        self.pool_queues.setdefault(pool, {}).setdefault(queue, False)
 
     def online_workers(self, pool: str) -> set[str]:
         self._call("online_workers")
@@ -204,8 +227,8 @@ class FakeOrchestrator:
 
     def pause_queue(self, pool: str, queue: str) -> None:
         self._call("pause_queue")
-        if queue in self.queues.get(pool, {}):
-            self.queues[pool][queue] = True
+        if queue in self.pool_queues.get(pool, {}):
+            self.pool_queues[pool][queue] = True
 
     def rehome_scheduled(self, pool: str, from_queue: str, to_queue: str) -> list[tuple[str, str]]:
         self._call("rehome_scheduled")
@@ -234,7 +257,12 @@ class FakeOrchestrator:
 
     def delete_queue(self, pool: str, queue: str) -> None:
         self._call("delete_queue")
-        self.queues.get(pool, {}).pop(queue, None)
+        self.pool_queues.get(pool, {}).pop(queue, None)
+
+    def queues(self, pool: str) -> dict[str, int]:
+        waiting = ("SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED")
+        return {q: sum(1 for r in self.runs.values() if r.queue == q and r.state in waiting)
+                for q in self.pool_queues.get(pool, {})}
 
     def start_run(self, flow_name: str, deployment: str,
                   parameters: dict[str, Any] | None = None) -> RunRef:

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from deployer.devhost.ncrontab import parse
+from deployer.ncrontab import parse
 
 SAT = datetime(2026, 11, 28, 5, 0, 0, tzinfo=UTC)  # a Saturday
 

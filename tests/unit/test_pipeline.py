@@ -63,7 +63,7 @@ def test_code_change_rotates_to_a_new_agent_and_retires_the_old_one(world: World
     assert len(world.builder.builds) == 2
     assert scheduled.id not in world.orchestrator.runs  # re-homed, not stranded
     assert [r.queue for r in world.orchestrator.runs.values() if r.name == "tomorrow"] == [new]
-    assert old not in world.orchestrator.queues["demo"]
+    assert old not in world.orchestrator.pool_queues["demo"]
     assert record.stage("cutover").detail["rehomed"] == [[scheduled.id, "run-2"]]  # type: ignore[union-attr]
 
 

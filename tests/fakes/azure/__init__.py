@@ -14,6 +14,7 @@ its body) so tests can check what crossed the wire.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -71,9 +72,11 @@ class Fault:
 class FakeAzure:
     clock: SimClock = field(default_factory=SimClock)
     latency_seconds: float = 0.0  # simulated time each call takes
+    wall_latency_seconds: float = 0.0  # real time each call takes (benchmarks), calls overlap
     faults: list[Fault] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     log: list[tuple[str, str, str, bytes]] = field(default_factory=list)  # (kind, method, url, body)
+    timeline: list[tuple[str, datetime, int]] = field(default_factory=list)  # (kind, time, status)
 
     def __post_init__(self) -> None:
         self.aci = FakeAci(self.clock)
@@ -91,11 +94,14 @@ class FakeAzure:
         self.faults.append(Fault(kind, times, status))
 
     def handle(self, req: Request) -> Response:
+        if self.wall_latency_seconds:
+            time.sleep(self.wall_latency_seconds)  # outside the lock: concurrent calls overlap
         with self._lock:
             self.clock.advance(self.latency_seconds)
             kind, response = self._route(req)
             self.calls[kind] += 1
             self.log.append((kind, req.method, req.url, req.body))
+            self.timeline.append((kind, self.clock.now(), response.status))
             return response
 
     def _route(self, req: Request) -> tuple[str, Response]:
@@ -127,6 +133,16 @@ class FakeAzure:
 
     def arm_calls(self) -> Counter[str]:
         return Counter({k: v for k, v in self.calls.items() if not k.startswith(("acr:", "storage:"))})
+
+    def peak(self, kind: str, window: timedelta) -> int:
+        """The most accepted (non-error) calls of ``kind`` inside any ``window`` (simulated time)."""
+        times = [t for k, t, status in self.timeline if k == kind and status < 400]
+        best, start = 0, 0
+        for end, at in enumerate(times):
+            while at - times[start] >= window:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
 
     def bodies(self) -> bytes:
         return b"\n".join(body for *_, body in self.log)

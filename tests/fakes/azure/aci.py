@@ -91,7 +91,7 @@ class FakeAci:
                                  f"operations/{uuid.uuid4()}?api-version=2023-05-01"})
 
     def _list(self, rg: str, req: Request) -> Response:
-        names = sorted(n for (g, n) in self.groups if g == rg and self._live(g, n))
+        names = sorted(n for (g, n) in list(self.groups) if g == rg and self._live(g, n))
         start = int(req.query.get("$skiptoken", "0"))
         page = names[start:start + PAGE_SIZE]
         out: dict[str, Any] = {"value": [self._view(self.groups[(rg, n)], instance_view=False) for n in page]}

@@ -212,6 +212,9 @@ class FakeAcr:
         if req.query.get("api-version", "2021-07-01") != "2021-07-01":
             return "acr:version", Response.of_json(400, {"errors": [{"code": "UNSUPPORTED"}]})
         path = unquote(req.path)  # repository names travel %2F-encoded
+        if path == "/acr/v1/_catalog" and req.method == "GET":
+            return "ContainerRegistry_GetRepositories", Response.of_json(
+                200, {"repositories": sorted(r for r, m in self.repositories.items() if m)})
         tag = re.match(r"^/acr/v1/(?P<repo>.+)/_tags/(?P<tag>[^/]+)$", path)
         if tag:
             return self._tag(req, tag["repo"], tag["tag"])

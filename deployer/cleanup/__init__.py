@@ -1,0 +1,1 @@
+"""Cleanup: a pure planner (``plan``), a paced executor (``execute``), the quota (``pacing``)."""

@@ -1,0 +1,263 @@
+"""The cleanup planner: pure. What exists and what the state says in, actions with reasons out.
+
+Every listed thing gets an action: delete (with why) or keep (with why), so the report can say
+why something survived. The rules, which DESIGN.md and the README state in words:
+
+agents     never the current agent, nor any agent of a module that is being deployed (lock held);
+           delete failed and terminated ones, superseded ones past the drain grace, and agents of
+           modules the state does not know once past the orphan grace, except groups the old
+           deploy.sh made (untagged) for such modules: those are live production, left alone.
+images     never a digest or tag used by the current revision, by a kept agent's revision, by a
+           revision inside the rollback window or among the last N, or by a request in progress;
+           keep the newest N tags; delete the other tags, and untagged manifests (after an hour).
+bundles,   the last K per module are kept, and bundles of revisions that can still be rolled back
+records    to or are in progress; the rest older than the retention are deleted. Run records
+           that are queued or running are never deleted.
+queues     of pools of known modules: a queue no agent polls any more, with no run waiting in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from deployer.bundle import module_from_blob_name
+from deployer.bundle.digest import short
+from deployer.models import HistoryEntry, ModuleState, Revision, RunRecord, RunStatus
+from deployer.ports import AgentInfo, AgentState, BundleInfo, ManifestInfo
+
+UNTAGGED_MIN_AGE = timedelta(hours=1)  # an untagged manifest may be a push in progress
+DEFAULT_QUEUE = "default"  # every Prefect pool has one; never ours to delete
+
+
+@dataclass(frozen=True)
+class Policy:
+    keep_revisions: int
+    rollback_window: timedelta
+    retention: timedelta
+    keep_records: int
+    orphan_grace: timedelta
+    drain_grace: timedelta
+
+
+@dataclass(frozen=True)
+class Inventory:
+    now: datetime
+    modules: dict[str, ModuleState]
+    history: dict[str, list[HistoryEntry]]
+    busy: frozenset[str]  # modules whose lock another request holds
+    agents: list[AgentInfo]
+    manifests: dict[str, list[ManifestInfo]]
+    bundles: list[BundleInfo]
+    runs: list[RunRecord]
+    queues: dict[str, dict[str, int]]  # pool -> queue -> runs not final
+    reports: list[tuple[str, datetime]] = field(default_factory=list)  # cleanup reports
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # agent | manifest | tag | bundle | record | queue | report
+    module: str
+    target: str
+    delete: bool
+    reason: str
+
+
+def plan_cleanup(inv: Inventory, policy: Policy) -> list[Action]:
+    actions = _agents(inv, policy)
+    kept_agents = {a.target for a in actions if a.kind == "agent" and not a.delete}
+    protected = _protected(inv, policy, kept_agents)
+    actions += _images(inv, policy, protected)
+    actions += _bundles(inv, policy, protected)
+    actions += _records(inv, policy)
+    actions += _queues(inv, {a.target for a in actions if a.kind == "agent" and a.delete})
+    actions += _reports(inv, policy)
+    return actions
+
+
+# -- agents -------------------------------------------------------------------------------------
+
+
+def _agents(inv: Inventory, policy: Policy) -> list[Action]:
+    out = []
+    for agent in inv.agents:
+        module, state = agent.module, inv.modules.get(agent.module)
+        age = inv.now - agent.started_at if agent.started_at else None
+
+        def act(delete: bool, reason: str, agent: AgentInfo = agent) -> Action:
+            return Action("agent", agent.module, agent.name, delete, reason)
+
+        if agent.detail.startswith("Deleting"):
+            continue  # already on its way out
+        if module in inv.busy:
+            out.append(act(False, f"module {module} is being deployed"))
+        elif state is not None and state.agent is not None and state.agent.name == agent.name:
+            out.append(act(False, f"current agent of {module}"))
+        elif state is None or state.current is None:
+            if not agent.revision_id:
+                out.append(act(False, f"made by the old deploy.sh for {module}, which the deployer "
+                                      f"has not deployed yet: deploy {module} to adopt and retire it"))
+            elif age is None or age >= policy.orphan_grace:
+                out.append(act(True, f"orphaned: module {module} is not in the deployer's state"))
+            else:
+                out.append(act(False, "orphaned, but younger than the orphan grace"))
+        elif agent.state is AgentState.FAILED:
+            out.append(act(True, "failed"))
+        elif agent.state is AgentState.STOPPED:
+            out.append(act(True, "terminated"))
+        elif age is not None and age < policy.drain_grace:
+            out.append(act(False, f"superseded {int(age.total_seconds() // 60)} min ago; may still "
+                                  "be draining"))
+        else:
+            current = state.agent.name if state.agent else "-"
+            out.append(act(True, f"superseded by {current}"))
+    return out
+
+
+# -- what must stay -----------------------------------------------------------------------------
+
+
+@dataclass
+class Protected:
+    digests: dict[str, set[str]] = field(default_factory=dict)  # module -> digests
+    tags: dict[str, set[str]] = field(default_factory=dict)  # module -> tags
+    bundles: dict[str, str] = field(default_factory=dict)  # bundle -> why
+    why: dict[tuple[str, str], str] = field(default_factory=dict)  # (module, digest|tag) -> why
+
+    def add(self, revision: Revision | None, why: str) -> None:
+        if revision is None:
+            return
+        module = revision.module
+        for key, value in (("digest", revision.image_digest), ("tag", _tag_of(revision.image)),
+                           ("tag", short(revision.code_digest))):
+            if value:
+                (self.digests if key == "digest" else self.tags).setdefault(module, set()).add(value)
+                self.why.setdefault((module, value), why)
+        if revision.bundle:
+            self.bundles.setdefault(revision.bundle, why)
+
+
+def _protected(inv: Inventory, policy: Policy, kept_agents: set[str]) -> Protected:
+    p = Protected()
+    for module, state in inv.modules.items():
+        p.add(state.current, f"current revision of {module}")
+    by_revision = {(e.module, e.revision.id): e.revision for h in inv.history.values() for e in h}
+    for agent in inv.agents:
+        if agent.name in kept_agents:
+            p.add(by_revision.get((agent.module, agent.revision_id)), f"used by agent {agent.name}")
+    for module, entries in inv.history.items():
+        succeeded = [e for e in entries if e.outcome is RunStatus.SUCCEEDED]
+        recent: list[str] = []
+        for entry in reversed(succeeded):
+            if entry.revision.id not in recent:
+                recent.append(entry.revision.id)
+            if len(recent) <= policy.keep_revisions:
+                p.add(entry.revision, f"one of {module}'s last {policy.keep_revisions} revisions")
+            if inv.now - entry.at <= policy.rollback_window:
+                p.add(entry.revision, "inside the rollback window")
+    for record in inv.runs:
+        if not record.status.finished:
+            p.add(record.revision, f"request {record.request_id} is in progress")
+    return p
+
+
+# -- images -------------------------------------------------------------------------------------
+
+
+def _images(inv: Inventory, policy: Policy, p: Protected) -> list[Action]:
+    out = []
+    for module, manifests in inv.manifests.items():
+        digests, tags = p.digests.get(module, set()), p.tags.get(module, set())
+        ordered = sorted(manifests, key=lambda m: m.created_at, reverse=True)
+        newest = [t for m in ordered for t in m.tags][: policy.keep_revisions]
+        for manifest in ordered:
+            reasons = [p.why[(module, k)] for k in (manifest.digest, *manifest.tags)
+                       if k in digests or k in tags]
+            if reasons:
+                out.append(Action("manifest", module, manifest.digest, False, reasons[0]))
+                out += [Action("tag", module, t, True, f"beyond {module}'s newest {policy.keep_revisions} "
+                               "tags (the image stays for another tag)")
+                        for t in manifest.tags if t not in tags and t not in newest]
+            elif not manifest.tags:
+                young = inv.now - manifest.created_at < UNTAGGED_MIN_AGE
+                out.append(Action("manifest", module, manifest.digest, not young,
+                                  "untagged, pushed less than an hour ago" if young else "untagged"))
+            elif all(t not in newest for t in manifest.tags):
+                out.append(Action("manifest", module, manifest.digest, True,
+                                  f"beyond {module}'s last {policy.keep_revisions} revisions"))
+            else:
+                out.append(Action("manifest", module, manifest.digest, False,
+                                  f"among {module}'s newest {policy.keep_revisions} tags"))
+                out += [Action("tag", module, t, True, f"beyond {module}'s newest "
+                               f"{policy.keep_revisions} tags") for t in manifest.tags if t not in newest]
+    return out
+
+
+# -- bundles, records, queues, reports ----------------------------------------------------------
+
+
+def _bundles(inv: Inventory, policy: Policy, p: Protected) -> list[Action]:
+    out = []
+    for module, bundles in _by_module((module_from_blob_name(b.name), b) for b in inv.bundles).items():
+        for index, bundle in enumerate(sorted(bundles, key=lambda b: b.last_modified, reverse=True)):
+            if index < policy.keep_records:
+                continue  # the newest K: kept without a word
+            if bundle.name in p.bundles:
+                out.append(Action("bundle", module, bundle.name, False, p.bundles[bundle.name]))
+            elif inv.now - bundle.last_modified > policy.retention:
+                out.append(Action("bundle", module, bundle.name, True, _older(policy)))
+    return out
+
+
+def _records(inv: Inventory, policy: Policy) -> list[Action]:
+    out = []
+    for module, records in _by_module((r.module, r) for r in inv.runs).items():
+        for index, record in enumerate(sorted(records, key=lambda r: r.created_at, reverse=True)):
+            if index < policy.keep_records or not record.status.finished:
+                continue
+            if inv.now - record.created_at > policy.retention:
+                out.append(Action("record", module, record.request_id, True, _older(policy)))
+    return out
+
+
+def _queues(inv: Inventory, deleted_agents: set[str]) -> list[Action]:
+    live = {a.queue for a in inv.agents if a.name not in deleted_agents}
+    out = []
+    for pool, queues in inv.queues.items():
+        if pool not in inv.modules:
+            continue  # not a pool the deployer made
+        for queue, waiting in sorted(queues.items()):
+            if queue == DEFAULT_QUEUE or queue in live:
+                continue
+            if waiting:
+                out.append(Action("queue", pool, queue, False, f"no agent polls it, but {waiting} "
+                                  "run(s) still wait in it: redeploy or move them"))
+            else:
+                out.append(Action("queue", pool, queue, True, "its agent is gone"))
+    return out
+
+
+def _reports(inv: Inventory, policy: Policy) -> list[Action]:
+    ordered = sorted(inv.reports, key=lambda r: r[1], reverse=True)
+    return [Action("report", "", key, True, _older(policy)) for key, at in ordered[policy.keep_records:]
+            if inv.now - at > policy.retention]
+
+
+def _older(policy: Policy) -> str:
+    return f"older than the retention ({policy.retention.days} days), beyond the newest {policy.keep_records}"
+
+
+def _by_module(pairs: Iterable[tuple[str, object]]) -> dict[str, list]:  # type: ignore[type-arg]
+    out: dict[str, list] = {}  # type: ignore[type-arg]
+    for module, item in pairs:
+        out.setdefault(module, []).append(item)
+    return out
+
+
+def _tag_of(ref: str) -> str:
+    """The tag an image reference carries: ``repo:tag`` (registry) or ``.../<tag>`` (local path)."""
+    if not ref or "@" in ref:
+        return ""
+    last = ref.rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else last

@@ -1,0 +1,124 @@
+"""The cleanup use case (nightly timer and ``deployer cleanup``): list, plan, carry out, report.
+
+A cleanup that overlaps another is refused by a lease on ``locks/_cleanup``. ``dry_run`` returns
+the plan as a report and changes nothing (it writes no report either).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from deployer import codec
+from deployer.bootstrap import Services
+from deployer.cleanup.execute import Executor
+from deployer.cleanup.pacing import SlidingWindowLimiter
+from deployer.cleanup.plan import Inventory, Policy, plan_cleanup
+from deployer.errors import LockBusy, UpstreamError
+from deployer.models import CleanupItem, CleanupReport
+
+logger = logging.getLogger(__name__)
+LOCK = "_cleanup"
+REPORTS = "cleanup/"
+#: superseded agents younger than the drain timeout plus this may still be draining
+DRAIN_MARGIN = timedelta(minutes=10)
+
+
+def policy_from(services: Services) -> Policy:
+    s = services.settings
+    return Policy(keep_revisions=s.keep_revisions, rollback_window=timedelta(days=s.rollback_window_days),
+                  retention=timedelta(days=s.retention_days), keep_records=s.keep_records,
+                  orphan_grace=timedelta(hours=s.orphan_grace_hours),
+                  drain_grace=timedelta(seconds=s.drain_timeout_seconds) + DRAIN_MARGIN)
+
+
+def run_cleanup(services: Services, *, dry_run: bool = False,
+                on_item: Callable[[CleanupItem], None] | None = None) -> CleanupReport:
+    started = services.now()
+    report_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    if dry_run:  # reads only: no lease is taken, nothing is written
+        actions = plan_cleanup(take_inventory(services, probe_locks=False), policy_from(services))
+        items = tuple(CleanupItem(a.kind, a.module, a.target, "planned" if a.delete else "kept",
+                                  a.reason) for a in actions)
+        return CleanupReport(report_id, started, services.now(), True, items)
+    try:
+        with services.state.lock(LOCK, wait_seconds=0):
+            return _clean(services, report_id, started, on_item)
+    except LockBusy as exc:
+        if exc.message.startswith(f"module {LOCK} "):
+            raise LockBusy("another cleanup is running", hint="it reports when it is done; "
+                           "`deployer status` shows the last report") from exc
+        raise
+
+
+def _clean(services: Services, report_id: str, started: datetime,
+           on_item: Callable[[CleanupItem], None] | None) -> CleanupReport:
+    actions = plan_cleanup(take_inventory(services), policy_from(services))
+    limiter = SlidingWindowLimiter(services.settings.aci_delete_quota, services.now, services.sleep,
+                                   history=_recent_deletions(services))
+    deadline = started + timedelta(seconds=services.settings.cleanup_budget_seconds)
+    executor = Executor(services, limiter, deadline, services.settings.cleanup_concurrency, on_item)
+    items = tuple(executor.run(actions))
+    report = CleanupReport(report_id, started, services.now(), False, items,
+                           tuple(sorted(executor.agent_deletions)))
+    services.state.docs.create(f"{REPORTS}{report_id}.json", codec.dumps(report))
+    logger.info("cleanup.done deleted=%d kept=%d deferred=%d failed=%d", report.count("deleted"),
+                report.count("kept"), report.count("deferred"), report.count("failed"))
+    return report
+
+
+def take_inventory(services: Services, *, probe_locks: bool = True) -> Inventory:
+    """``probe_locks``: find rotations in progress by trying their module locks (a write);
+    without it (dry runs), a module with a running request counts as busy."""
+    state = services.state
+    modules = {m.module: m for m in state.modules()}
+    agents = services.runtime.list(detailed=False)
+    image_modules = set(services.builder.image_modules())
+    runs = state.runs()
+    if probe_locks:
+        busy = frozenset(m for m in modules if _locked(services, m))
+    else:
+        busy = frozenset(r.module for r in runs if r.status.value == "running")
+    queues: dict[str, dict[str, int]] = {}
+    for module in modules:
+        try:
+            queues[module] = services.orchestrator.queues(module)
+        except UpstreamError as exc:  # Prefect down: leave queues for the next run
+            logger.warning("cleanup.queues_unavailable module=%s error=%s", module, exc.message)
+    return Inventory(
+        now=services.now(), modules=modules,
+        history={m: state.history(m) for m in modules}, busy=busy, agents=agents,
+        manifests={m: services.builder.manifests(m) for m in sorted(image_modules)},
+        bundles=services.bundles.list(), runs=runs, queues=queues,
+        reports=[(key, _report_time(key)) for key in state.docs.list(REPORTS)])
+
+
+def last_report(services: Services) -> CleanupReport | None:
+    keys = services.state.docs.list(REPORTS)
+    if not keys:
+        return None
+    doc = services.state.docs.get(keys[-1])
+    return codec.loads(CleanupReport, doc.body, where=keys[-1]) if doc else None
+
+
+def _recent_deletions(services: Services) -> list:  # type: ignore[type-arg]
+    report = last_report(services)
+    return list(report.agent_deletions) if report else []
+
+
+def _locked(services: Services, module: str) -> bool:
+    try:
+        with services.state.lock(module, wait_seconds=0):
+            return False
+    except LockBusy:
+        return True
+
+
+def _report_time(key: str) -> datetime:
+    stamp = key[len(REPORTS):].split("-", 1)[0]
+    try:
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.now(UTC)
