@@ -346,6 +346,16 @@ def load_local_settings(path: Path, environ: Mapping[str, str]) -> dict[str, str
     return merged
 
 
+def with_defaults(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with every setting that has a default filled in: what a host needs to resolve
+    binding expressions like ``%DEPLOYER_REQUEST_QUEUE%`` the way the deployer reads them."""
+    merged = dict(environ)
+    for spec in SETTINGS:
+        if spec.default:
+            merged.setdefault(spec.env, spec.default)
+    return merged
+
+
 def read_one(environ: Mapping[str, str], attr: str) -> Any:
     """One setting, for commands that need only it (``deployer bundle`` needs only the key)."""
     spec = _BY_ATTR[attr]

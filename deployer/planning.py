@@ -22,6 +22,9 @@ class Operation:
     target: str
     detail: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "target": self.target, "detail": dict(self.detail)}
+
     def describe(self) -> str:
         d = self.detail
         return {
@@ -115,3 +118,15 @@ def plan_rotation(*, kind: RequestKind, revision: Revision, state: ModuleState |
     else:
         reason = "new revision" if image is None else "new revision from an existing image"
     return Plan(False, reason, new, new, tuple(ops))
+
+
+def plan_detail(plan: Plan) -> dict[str, Any]:
+    return {"noop": plan.noop, "reason": plan.reason, "new_agent": plan.new_agent,
+            "new_queue": plan.new_queue, "operations": [op.to_dict() for op in plan.operations],
+            "steps": [op.describe() for op in plan.operations]}
+
+
+def plan_from_detail(detail: dict[str, Any]) -> Plan:
+    return Plan(noop=detail["noop"], reason=detail["reason"], new_agent=detail["new_agent"],
+                new_queue=detail["new_queue"],
+                operations=tuple(Operation(**op) for op in detail["operations"]))

@@ -15,13 +15,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 import httpx
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
+from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
@@ -33,18 +32,16 @@ from prefect.client.schemas.filters import (
     WorkQueueFilterName,
 )
 from prefect.client.schemas.objects import StateType, WorkerStatus
-from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Crashed, Scheduled
 
+from deployer.adapters.prefect_deployments import MANAGED_TAG, deployment_payload
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec
 from deployer.errors import BundleInvalid, NotFound, Problem, UpstreamError
 from deployer.ports import RunRef
 
 logger = logging.getLogger(__name__)
 IN_FLIGHT = [StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
-#: the tag every deployment the deployer registers carries
-MANAGED_TAG = "deployer"
 
 
 class PrefectOrchestrator:
@@ -101,7 +98,7 @@ class PrefectOrchestrator:
         pool that the module no longer declares (their runs would be stranded otherwise)."""
         # build every payload first: a schedule the client rejects must fail before anything
         # has been re-pointed
-        payloads = [_payload(spec, pool, queue, working_dir, revision_id) for spec in deployments]
+        payloads = [deployment_payload(spec, pool, queue, working_dir, revision_id) for spec in deployments]
         with self._api(f"register deployments of pool {pool}") as api:
             _refuse_foreign(api, pool, deployments)
             keep: set[tuple[UUID, str]] = set()  # (flow id, name): what names a deployment
@@ -263,54 +260,6 @@ def _deployment_exists(api: SyncPrefectClient, deployment_id: UUID) -> bool:
     except ObjectNotFound:
         return False
     return True
-
-
-def _payload(spec: DeploymentSpec, pool: str, queue: str, working_dir: str,
-             revision_id: str) -> dict[str, Any]:
-    config = spec.config
-    work_pool = config.get("work_pool")
-    work_pool = work_pool if isinstance(work_pool, dict) else {}
-    tags = [str(t) for t in config.get("tags") or []]
-    return {
-        "name": spec.name,
-        "version": revision_id,
-        "description": config.get("description"),
-        "entrypoint": spec.entrypoint,
-        "work_pool_name": pool,
-        "work_queue_name": queue,
-        "pull_steps": [{"prefect.deployments.steps.set_working_directory":
-                        {"directory": working_dir}}],
-        "parameters": dict(config.get("parameters") or {}),
-        "parameter_openapi_schema": spec.parameter_schema or None,
-        "enforce_parameter_schema": bool(config.get("enforce_parameter_schema", False)),
-        "schedules": [_schedule(s) for s in _schedules(config)],
-        "tags": sorted({*tags, MANAGED_TAG}),
-        "paused": config.get("paused"),
-        "concurrency_limit": config.get("concurrency_limit"),
-        "job_variables": dict(work_pool.get("job_variables") or {}),
-    }
-
-
-def _schedules(config: dict[str, Any]) -> list[dict[str, Any]]:
-    items = config.get("schedules")
-    if items is None and config.get("schedule"):
-        items = [config["schedule"]]
-    return [s for s in items or [] if isinstance(s, dict)]
-
-
-def _schedule(item: dict[str, Any]) -> DeploymentScheduleCreate:
-    timezone = item.get("timezone")
-    schedule: Any
-    if "cron" in item:
-        schedule = CronSchedule(cron=item["cron"], timezone=timezone, day_or=item.get("day_or", True))
-    elif "interval" in item:
-        schedule = IntervalSchedule(interval=timedelta(seconds=float(item["interval"])),
-                                    anchor_date=item.get("anchor_date"), timezone=timezone)
-    else:
-        schedule = RRuleSchedule(rrule=item["rrule"], timezone=timezone)
-    return DeploymentScheduleCreate(schedule=schedule, active=item.get("active", True),
-                                    parameters=dict(item.get("parameters") or {}),
-                                    slug=item.get("slug"))
 
 
 @contextlib.contextmanager

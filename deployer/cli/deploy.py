@@ -76,8 +76,7 @@ def _stage_note(name: str, status: StageStatus, detail: dict[str, Any]) -> str:
 def cmd_deploy(args: argparse.Namespace) -> int:
     from deployer.bootstrap import build
     from deployer.config import Settings
-    from deployer.models import Request, RequestKind, RunStatus, Trigger
-    from deployer.pipeline.deploy import run_request
+    from deployer.models import Request, RequestKind, Trigger
     from deployer.pipeline.dryrun import dry_run
     from deployer.pipeline.upload import upload_module
 
@@ -100,12 +99,19 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         trigger=Trigger("cli", uploaded.blob, {"blob": uploaded.blob, "etag": uploaded.etag,
                                                "container": services.settings.bundles_container}),
         revision=uploaded.revision)
-    record = run_request(services, request, progress=CliProgress(quiet=args.json))
-    if args.json:
+    return run_here(services, request, as_json=args.json)
+
+
+def run_here(services: Any, request: Any, *, as_json: bool) -> int:
+    """Run a request in this process with stage-by-stage progress; exit 0 when it succeeded."""
+    from deployer.cli.follow import report
+    from deployer.models import RunStatus
+    from deployer.pipeline.deploy import run_request
+
+    record = run_request(services, request, progress=CliProgress(quiet=as_json))
+    if as_json:
         emit_json(record)
     else:
-        from deployer.cli.follow import report
-
         report(record)
     return 0 if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP) else 1
 

@@ -61,11 +61,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from deployer import codec
     from deployer.bootstrap import build
-    from deployer.cli.deploy import CliProgress
-    from deployer.cli.follow import report
+    from deployer.cli.deploy import run_here
     from deployer.config import Settings
-    from deployer.models import RunStatus
-    from deployer.pipeline.deploy import new_record, run_request
+    from deployer.pipeline.deploy import new_record
     from deployer.pipeline.rollback import rollback_request
 
     services = build(Settings.from_env(environ(args)), interactive=True)
@@ -81,9 +79,4 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         return 0
     if not args.json:
         err.print(f"rolling [bold]{args.module}[/] back to {request.revision.id} (no rebuild)")
-    record = run_request(services, request, progress=CliProgress(quiet=args.json))
-    if args.json:
-        emit_json(record)
-    else:
-        report(record)
-    return 0 if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP) else 1
+    return run_here(services, request, as_json=args.json)

@@ -27,15 +27,13 @@ from typing import Any
 
 from deployer import codec
 from deployer.bootstrap import Services
-from deployer.bundle import Module, load_archive, module_from_blob_name
-from deployer.bundle.archive import ChunkReader
+from deployer.bundle import Module
 from deployer.errors import (
     AgentUnhealthy,
     BuildFailed,
     BundleInvalid,
     DeployerError,
     NotFound,
-    Problem,
     StateConflict,
 )
 from deployer.models import (
@@ -49,20 +47,16 @@ from deployer.models import (
     StageStatus,
     utcnow,
 )
+from deployer.pipeline.revision_bundle import load_revision_bundle
 from deployer.pipeline.tracker import LogProgress, Progress, RunTracker
-from deployer.planning import Operation, Plan, plan_rotation
+from deployer.pipeline.waits import wait_for_drain, wait_until_online
+from deployer.planning import Operation, Plan, plan_detail, plan_from_detail, plan_rotation
 from deployer.ports import AgentSpec, AgentState, Image
 from deployer.state import ModuleLock
 
 logger = logging.getLogger(__name__)
 #: the host's maxDequeueCount (host.json); the last attempt records the failure for good
 MAX_ATTEMPTS = 5
-#: looking for the new worker while it starts: a local worker is ONLINE ~2 s after start, a
-#: container group after 30-90 s of provisioning; start quick, back off to spare ARM's read quota
-HEALTH_POLL_FIRST_SECONDS = 0.25
-HEALTH_POLL_MAX_SECONDS = 5.0
-#: how often to look at the old agents' in-flight runs while they drain
-DRAIN_POLL_SECONDS = 1.0
 #: failures that a retry cannot fix: the request fails at once
 DETERMINISTIC = (BuildFailed, AgentUnhealthy, BundleInvalid, NotFound)
 
@@ -148,25 +142,7 @@ class Rotation:
         first = self.t.done("prepare") is None
         if first:
             self.t.start("prepare")
-        revision = self.request.revision
-        info, chunks = self.s.bundles.open(revision.bundle)
-        expected = self.request.trigger.detail.get("etag") if self.request.kind is RequestKind.DEPLOY \
-            else None
-        if expected and info.etag != expected:
-            raise BundleInvalid([Problem(revision.bundle, None, "was overwritten after it was "
-                                         "accepted; the newer upload is deployed by its own request")],
-                                source=revision.bundle)
-        module = load_archive(ChunkReader(chunks), work, self.s.limits, label=revision.bundle,
-                              expected_name=module_from_blob_name(revision.bundle))
-        problems = []
-        if self.request.kind is RequestKind.DEPLOY and module.code_digest() != revision.code_digest:
-            problems.append(Problem(revision.bundle, None, "no longer has the code digest "
-                                    "it was accepted with"))
-        if module.config_digest(self.s.settings.config_digest_key.reveal()) != revision.config_digest:
-            problems.append(Problem(revision.bundle, None, "no longer has the configuration "
-                                    "digest it was accepted with"))
-        if problems:
-            raise BundleInvalid(problems, source=revision.bundle)
+        module = load_revision_bundle(self.s, self.request, work)
         if first:
             self.t.finish("prepare", {"files": len(module.tree.files),
                                       "deployments": [d.name for d in module.deployments]})
@@ -245,29 +221,8 @@ class Rotation:
     def health(self, plan: Plan) -> None:
         if self.t.done("health") is not None:
             return
-        name = plan.new_agent
         self.t.start("health")
-        timeout = self.s.settings.health_timeout_seconds
-        deadline = self.s.now() + timedelta(seconds=timeout)
-        pause = HEALTH_POLL_FIRST_SECONDS
-        while True:
-            info = self.s.runtime.get(name)
-            if info is None or info.state in (AgentState.STOPPED, AgentState.FAILED):
-                raise AgentUnhealthy(f"agent {name} stopped before its worker came ONLINE "
-                                     f"({info.detail if info else 'gone'})",
-                                     log_tail=self.s.runtime.logs(name),
-                                     hint="the agent's log tail shows why; the old agent keeps "
-                                     "serving")
-            if name in self.s.orchestrator.online_workers(self.pool):
-                break
-            if self.s.now() >= deadline:
-                raise AgentUnhealthy(f"agent {name} did not come ONLINE in Prefect within "
-                                     f"{timeout}s (DEPLOYER_HEALTH_TIMEOUT_SECONDS)",
-                                     log_tail=self.s.runtime.logs(name),
-                                     hint="check PREFECT_API_URL/PREFECT_API_KEY as the agent sees "
-                                     "them; the old agent keeps serving")
-            self.s.sleep(pause)
-            pause = min(pause * 1.5, HEALTH_POLL_MAX_SECONDS)
+        wait_until_online(self.s, self.pool, plan.new_agent)
         self.t.finish("health")
 
     def cutover(self, plan: Plan, image: Image, module: Module) -> None:
@@ -304,27 +259,9 @@ class Rotation:
             return []
         self.t.start("drain", {"agents": [op.target for op in olds]})
         started = self.t.record.stage("drain").started_at  # type: ignore[union-attr]
-        timeout = self.s.settings.drain_timeout_seconds
-        deadline = started + timedelta(seconds=timeout)
-        timed_out = False
-        while True:
-            waiting: list[str] = []  # runs of live old agents: they may still finish
-            orphaned: list[str] = []  # runs whose agent is gone: they never will
-            for op in olds:
-                runs = [r.id for r in self.s.orchestrator.in_flight(self.pool, op.detail["queue"])]
-                info = self.s.runtime.get(op.target)
-                alive = info is not None and info.state is AgentState.RUNNING
-                (waiting if alive else orphaned).extend(runs)
-            if not waiting:
-                leftover = orphaned
-                break
-            if self.s.now() >= deadline:
-                leftover, timed_out = waiting + orphaned, True
-                self.t.progress.note(f"drain timeout ({timeout}s): {len(waiting)} run(s) still "
-                                     "in flight will be marked crashed")
-                break
-            self.t.progress.note(f"draining: {len(waiting)} run(s) in flight on the old agent(s)")
-            self.s.sleep(DRAIN_POLL_SECONDS)
+        leftover, timed_out = wait_for_drain(
+            self.s, self.pool, [(op.target, op.detail["queue"]) for op in olds],
+            started + timedelta(seconds=self.s.settings.drain_timeout_seconds), self.t.progress)
         self.t.finish("drain", {"leftover": leftover, "timed_out": timed_out})
         return leftover
 
@@ -388,18 +325,6 @@ class Rotation:
             module=self.module_name, revision=revision, request_id=self.request.request_id,
             kind=self.request.kind, trigger=self.request.trigger, outcome=outcome, at=self.s.now(),
             stages=timings, error=error))
-
-
-def plan_detail(plan: Plan) -> dict[str, Any]:
-    return {"noop": plan.noop, "reason": plan.reason, "new_agent": plan.new_agent,
-            "new_queue": plan.new_queue, "operations": codec.to_data(list(plan.operations)),
-            "steps": [op.describe() for op in plan.operations]}
-
-
-def plan_from_detail(detail: dict[str, Any]) -> Plan:
-    return Plan(noop=detail["noop"], reason=detail["reason"], new_agent=detail["new_agent"],
-                new_queue=detail["new_queue"],
-                operations=tuple(Operation(**op) for op in detail["operations"]))
 
 
 def _ops(plan: Plan, action: str) -> list[Operation]:

@@ -121,6 +121,13 @@ class Stack:
         path = self.work / "dev.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``deployer`` as a user runs it, with this stack's settings file."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("DEPLOYER_", "PREFECT_", "AzureWebJobs"))}
+        return subprocess.run([sys.executable, "-m", "deployer", "--settings", str(self.settings_file),
+                               *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+
     # -- modules -------------------------------------------------------------------------------
 
     def upload(self, changes: dict[str, str | bytes | None] | None = None) -> Uploaded:

@@ -13,7 +13,7 @@ import pytest
 
 from deployer import bootstrap
 from deployer.bootstrap import build
-from deployer.config import Settings
+from deployer.config import Settings, with_defaults
 from deployer.devhost import DevHost, HostOptions, load_app
 from deployer.models import RunStatus
 from deployer.pipeline.upload import upload_module
@@ -32,8 +32,8 @@ def hosted(storage_connection: str, monkeypatch: pytest.MonkeyPatch) -> Iterator
               "DEPLOYER_REQUEST_QUEUE": f"requests-{tag}"}
     storage = build(Settings.from_env({**values, **AZURE_SETTINGS}))
     world = azure_world(values, storage.state, storage.bundles, storage.queue)
-    for key, value in {**values, **AZURE_SETTINGS}.items():
-        monkeypatch.setenv(key, value)
+    for key, value in with_defaults({**values, **AZURE_SETTINGS}).items():
+        monkeypatch.setenv(key, value)  # the host's app settings, as `deployer dev` sets them
     bootstrap.install(world.services)
     host = DevHost(load_app(ROOT / "function_app.py"), HostOptions(poll_seconds=0.2, lease_seconds=30))
     host.start()

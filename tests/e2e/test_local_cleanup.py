@@ -4,9 +4,6 @@ the CLI and from the timer that `deployer dev` fires."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,15 +12,10 @@ import pytest
 from deployer.models import RunStatus
 from deployer.pipeline.cleanup import last_report
 from deployer.ports import AgentSpec, AgentState, Image
-from tests.e2e.harness import FLOW, ROOT, Stack
+from tests.e2e.harness import FLOW, Stack
 
 pytestmark = pytest.mark.timeout(900)
 
-
-def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPLOYER_", "PREFECT_", "AzureWebJobs"))}
-    return subprocess.run([sys.executable, "-m", "deployer", "--settings", str(stack.settings_file), *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
 
 
 def dead_agent(stack: Stack) -> str:
@@ -52,20 +44,20 @@ def test_cli_cleanup_plans_then_deletes_stale_local_images_and_agents(stack: Sta
     dead = dead_agent(stack)
     current = stack.current_agent()
 
-    dry = cli(stack, "cleanup", "--dry-run", "--json")
+    dry = stack.cli("cleanup", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     planned = {(i["kind"], i["target"]) for i in json.loads(dry.stdout)["items"] if i["outcome"] == "planned"}
     assert ("agent", dead) in planned and len([k for k, _ in planned if k == "manifest"]) == 2
     assert len(list(images.iterdir())) == 3 and stack.services.runtime.get(dead) is not None
 
-    done = cli(stack, "cleanup")
+    done = stack.cli("cleanup")
     assert done.returncode == 0, done.stderr
     assert "deleted" in done.stdout
     current_image = Path(stack.services.state.module(stack.name).value.current.image)  # type: ignore[union-attr]
     assert list(images.iterdir()) == [current_image]  # keep 1 revision: the current one
     assert stack.services.runtime.get(dead) is None
     assert stack.running_agents() == [current]
-    status = cli(stack, "status")
+    status = stack.cli("status")
     assert "last cleanup" in status.stdout
 
 

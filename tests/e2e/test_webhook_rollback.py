@@ -5,9 +5,6 @@ posted to `deployer dev`'s webhook route redeploys a known image; `deployer roll
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +14,7 @@ import pytest
 
 from deployer.bundle.digest import short
 from deployer.models import RequestKind, RunStatus, StageStatus
-from tests.e2e.harness import FLOW, ROOT, Stack
+from tests.e2e.harness import FLOW, Stack
 
 pytestmark = pytest.mark.timeout(900)
 TOKEN = "e2e-webhook-shared-secret"
@@ -42,11 +39,6 @@ def post(stack: Stack, body: bytes, token: str | None = TOKEN) -> tuple[int, dic
                 raise
             time.sleep(0.3)  # the host is still starting
 
-
-def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPLOYER_", "PREFECT_", "AzureWebJobs"))}
-    return subprocess.run([sys.executable, "-m", "deployer", "--settings", str(stack.settings_file), *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
 
 
 def test_push_webhook_redeploys_then_rollback_goes_back(stack: Stack) -> None:
@@ -76,12 +68,12 @@ def test_push_webhook_redeploys_then_rollback_goes_back(stack: Stack) -> None:
     status, reply = post(stack, body)  # a replay
     assert status == 200 and "already" in reply["ignored"][0]["reason"]
 
-    rolled = cli(stack, "rollback", stack.name, "--json")
+    rolled = stack.cli("rollback", stack.name, "--json")
     assert rolled.returncode == 0, rolled.stderr
     assert json.loads(rolled.stdout)["revision"]["code_digest"] == second.revision.code_digest
     assert stack.services.state.module(stack.name).value.current.id == second.revision.id  # type: ignore[union-attr]
 
-    history = json.loads(cli(stack, "history", stack.name, "--json").stdout)
+    history = json.loads(stack.cli("history", stack.name, "--json").stdout)
     kinds = [(e["kind"], e["trigger"]["source"], e["outcome"]) for e in history["entries"]]
     assert kinds == [("deploy", "blob", "succeeded"), ("deploy", "blob", "succeeded"),
                      ("redeploy", "webhook", "succeeded"), ("rollback", "cli", "succeeded")]
