@@ -17,7 +17,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deployer.cli import bundles, cleanup, deploy, history, status
+    from deployer.cli import bundles, cleanup, deploy, history, logs, status
 
     parser = argparse.ArgumentParser(
         prog="deployer",
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: ./local.settings.json)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (bundles, deploy, history, status, cleanup):
+    for module in (bundles, deploy, history, status, logs, cleanup):
         module.register(sub)
     return parser
 

@@ -300,9 +300,17 @@ class Rotation:
         return self.t.end(RunStatus.FAILED, error)
 
     def roll_back(self) -> None:
-        """Before cutover: remove the new agent (if it was started); the old one keeps serving."""
+        """Before cutover: remove the new agent (if it was started); the old one keeps serving.
+
+        Once cutover has begun, some deployments may already point at the new agent's queue:
+        removing it then would strand their runs, so both agents are left running and the
+        failure says so (a redeploy or rollback finishes the job)."""
         name = self.t.begun("start").get("agent")
         if not name:
+            return
+        if self.t.record.stage("cutover") is not None:
+            self.t.progress.note(f"cutover was interrupted: agent {name} is kept, since deployments "
+                                 "may already point at it; deploy again or roll back")
             return
         try:
             self.s.runtime.stop(name)

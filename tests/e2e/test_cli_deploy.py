@@ -37,6 +37,13 @@ def test_deploy_dry_run_changes_nothing_then_deploy_runs_the_pipeline(stack: Sta
     assert [(a["agent"]["name"], a["worker"], a["current"]) for a in module["agents"]] == [(agent, "ONLINE", True)]
     assert module["last_run"]["status"] == RunStatus.SUCCEEDED.value
 
+    logs = stack.cli("logs", stack.name)
+    assert logs.returncode == 0 and "Worker" in logs.stdout  # the prefect worker's own output
+    request_id = module["last_run"]["request_id"]
+    stages = stack.cli("logs", stack.name, "--request", request_id)
+    assert stages.returncode == 0 and "health: done" in stages.stdout and "start agent" in stages.stdout
+    assert stack.cli("logs", stack.name, "--request", "nope").returncode == 1
+
 
 def test_deploy_of_an_invalid_module_exits_1_and_starts_nothing(stack: Stack) -> None:
     root = write_module(stack.work / "src", stack.name, demo_files(stack.name, {"prefect.yaml": "deployments: []\n"}))

@@ -184,7 +184,8 @@ def test_the_last_attempt_records_the_failure_and_rolls_back(world: World) -> No
     world.run(world.request())
     old = world.current_agent()
     request = world.request({".env": "GREETING=x\n"})
-    world.orchestrator.fail_next["register"] = transient()
+    # the new agent starts, then Prefect cannot be reached while we wait for its worker
+    world.runtime.on_start = lambda spec: world.orchestrator.fail_next.__setitem__("online_workers", transient())
     record = world.run(request, attempt=5)
     assert record.status is RunStatus.FAILED and record.error["code"] == "upstream_error"  # type: ignore[index]
     assert world.runtime.running("demo") == [old]
@@ -246,3 +247,15 @@ def test_agent_state_stopped_is_not_running(world: World) -> None:
     world.run(world.request())
     world.runtime.kill(world.current_agent())
     assert world.runtime.get(world.current_agent()).state is AgentState.STOPPED  # type: ignore[union-attr]
+
+
+def test_a_final_failure_during_cutover_keeps_the_new_agent_that_deployments_may_point_at(world: World) -> None:
+    world.run(world.request())
+    old = world.current_agent()
+    request = world.request({".env": "GREETING=x\n"})
+    world.orchestrator.fail_next["rehome_scheduled"] = transient()  # after register re-pointed them
+    record = world.run(request, attempt=5)
+    assert record.status is RunStatus.FAILED
+    assert len(world.runtime.running("demo")) == 2 and old in world.runtime.running("demo")
+    new = next(n for n in world.runtime.running("demo") if n != old)
+    assert world.orchestrator.deployments[("demo", "hello")]["queue"] == new

@@ -1,0 +1,61 @@
+"""``logs``: an agent's recent output, or a request's stages and error."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from deployer.cli import environ
+from deployer.cli.output import emit_json, out
+from deployer.errors import NotFound
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("logs", help="the current agent's recent output, or a request's stages")
+    p.add_argument("module")
+    p.add_argument("--agent", help="this agent instead of the module's current one")
+    p.add_argument("--request", help="show this request's stages, plan and error instead")
+    p.add_argument("--tail", type=int, default=100, help="lines of agent output (default 100)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=cmd_logs)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from deployer.bootstrap import build
+    from deployer.config import Settings
+
+    services = build(Settings.from_env(environ(args)), interactive=True)
+    if args.request:
+        got = services.state.run(args.module, args.request)
+        if got is None:
+            raise NotFound(f"no request {args.request} for module {args.module}",
+                           hint=f"`deployer history {args.module}` lists its requests")
+        record = got.value
+        if args.json:
+            emit_json(record)
+            return 0
+        out.print(f"request {record.request_id} ({record.kind.value}, {record.trigger.source}: "
+                  f"{record.trigger.ref}): {record.status.value}", markup=False)
+        for stage in record.stages:
+            took = f" {stage.seconds:.1f}s" if stage.seconds is not None else ""
+            out.print(f"  {stage.name}: {stage.status.value}{took}", markup=False)
+            for step in stage.detail.get("steps", []):
+                out.print(f"      {step}", markup=False)
+        if record.error:
+            out.print(f"  error: {record.error.get('message')}", markup=False)
+            if record.error.get("log_tail"):
+                out.print(record.error["log_tail"], markup=False)
+        return 0
+    name = args.agent
+    if name is None:
+        got_state = services.state.module(args.module)
+        if got_state is None or got_state.value.agent is None:
+            raise NotFound(f"module {args.module} has no current agent",
+                           hint="`deployer status` lists modules and their agents")
+        name = got_state.value.agent.name
+    text = services.runtime.logs(name, tail=args.tail)
+    if args.json:
+        emit_json({"agent": name, "log": text})
+    else:
+        out.print(text or f"(no output from {name} yet)", markup=False)
+    return 0
