@@ -39,12 +39,16 @@ def module_statuses(services: Services, module: str | None = None, *,
     names = sorted(set(states) | set(last))
     if module is not None:
         names = [n for n in names if n == module]
+    agents: dict[str, list[AgentInfo]] = {}
+    if live and names:
+        for agent in services.runtime.list(module):  # one listing for every module
+            agents.setdefault(agent.module, []).append(agent)
     return [ModuleStatus(n, states.get(n), last.get(n),
-                         _agents(services, n, states.get(n)) if live else []) for n in names]
+                         _agents(services, n, states.get(n), agents.get(n, []))) for n in names]
 
 
-def _agents(services: Services, module: str, state: ModuleState | None) -> list[AgentStatus]:
-    agents = services.runtime.list(module)
+def _agents(services: Services, module: str, state: ModuleState | None,
+            agents: list[AgentInfo]) -> list[AgentStatus]:
     if not agents:
         return []
     try:
