@@ -3,7 +3,8 @@
 Every listed thing gets an action: delete (with why) or keep (with why), so the report can say
 why something survived. The rules, which DESIGN.md and the README state in words:
 
-agents     never the current agent, nor any agent of a module that is being deployed (lock held);
+agents     never the current agent, nor any agent of a module that is being deployed (lock held),
+           nor the new agent of a deploy that failed half-way through cutover;
            delete failed and terminated ones, superseded ones past the drain grace, and agents of
            modules the state does not know once past the orphan grace, except groups the old
            deploy.sh made (untagged) for such modules: those are live production, left alone.
@@ -79,8 +80,21 @@ def plan_cleanup(inv: Inventory, policy: Policy) -> list[Action]:
 # -- agents -------------------------------------------------------------------------------------
 
 
+def _half_cut_over(inv: Inventory) -> dict[str, str]:
+    """Agents of deploys that failed in the middle of cutover: some deployments may point at
+    them, so they stay until a redeploy or rollback settles the module (agent -> request)."""
+    out = {}
+    for record in inv.runs:
+        if record.status is RunStatus.FAILED and record.stage("cutover") is not None:
+            start = record.stage("start")
+            if start is not None and start.detail.get("agent"):
+                out[start.detail["agent"]] = record.request_id
+    return out
+
+
 def _agents(inv: Inventory, policy: Policy) -> list[Action]:
     out = []
+    half = _half_cut_over(inv)
     for agent in inv.agents:
         module, state = agent.module, inv.modules.get(agent.module)
         age = inv.now - agent.started_at if agent.started_at else None
@@ -94,6 +108,9 @@ def _agents(inv: Inventory, policy: Policy) -> list[Action]:
             out.append(act(False, f"module {module} is being deployed"))
         elif state is not None and state.agent is not None and state.agent.name == agent.name:
             out.append(act(False, f"current agent of {module}"))
+        elif agent.name in half and agent.state is AgentState.RUNNING:
+            out.append(act(False, f"request {half[agent.name]} failed during cutover: deployments may "
+                                  f"point at it; redeploy or roll back {module}"))
         elif state is None or state.current is None:
             if not agent.revision_id:
                 out.append(act(False, f"made by the old deploy.sh for {module}, which the deployer "

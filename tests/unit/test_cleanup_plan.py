@@ -200,3 +200,16 @@ def test_old_cleanup_reports_go() -> None:
     reports = [(f"cleanup/{n}.json", NOW - timedelta(days=n * 20)) for n in range(5)]
     got = decisions(plan_cleanup(inventory(reports=reports), POLICY), "report")
     assert set(got) == {"cleanup/2.json", "cleanup/3.json", "cleanup/4.json"}
+
+
+def test_the_new_agent_of_a_deploy_that_failed_during_cutover_is_kept() -> None:
+    from deployer.models import Stage, StageStatus
+
+    failed = RunRecord("req-half", RequestKind.DEPLOY, "fin", Trigger("blob", "x"), RunStatus.FAILED, NOW, NOW,
+                       revision=rev(6), stages=(
+                           Stage("start", StageStatus.DONE, NOW, NOW, {"agent": "agent-fin-6"}),
+                           Stage("cutover", StageStatus.FAILED, NOW, NOW, {"error": "boom"})))
+    inv = inventory(runs=[failed], agents=[agent("agent-fin-5", revision=rev(5)),
+                                           agent("agent-fin-6", revision=rev(6))])
+    got = decisions(plan_cleanup(inv, POLICY), "agent")
+    assert got["agent-fin-6"][0] is False and "failed during cutover" in got["agent-fin-6"][1]
