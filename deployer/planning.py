@@ -49,9 +49,6 @@ class Plan:
     new_queue: str
     operations: tuple[Operation, ...]
 
-    def targets(self, action: str) -> list[str]:
-        return [op.target for op in self.operations if op.action == action]
-
     def operation(self, action: str) -> Operation | None:
         return next((op for op in self.operations if op.action == action), None)
 

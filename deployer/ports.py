@@ -110,8 +110,6 @@ class ImageBuilder(Protocol):
         over. Raises ``BuildFailed`` with the tail of the build log."""
         ...
 
-    def exists(self, image: Image) -> bool: ...
-
     def resolve(self, module: str, reference: str) -> Image | None:
         """The image a reference names, pinned to its digest where the registry has one:
         an ``Image.ref`` recorded earlier, or ``repository[:tag][@digest]`` from a push event.

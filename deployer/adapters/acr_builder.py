@@ -67,15 +67,6 @@ class AcrImageBuilder:
                 return None
         return self._image(module, tag, props.digest)
 
-    def exists(self, image: Image) -> bool:
-        repository, _, tag = image.ref.split("/", 1)[1].rpartition(":")
-        with azure_errors(f"read tag {repository}:{tag}"):
-            try:
-                self._c.registry.get_tag_properties(repository, tag)
-            except ResourceNotFoundError:
-                return False
-        return True
-
     def resolve(self, module: str, reference: str) -> Image | None:
         """``[<login server>/]<repository>[:<tag>][@<digest>]``, pinned to its digest."""
         ref = reference.removeprefix(f"{self._s.registry_server}/")

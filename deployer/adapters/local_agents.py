@@ -119,11 +119,6 @@ class LocalAgentRuntime:
             return ""
         return "\n".join(lines[-tail:])
 
-    def pid(self, name: str) -> int | None:
-        record = self._read(self._record_path(name))
-        process = _process(record) if record else None
-        return process.pid if process else None
-
     @staticmethod
     def _read(path: Path) -> dict | None:  # type: ignore[type-arg]
         try:

@@ -68,9 +68,6 @@ class LocalImageBuilder:
             return None
         return self._image(folder)
 
-    def exists(self, image: Image) -> bool:
-        return (Path(image.ref) / "image.json").is_file()
-
     def resolve(self, module: str, reference: str) -> Image | None:
         """A recorded image path, or ``<repository>:<tag>`` whose tag is a local image's."""
         if reference.startswith("/"):

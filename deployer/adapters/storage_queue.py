@@ -77,8 +77,3 @@ class StorageQueue:
         client = self._ensure()
         with storage_errors(f"delete message from {self.name}", self._where):
             client.delete_message(message.id, message.pop_receipt)
-
-    def peek_count(self) -> int:
-        client = self._ensure()
-        with storage_errors(f"read queue {self.name}", self._where):
-            return int(client.get_queue_properties().approximate_message_count or 0)

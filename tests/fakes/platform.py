@@ -71,9 +71,6 @@ class FakeImageBuilder:
     def find(self, module: str, code_digest: str) -> Image | None:
         return self.images.get((module, code_digest))
 
-    def exists(self, image: Image) -> bool:
-        return image in self.images.values()
-
     def resolve(self, module: str, reference: str) -> Image | None:
         """By the recorded ref, by ``...@<digest>`` or by ``...:<tag>``, like a registry."""
         name, _, digest = reference.partition("@")

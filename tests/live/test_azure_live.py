@@ -49,7 +49,7 @@ def test_a_build_and_an_agent_round_trip(services, tmp_path: Path) -> None:  # t
     code = module.code_digest()
     image = services.builder.find("finance", code) or services.builder.build(
         "finance", code, module.root, resume={}, checkpoint=lambda detail: None)
-    assert services.builder.exists(image)
+    assert services.builder.resolve("finance", image.ref) is not None
     name = f"{services.settings.agent_prefix}-finance-live-{int(time.time())}"
     services.runtime.start(AgentSpec(name=name, module="finance", revision_id="live", image=image,
                                      pool="finance-live", queue=name, env={"LIVE_TEST": "1"},

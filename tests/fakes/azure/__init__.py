@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core.credentials import AccessToken
@@ -131,9 +131,6 @@ class FakeAzure:
                 return Response.arm_error(fault.status, code, "injected fault", headers)
         return None
 
-    def arm_calls(self) -> Counter[str]:
-        return Counter({k: v for k, v in self.calls.items() if not k.startswith(("acr:", "storage:"))})
-
     def peak(self, kind: str, window: timedelta) -> int:
         """The most accepted (non-error) calls of ``kind`` inside any ``window`` (simulated time)."""
         times = [t for k, t, status in self.timeline if k == kind and status < 400]
@@ -146,6 +143,3 @@ class FakeAzure:
 
     def bodies(self) -> bytes:
         return b"\n".join(body for *_, body in self.log)
-
-    def now(self) -> datetime:
-        return self.clock.now().astimezone(UTC)

@@ -20,7 +20,6 @@ from tests.fakes.azure.http import Request, Response, SimClock
 from tests.fakes.azure.swagger import spec
 
 TASKS = "acr-tasks/2025-03-01-preview/containerregistry_build.json"
-DATAPLANE = "acr-dataplane/2021-07-01/containerregistry.json"
 REGISTRY_PATH = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
                            r"Microsoft\.ContainerRegistry/registries/(?P<registry>[^/]+)/(?P<rest>.+)$",
                            re.IGNORECASE)
