@@ -75,7 +75,8 @@ def test_a_long_run_started_on_the_old_agent_completes_after_the_rotation(stack:
     new_record = stack.deploy(CODE_CHANGE)
     assert new_record.status is RunStatus.SUCCEEDED
     drain = new_record.stage("drain")
-    assert drain is not None and drain.detail["leftover"] == [] and drain.seconds >= 5
+    assert drain is not None and drain.detail["leftover"] == []
+    # retiring the old agent kills its flow-run processes: COMPLETED means the drain waited
     assert prefect_runs.state_of(stack.prefect_api, run_id) == "COMPLETED"
 
 
