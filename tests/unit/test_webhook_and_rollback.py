@@ -15,11 +15,12 @@ from deployer.pipeline.rollback import rollback_request
 from deployer.pipeline.webhook import TOKEN_HEADER, receive_webhook
 from deployer.ports import Image
 from deployer.webhooks import Ping, Push, Validation, WebhookInvalid, parse
+from tests.fakes.azure.swagger import spec_path
 from tests.fakes.platform import FakeQueue
 from tests.unit.pipeline_world import WEBHOOK_TOKEN, World
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "webhooks"
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "azure-specs" / "eventgrid-acr" / "2018-01-01" / "examples"
+SPECS = spec_path("eventgrid-acr/2018-01-01/examples/event-grid-schema/image_pushed.json").parents[1]
 AUTH = {TOKEN_HEADER: WEBHOOK_TOKEN}
 PUSHED = "sha256:" + "ab" * 32
 

@@ -12,7 +12,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-SPECS = Path(__file__).resolve().parents[4] / "shared" / "azure-specs"
+SHARED_SPECS = Path(__file__).resolve().parents[4] / "shared" / "azure-specs"
+VENDORED_SPECS = Path(__file__).resolve().parents[2] / "data" / "azure-specs"
+
+
+def spec_path(relative: str) -> Path:
+    """``../shared/azure-specs/<relative>`` when the shared folder is beside the checkout, else
+    the byte-identical copy in tests/data/azure-specs (a test keeps the two equal)."""
+    shared = SHARED_SPECS / relative
+    return shared if shared.is_file() else VENDORED_SPECS / relative
 
 
 @dataclass(frozen=True)
@@ -27,9 +35,9 @@ class Operation:
 
 class Swagger:
     def __init__(self, relative: str) -> None:
-        path = SPECS / relative
+        path = spec_path(relative)
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: the fake Azure needs ../shared/azure-specs")
+            raise FileNotFoundError(f"{path} is missing: the fake Azure needs the published specs")
         self.doc = json.loads(path.read_text())
         self.version = self.doc["info"]["version"]
         self.definitions: dict[str, Any] = self.doc.get("definitions", {})
