@@ -54,6 +54,16 @@ def wait(check, timeout: float = 300.0) -> float:  # type: ignore[no-untyped-def
     raise TimeoutError("benchmark step did not finish")
 
 
+def finished_record(services, module: str, request_id: str):  # type: ignore[no-untyped-def]
+    """Wait until the trigger path has finished the request; its run record."""
+    def done() -> bool:
+        got = services.state.run(module, request_id)
+        return got is not None and got.value.status.finished
+
+    wait(done)
+    return services.state.run(module, request_id).value
+
+
 def irreducible(work: Path, module_root: Path, api: str) -> dict[str, float]:
     uv = uv_binary()
     venv = work / "venv"
@@ -122,14 +132,8 @@ def main() -> None:
                 time.sleep(3)  # the host imports and starts its listeners
                 start = time.perf_counter()
                 uploaded = upload_module(services, source)
-
-                def finished() -> bool:
-                    got = services.state.run(name, uploaded.request_id)
-                    return got is not None and got.value.status.finished
-
-                wait(finished)
+                record = finished_record(services, name, uploaded.request_id)
                 to_online = time.perf_counter() - start
-                record = services.state.run(name, uploaded.request_id).value  # type: ignore[union-attr]
                 assert record.status.value == "succeeded", record.error
                 run = services.orchestrator.start_run(name, "hello")
                 final = ("COMPLETED", "FAILED", "CRASHED")
@@ -141,14 +145,8 @@ def main() -> None:
                 agents_before = [a.name for a in services.runtime.list(name)]
                 start = time.perf_counter()
                 again = upload_module(services, source)
-
-                def noop_done() -> bool:
-                    got = services.state.run(name, again.request_id)
-                    return got is not None and got.value.status.finished
-
-                wait(noop_done)
+                noop = finished_record(services, name, again.request_id)
                 noop_trigger = time.perf_counter() - start
-                noop = services.state.run(name, again.request_id).value  # type: ignore[union-attr]
                 # ... and the pipeline alone, in this (warm) process
                 request = Request(Request.make_id("bench", str(time.time())), RequestKind.DEPLOY, name,
                                   Trigger("cli", again.blob, {"blob": again.blob, "etag": again.etag}),

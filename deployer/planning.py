@@ -78,6 +78,8 @@ def healthy_current(state: ModuleState | None, agents: Sequence[AgentInfo],
 def plan_rotation(*, kind: RequestKind, revision: Revision, state: ModuleState | None,
                   image: Image | None, agents: Sequence[AgentInfo], online: Collection[str],
                   deployments: Sequence[str], prefix: str, now: datetime) -> Plan:
+    # ``online`` only matters when ``revision`` is the current one: callers may pass an empty set
+    # otherwise and spare the orchestrator a call
     current = healthy_current(state, agents, online)
     if state is not None and revision.same_as(state.current) and current is not None:
         extras = [a for a in agents if a.name != current.name]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -156,7 +157,9 @@ class Rotation:
         revision = self.request.revision
         current = self.s.state.module(self.module_name)
         agents = self.s.runtime.list(self.module_name)
-        online = self.s.orchestrator.online_workers(self.pool)
+        same = current is not None and revision.same_as(current.value.current)
+        # whether workers are ONLINE only decides anything when this revision is already current
+        online = self.s.orchestrator.online_workers(self.pool) if same else set()
         image = (self.s.builder.find(self.module_name, revision.code_digest)
                  if self.request.kind is RequestKind.DEPLOY else self.known_image())
         plan = plan_rotation(kind=self.request.kind, revision=revision,
@@ -190,11 +193,24 @@ class Rotation:
             self.t.finish("build", {"image": codec.to_data(image), "built": False},
                           StageStatus.SKIPPED)
             return image
-        image = self.s.builder.build(
-            self.module_name, revision.code_digest, module.root, resume=self.t.begun("build"),
-            checkpoint=lambda detail: self.t.checkpoint("build", detail))
+        # the orchestrator's client is slow to start the first time (imports, connection): warm it
+        # up while the image builds; start() calls ensure_pool again and gets any error itself
+        warm = threading.Thread(target=self._warm_orchestrator, daemon=True)
+        warm.start()
+        try:
+            image = self.s.builder.build(
+                self.module_name, revision.code_digest, module.root, resume=self.t.begun("build"),
+                checkpoint=lambda detail: self.t.checkpoint("build", detail))
+        finally:
+            warm.join()
         self.t.finish("build", {"image": codec.to_data(image), "built": True})
         return image
+
+    def _warm_orchestrator(self) -> None:
+        try:
+            self.s.orchestrator.ensure_pool(self.pool)
+        except DeployerError as exc:
+            logger.debug("pipeline.warmup_failed error=%s", exc.message)
 
     def start(self, plan: Plan, image: Image, module: Module) -> None:
         if self.t.done("start") is not None:

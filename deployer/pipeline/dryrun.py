@@ -18,11 +18,12 @@ def dry_run(services: Services, path: Path) -> dict[str, Any]:
     revision = Revision(module.name, module.code_digest(),
                         module.config_digest(services.settings.config_digest_key.reveal()))
     state = services.state.module(module.name)
+    same = state is not None and revision.same_as(state.value.current)
     plan = plan_rotation(
         kind=RequestKind.DEPLOY, revision=revision, state=state.value if state else None,
         image=services.builder.find(module.name, revision.code_digest),
         agents=services.runtime.list(module.name),
-        online=services.orchestrator.online_workers(module.name),
+        online=services.orchestrator.online_workers(module.name) if same else set(),
         deployments=[d.name for d in module.deployments], prefix=services.settings.agent_prefix,
         now=services.now())
     return {"module": module.name, "revision": revision.id, "noop": plan.noop,
