@@ -28,7 +28,8 @@ local.settings.json: | local.settings.json.example
 flows/finance/.env: | flows/finance/.env.example
 	cp flows/finance/.env.example $@
 
-test: setup
+# the lint runs first: its import bans (only adapters import Azure/Prefect SDKs) are architecture
+test: setup lint
 	$(BIN)/pytest
 
 test-unit: setup
@@ -45,6 +46,7 @@ bench: setup
 	$(BIN)/python bench/bundle.py
 	$(BIN)/python bench/local_deploy.py
 	$(BIN)/python bench/azure_rotation.py
+	$(BIN)/python bench/serverless.py
 	$(BIN)/python bench/cleanup.py
 
 clean:

@@ -20,13 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deployer.bundle import BundleLimits, load_archive  # noqa: E402
-from deployer.models import Request, RequestKind, Revision, Trigger  # noqa: E402
-from deployer.pipeline.deploy import run_request  # noqa: E402
+from deployer.models import Intent, Request, RequestKind, Revision, Trigger  # noqa: E402
 from deployer.state import StateRepository  # noqa: E402
 from tests.builders import module_tar  # noqa: E402
 from tests.fakes.azure import FakeAzure  # noqa: E402
 from tests.fakes.documents import MemoryDocumentStore  # noqa: E402
-from tests.fakes.platform import FakeBundleStore, FakeQueue  # noqa: E402
+from tests.fakes.platform import FakeBundleStore  # noqa: E402
 from tests.integration.azure_world import azure_world  # noqa: E402
 
 KEY = "bench-config-digest-key-0123456789"
@@ -40,8 +39,9 @@ def request_for(world, changes, n):  # type: ignore[no-untyped-def]
         module = load_archive(io.BytesIO(world.services.bundles.blobs[blob][0]), Path(work),
                               BundleLimits(), label=blob)
         revision = Revision("demo", module.code_digest(), module.config_digest(KEY), bundle=blob)
+    now = world.azure.clock.now()
     return Request(Request.make_id("bench", blob, info.etag), RequestKind.DEPLOY, "demo",
-                   Trigger("blob", blob, {"blob": blob, "etag": info.etag}), revision)
+                   Trigger("blob", blob, {"blob": blob, "etag": info.etag}), revision, now, Intent(now, blob))
 
 
 def main() -> None:
@@ -49,8 +49,8 @@ def main() -> None:
     azure.acr.build_seconds = 90.0
     azure.aci.provision_seconds = 40.0
     state = StateRepository(MemoryDocumentStore(), lease_seconds=15, lock_wait_seconds=1)
-    world = azure_world(BASE, state, FakeBundleStore(), FakeQueue(), azure)
-    run_request(world.services, request_for(world, None, 1))  # the agent to rotate away from
+    world = azure_world(BASE, state, FakeBundleStore(), None, azure)
+    world.run(request_for(world, None, 1))  # the agent to rotate away from
     azure.clock.advance(60)
 
     request = request_for(world, {"flow.py": "from prefect import flow\n\n@flow\ndef hello():\n    return 2\n"}, 2)
@@ -58,7 +58,7 @@ def main() -> None:
     simulated_start = azure.clock.now()
     started = time.perf_counter()
     cpu = time.process_time()
-    record = run_request(world.services, request)
+    record = world.run(request)
     own = time.perf_counter() - started
     own_cpu = time.process_time() - cpu
     simulated = (azure.clock.now() - simulated_start).total_seconds()
@@ -68,8 +68,8 @@ def main() -> None:
 
     # baseline: the same kinds and numbers of SDK calls, replayed bare
     replay = FakeAzure()
-    replay_world = azure_world(BASE, StateRepository(MemoryDocumentStore()), FakeBundleStore(), FakeQueue(), replay)
-    run_request(replay_world.services, request_for(replay_world, None, 1))
+    replay_world = azure_world(BASE, StateRepository(MemoryDocumentStore()), FakeBundleStore(), None, replay)
+    replay_world.run(request_for(replay_world, None, 1))
     [group] = [n for (_, n) in replay.aci.groups]
     aci = replay_world.clients.aci.container_groups
     started = time.perf_counter()

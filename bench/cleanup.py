@@ -27,7 +27,7 @@ from deployer.ports import AgentInfo, AgentState, ManifestInfo  # noqa: E402
 from deployer.state import StateRepository  # noqa: E402
 from tests.fakes.azure import FakeAzure  # noqa: E402
 from tests.fakes.documents import MemoryDocumentStore  # noqa: E402
-from tests.fakes.platform import FakeBundleStore, FakeQueue  # noqa: E402
+from tests.fakes.platform import FakeBundleStore  # noqa: E402
 from tests.integration.azure_world import azure_world  # noqa: E402
 
 NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
@@ -79,7 +79,7 @@ def world_with_groups(azure: FakeAzure, count: int, quota: str):  # type: ignore
 
     state = StateRepository(MemoryDocumentStore(), lease_seconds=15, lock_wait_seconds=1)
     world = azure_world({**BASE, "DEPLOYER_ACI_DELETE_QUOTA": quota, "DEPLOYER_CLEANUP_CONCURRENCY": "8",
-                         "DEPLOYER_CLEANUP_BUDGET_SECONDS": "3000"}, state, FakeBundleStore(), FakeQueue(), azure)
+                         "DEPLOYER_CLEANUP_BUDGET_SECONDS": "3000"}, state, FakeBundleStore(), None, azure)
     body = m.ContainerGroup(location="westeurope", os_type="Linux", tags={
         "managed-by": "prefect-collective-deployer", "module": "gone", "revision": "x"}, containers=[m.Container(
             name="agent", image="x", resources=m.ResourceRequirements(requests=m.ResourceRequests(cpu=1, memory_in_gb=1)))])

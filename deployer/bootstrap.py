@@ -1,4 +1,6 @@
-"""The one place that chooses adapters: settings in, a ``Services`` bundle of ports out.
+"""The composition root: the one place that chooses adapters. Settings in, ``AppServices`` (an
+implementation of ``ports.Services``) out. Only entry points import this module: the function
+app, the CLI, ``deployer dev`` and the demo; use cases receive their services as an argument.
 
 Clients are built lazily and once per process: the blob trigger never pays for importing the
 Prefect client, and nothing here runs at import time.
@@ -19,13 +21,8 @@ from deployer.models import utcnow
 from deployer.ports import AgentRuntime, BundleStore, ImageBuilder, Orchestrator, RequestQueue
 from deployer.state import StateRepository
 
-#: storage's default retry backs off 15 s, 60 s, ... : right for a queue-driven function, far too
-#: long for someone waiting at a prompt; the CLI fails within seconds instead
-INTERACTIVE_RETRIES = 3
-INTERACTIVE_BACKOFF_SECONDS = 1
 
-
-class Services:
+class AppServices:
     """The ports the use cases need. Adapters not given are built from settings on first use."""
 
     def __init__(self, settings: Settings, state: StateRepository, bundles: BundleStore,
@@ -61,7 +58,7 @@ class Services:
             return LocalImageBuilder(self.settings.home_path)
         from deployer.adapters.acr_builder import AcrImageBuilder
 
-        return AcrImageBuilder(self.azure, sleep=self.sleep, now=self.now)
+        return AcrImageBuilder(self.azure)
 
     @functools.cached_property
     def runtime(self) -> AgentRuntime:
@@ -94,41 +91,31 @@ def limits_from(settings: Settings) -> BundleLimits:
                         max_ratio=settings.max_compression_ratio)
 
 
-def build(settings: Settings, *, interactive: bool = False) -> Services:
-    from azure.storage.blob import BlobServiceClient, LinearRetry
+def build(settings: Settings, *, interactive: bool = False) -> AppServices:
+    from deployer.adapters.storage import storage_from
 
-    from deployer.adapters.blob_bundles import BlobBundleStore
-    from deployer.adapters.blob_documents import BlobDocumentStore
-    from deployer.adapters.storage_queue import StorageQueue, queue_client
-
-    connection = settings.storage_connection.reveal()
-    options: dict[str, Any] = ({"retry_policy": LinearRetry(backoff=INTERACTIVE_BACKOFF_SECONDS,
-                                                            retry_total=INTERACTIVE_RETRIES)}
-                               if interactive else {})
-    blobs = BlobServiceClient.from_connection_string(connection, **options)
-    state = StateRepository(BlobDocumentStore(blobs, settings.state_container),
-                            lease_seconds=settings.lock_lease_seconds,
+    storage = storage_from(settings, interactive=interactive)
+    state = StateRepository(storage.documents, lease_seconds=settings.lock_lease_seconds,
                             lock_wait_seconds=settings.lock_wait_seconds)
-    return Services(settings=settings, state=state,
-                    bundles=BlobBundleStore(blobs, settings.bundles_container),
-                    queue=StorageQueue(queue_client(connection, settings.request_queue, **options)))
+    return AppServices(settings=settings, state=state, bundles=storage.bundles,
+                       queue=storage.queue)
 
 
-_installed: Services | None = None
+_installed: AppServices | None = None
 
 
-def install(services: Services | None) -> None:
+def install(services: AppServices | None) -> None:
     """Make ``services`` the process-wide services, instead of building them from the
     environment (for embedding the function app, and for tests that host it in-process)."""
     global _installed
     _installed = services
 
 
-def services_from_environment() -> Services:
+def services_from_environment() -> AppServices:
     """The process-wide services of the Functions app, built on first use."""
     return _installed if _installed is not None else _from_environment()
 
 
 @functools.cache
-def _from_environment() -> Services:
+def _from_environment() -> AppServices:
     return build(Settings.from_env(os.environ))

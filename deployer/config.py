@@ -74,6 +74,24 @@ def _lease_seconds(raw: str) -> int:
     return value
 
 
+#: a step's slice must leave the invocation time for its own work (host.json's functionTimeout)
+MAX_STEP_SLICE_SECONDS = 120
+
+
+def _slice(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= MAX_STEP_SLICE_SECONDS:
+        raise ValueError(f"must be between 1 and {MAX_STEP_SLICE_SECONDS} seconds")
+    return value
+
+
+def _lock_wait(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 60:
+        raise ValueError("must be between 0 and 60 seconds")
+    return value
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if value <= 0:
@@ -159,17 +177,22 @@ SETTINGS: tuple[Spec, ...] = (
          "highest uncompressed/compressed ratio of a bundle (zip-bomb guard)"),
     Spec("DEPLOYER_LOCK_LEASE_SECONDS", "lock_lease_seconds", _lease_seconds, "30",
          "blob lease length of a module lock; a crashed holder's lock frees after this"),
-    Spec("DEPLOYER_LOCK_WAIT_SECONDS", "lock_wait_seconds", _positive_int, "30",
-         "how long a request waits for a busy module lock before it is retried"),
+    Spec("DEPLOYER_LOCK_WAIT_SECONDS", "lock_wait_seconds", _lock_wait, "10",
+         "how long a step waits for its module's step lock (another step holds it for at most "
+         "one slice) before it puts its message back on the queue for a moment"),
+    Spec("DEPLOYER_STEP_SLICE_SECONDS", "step_slice_seconds", _slice, "20",
+         "the most one invocation spends waiting: shorter waits are slept in place, longer ones "
+         "end the invocation with a delayed continuation message (host.json's functionTimeout "
+         "allows for it)"),
     Spec("DEPLOYER_HOME", "home", _text, ".deployer",
          "local backend: folder for revision images, agent records and logs"),
     Spec("DEPLOYER_AGENT_PREFIX", "agent_prefix", _prefix, "agent",
          "agents are named <prefix>-<module>-<UTC timestamp> (the old deploy.sh naming)"),
     Spec("DEPLOYER_HEALTH_TIMEOUT_SECONDS", "health_timeout_seconds", _positive_int, "180",
          "how long a new agent has to show ONLINE in Prefect before the deploy is rolled back"),
-    Spec("DEPLOYER_DRAIN_TIMEOUT_SECONDS", "drain_timeout_seconds", _positive_int, "600",
-         "how long an old agent's in-flight runs may take to finish before they are marked "
-         "crashed and the agent is removed"),
+    Spec("DEPLOYER_DRAIN_TIMEOUT_SECONDS", "drain_timeout_seconds", _positive_int, "86400",
+         "the drain deadline: an old agent keeps its in-flight runs until they finish, or until "
+         "this long after the cutover (only runaway runs are then marked crashed)"),
     Spec("DEPLOYER_WORKER_POLL_SECONDS", "worker_poll_seconds", _positive_int, "10",
          "how often agents poll Prefect for runs (PREFECT_WORKER_QUERY_SECONDS)"),
     Spec("DEPLOYER_WEBHOOK_TOKEN", "webhook_token", _text, "",
@@ -245,6 +268,7 @@ class Settings:
     max_compression_ratio: int
     lock_lease_seconds: int
     lock_wait_seconds: int
+    step_slice_seconds: int
     home: str
     agent_prefix: str
     health_timeout_seconds: int

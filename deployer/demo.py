@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.markdown import Markdown
 
 from deployer import devservices
-from deployer.bootstrap import Services, build
+from deployer.bootstrap import AppServices, build
 from deployer.cli.follow import follow_request
 from deployer.cli.output import err, out
 from deployer.cli.status import render
@@ -121,12 +121,12 @@ def _stop_host(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=10)
 
 
-def _stop_agents(services: Services) -> None:
+def _stop_agents(services: AppServices) -> None:
     for agent in services.runtime.list():
         services.runtime.stop(agent.name)
 
 
-def _wait_run(services: Services, run_id: str) -> str:
+def _wait_run(services: AppServices, run_id: str) -> str:
     deadline = time.monotonic() + RUN_TIMEOUT
     last = ""
     with err.status("flow run: waiting for the agent to pick it up ...") as status:

@@ -123,25 +123,44 @@ def azurite_command() -> Path:
     return exe
 
 
+class AzuriteServer:
+    """Azurite on fixed loopback ports and one data folder: ``stop`` and ``start`` again keep
+    its blobs and messages (what a storage outage looks like to the deployer)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.endpoints = AzuriteEndpoints(free_port(), free_port())
+        self._table_port = free_port()
+        self.service: Service | None = None
+
+    def start(self) -> AzuriteEndpoints:
+        self.base.mkdir(parents=True, exist_ok=True)
+        ends = self.endpoints
+        argv = [str(azurite_command()), "--blobHost", "127.0.0.1", "--blobPort", str(ends.blob_port),
+                "--queueHost", "127.0.0.1", "--queuePort", str(ends.queue_port), "--tableHost",
+                "127.0.0.1", "--tablePort", str(self._table_port), "--location", str(self.base),
+                "--skipApiVersionCheck", "--disableTelemetry", "--silent"]
+        self.service = _spawn("azurite", argv, self.base / "azurite.log")
+        _wait(self.service, lambda: _port_open(ends.blob_port) and _port_open(ends.queue_port),
+              AZURITE_START_TIMEOUT)
+        return ends
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+            self.service = None
+
+
 @contextlib.contextmanager
 def azurite(workdir: Path | None = None) -> Iterator[AzuriteEndpoints]:
     owned = workdir is None
     base = Path(tempfile.mkdtemp(prefix="azurite-")) if owned else workdir
     assert base is not None
-    base.mkdir(parents=True, exist_ok=True)
-    endpoints = AzuriteEndpoints(free_port(), free_port())
-    argv = [str(azurite_command()), "--blobHost", "127.0.0.1", "--blobPort",
-            str(endpoints.blob_port), "--queueHost", "127.0.0.1", "--queuePort",
-            str(endpoints.queue_port), "--tableHost", "127.0.0.1", "--tablePort",
-            str(free_port()), "--location", str(base), "--skipApiVersionCheck",
-            "--disableTelemetry", "--silent"]
-    service = _spawn("azurite", argv, base / "azurite.log")
+    server = AzuriteServer(base)
     try:
-        _wait(service, lambda: _port_open(endpoints.blob_port) and _port_open(endpoints.queue_port),
-              AZURITE_START_TIMEOUT)
-        yield endpoints
+        yield server.start()
     finally:
-        service.stop()
+        server.stop()
         if owned:
             shutil.rmtree(base, ignore_errors=True)
 

@@ -4,20 +4,25 @@ Every error the deployer raises on purpose is a ``DeployerError``; entry points 
 exit code (CLI), a status code (HTTP) or a failed run record (queue). Adapters translate SDK
 exceptions into these once, at the boundary, with ``raise X(...) from exc``.
 
-    DeployerError
-    ├── ConfigError          settings missing or invalid (every problem listed at once)
-    ├── UsageError           a command was called wrongly (exit 2)
-    ├── BundleInvalid        a bundle or module folder broke the module contract (every problem)
-    ├── NotFound             a module, revision, run or blob that does not exist
-    ├── StateError           the state store
-    │   ├── StateConflict    a create-only or etag-conditional write lost a race
-    │   ├── StateCorrupt     a document failed validation on read (schema_version, shape)
-    │   └── LockBusy         a module lock could not be acquired in time
-    ├── UpstreamError        a dependency (storage, Prefect API, Azure) failed or is unreachable
-    ├── BuildFailed          an image could not be built (carries the tail of the build log)
-    └── AgentUnhealthy       a new agent did not come ONLINE, or died
+    DeployerError                                                        transient
+    ├── ConfigError          settings missing or invalid (every problem)   no
+    ├── UsageError           a command was called wrongly (exit 2)         no
+    ├── BundleInvalid        a bundle or module folder broke the contract  no
+    ├── NotFound             a module, revision, run or blob is missing    no
+    ├── StateError           the state store                               no
+    │   ├── StateConflict    a conditional write lost a race               yes
+    │   ├── StateCorrupt     a document failed validation on read          no
+    │   └── LockBusy         a lock could not be acquired in time          yes
+    ├── UpstreamError        storage, Prefect or Azure failed/unreachable  yes
+    ├── BuildFailed          an image could not be built (log tail)        no
+    └── AgentUnhealthy       a new agent did not come ONLINE, or died      no
 
 Messages say what failed and where; ``hint`` says what to do next. Neither ever carries a secret.
+
+Whether a failure is worth another attempt is a property of its class, ``transient``: the
+pipeline retries transient failures (the queue redelivers the step) and fails a request at once
+on the others. An exception that is not a ``DeployerError`` is a bug or an untranslated SDK
+error; it is retried like a transient one, and the last attempt records it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ class DeployerError(Exception):
 
     #: a short, stable name for run records and JSON output
     code = "deployer_error"
+    #: whether another attempt may succeed (see the module docstring)
+    transient = False
 
     def __init__(self, message: str, *, hint: str | None = None, log_tail: str = "") -> None:
         super().__init__(message)
@@ -113,6 +120,7 @@ class StateError(DeployerError):
 
 class StateConflict(StateError):
     code = "state_conflict"
+    transient = True
 
 
 class StateCorrupt(StateError):
@@ -121,10 +129,12 @@ class StateCorrupt(StateError):
 
 class LockBusy(StateError):
     code = "lock_busy"
+    transient = True
 
 
 class UpstreamError(DeployerError):
     code = "upstream_error"
+    transient = True
 
 
 class BuildFailed(DeployerError):
@@ -133,3 +143,8 @@ class BuildFailed(DeployerError):
 
 class AgentUnhealthy(DeployerError):
     code = "agent_unhealthy"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another attempt: a transient ``DeployerError``, or anything that is not one."""
+    return exc.transient if isinstance(exc, DeployerError) else True

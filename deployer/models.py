@@ -29,15 +29,25 @@ class RequestKind(StrEnum):
 
 class RunStatus(StrEnum):
     QUEUED = "queued"
+    WAITING = "waiting"  # its module is busy with another request; it runs when that is done
     RUNNING = "running"
+    DRAINING = "draining"  # cut over (the new revision serves); old agents finish their runs
     SUCCEEDED = "succeeded"
     NOOP = "noop"  # nothing to do: the module already runs this revision
     FAILED = "failed"
     REJECTED = "rejected"  # bad input: nothing was attempted
+    SUPERSEDED = "superseded"  # a newer request of the module replaced it before it started
 
     @property
     def finished(self) -> bool:
-        return self in (RunStatus.SUCCEEDED, RunStatus.NOOP, RunStatus.FAILED, RunStatus.REJECTED)
+        """Nothing more happens to the request."""
+        return self in (RunStatus.SUCCEEDED, RunStatus.NOOP, RunStatus.FAILED, RunStatus.REJECTED,
+                        RunStatus.SUPERSEDED)
+
+    @property
+    def settled(self) -> bool:
+        """What the request does to its module is known (a draining request has cut over)."""
+        return self.finished or self is RunStatus.DRAINING
 
 
 class StageStatus(StrEnum):
@@ -54,6 +64,20 @@ class Trigger:
     source: str
     ref: str
     detail: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Intent:
+    """When a request's wish was expressed, for "the newest wins": an upload's time in storage,
+    a push's time in the registry, a rollback's time of asking. ``tiebreak`` orders wishes of the
+    same second (storage times have one-second resolution): the uploader's own timestamp and the
+    blob name."""
+
+    at: datetime
+    tiebreak: str = ""
+
+    def newer_than(self, other: Intent) -> bool:
+        return (self.at, self.tiebreak) > (other.at, other.tiebreak)
 
 
 @dataclass(frozen=True)
@@ -86,12 +110,42 @@ class AgentRef:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A request's place at its module: the owner of the rotation, a waiter, or the newest."""
+
+    request_id: str
+    kind: RequestKind
+    intent: Intent
+    since: datetime
+
+
+@dataclass(frozen=True)
+class DrainingAgent:
+    """An agent of an older revision that takes no new work and finishes its runs."""
+
+    name: str
+    queue: str
+    revision_id: str
+    request_id: str  # the request whose drain steps look after it
+    since: datetime
+    deadline: datetime  # past it, runs still in flight are marked crashed
+
+
+@dataclass(frozen=True)
 class ModuleState:
+    """A module's document. ``owner`` is the request rotating the module now (etag-guarded: at
+    most one); ``newest`` the newest request that ever owned it (an older one arriving late is
+    superseded); ``draining`` older agents still finishing their runs after a cutover (the module
+    is free meanwhile). Requests not finished yet are listed apart (``state.pending``)."""
+
     module: str
     current: Revision | None = None
     agent: AgentRef | None = None
     request_id: str = ""  # the request that made ``current`` current
     updated_at: datetime = field(default_factory=utcnow)
+    owner: Claim | None = None
+    newest: Claim | None = None
+    draining: tuple[DrainingAgent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,6 +171,7 @@ class Request:
     trigger: Trigger
     revision: Revision  # the revision to make current (image may be empty for DEPLOY)
     created_at: datetime = field(default_factory=utcnow)
+    intent: Intent | None = None  # None: when the request was made
 
     @staticmethod
     def make_id(*key_parts: str) -> str:
@@ -141,6 +196,16 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """What a request waits for now, and when it looks again."""
+
+    what: str
+    since: datetime
+    next_look_at: datetime | None = None
+    on: str = ""  # the request it waits for, or the operation that waits
+
+
+@dataclass(frozen=True)
 class RunRecord:
     request_id: str
     kind: RequestKind
@@ -153,6 +218,23 @@ class RunRecord:
     stages: tuple[Stage, ...] = ()
     error: dict[str, Any] | None = None
     attempts: int = 0
+    intent: Intent | None = None
+    #: the continuation message the request expects next: any other is stale and dropped
+    token: str = ""
+    #: the operations of the rotation, as planned (``rotation.operations``)
+    plan: tuple[dict[str, Any], ...] = ()
+    waiting: Waiting | None = None
+    superseded_by: str = ""
+    steps: int = 0  # invocations that worked on it
+
+    def as_request(self) -> Request:
+        assert self.revision is not None, f"run record {self.request_id} has no revision"
+        return Request(self.request_id, self.kind, self.module, self.trigger, self.revision,
+                       self.created_at, self.intent)
+
+    @property
+    def intent_or_created(self) -> Intent:
+        return self.intent or Intent(self.created_at)
 
     def stage(self, name: str) -> Stage | None:
         for stage in self.stages:

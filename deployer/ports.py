@@ -7,14 +7,19 @@ contract tests that run the same cases against both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from deployer.bundle.prefect_yaml import DeploymentSpec
+
+if TYPE_CHECKING:
+    from deployer.bundle import BundleLimits
+    from deployer.config import Settings
+    from deployer.state import StateRepository
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,9 @@ class BundleStore(Protocol):
 
 
 class RequestQueue(Protocol):
-    def send(self, body: bytes) -> None: ...
+    def send(self, body: bytes, *, delay_seconds: int = 0) -> None:
+        """Enqueue ``body``; it becomes visible to the queue trigger after ``delay_seconds``."""
+        ...
 
 
 # -- images -------------------------------------------------------------------------------------
@@ -96,18 +103,37 @@ class Image:
     digest: str = ""
 
 
+class BuildState(StrEnum):
+    RUNNING = "running"  # queued or building
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    state: BuildState
+    image: Image | None = None  # when it succeeded
+    detail: str = ""  # the builder's own status, for people
+    log_tail: str = ""  # when it failed: the end of the build log
+    hint: str = ""  # when it failed: what to do next
+
+
 class ImageBuilder(Protocol):
+    #: how long a build usually takes: the pipeline's first look at a build comes after a
+    #: fraction of it, later looks back off from there
+    expected_build_seconds: float
+
     def find(self, module: str, code_digest: str) -> Image | None:
         """The image already built for this code, if the registry still has it."""
         ...
 
-    def build(self, module: str, code_digest: str, source: Path, *, resume: dict[str, Any],
-              checkpoint: Callable[[dict[str, Any]], None]) -> Image:
-        """Build from the module folder ``source``; ``.env`` is never part of the build.
+    def start_build(self, module: str, code_digest: str, source: Path) -> str:
+        """Start building the module folder ``source`` (``.env`` is never part of the build) and
+        return the build's id at once; the build goes on without this process."""
+        ...
 
-        A remote build saves its progress (e.g. its run id) with ``checkpoint``; a restarted
-        execution gets it back in ``resume`` and continues the same build instead of starting
-        over. Raises ``BuildFailed`` with the tail of the build log."""
+    def build_status(self, module: str, code_digest: str, build_id: str) -> BuildProgress:
+        """One look at a build started by ``start_build`` (in this or an earlier process)."""
         ...
 
     def resolve(self, module: str, reference: str) -> Image | None:
@@ -175,7 +201,13 @@ class AgentInfo:
 
 
 class AgentRuntime(Protocol):
-    def start(self, spec: AgentSpec) -> AgentInfo: ...
+    #: how long a new agent usually takes until its worker is ONLINE (paces the looks)
+    expected_start_seconds: float
+
+    def start(self, spec: AgentSpec) -> AgentInfo:
+        """Start the agent without waiting for it; starting one that already exists (same name)
+        returns it instead of starting a second."""
+        ...
 
     def get(self, name: str) -> AgentInfo | None: ...
 
@@ -245,3 +277,40 @@ class Orchestrator(Protocol):
     def run_artifacts(self, run_id: str) -> list[str]:
         """The run's markdown and table artifacts, as text."""
         ...
+
+
+# -- the services a use case gets -----------------------------------------------------------
+
+
+class Services(Protocol):
+    """What every use case receives: settings, state and the ports, plus the clock and sleep
+    (injected, so that tests never wait for real). ``deployer.bootstrap`` builds it; only entry
+    points import that."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def state(self) -> StateRepository: ...
+
+    @property
+    def bundles(self) -> BundleStore: ...
+
+    @property
+    def queue(self) -> RequestQueue: ...
+
+    @property
+    def builder(self) -> ImageBuilder: ...
+
+    @property
+    def runtime(self) -> AgentRuntime: ...
+
+    @property
+    def orchestrator(self) -> Orchestrator: ...
+
+    @property
+    def limits(self) -> BundleLimits: ...
+
+    def now(self) -> datetime: ...
+
+    def sleep(self, seconds: float) -> None: ...

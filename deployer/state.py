@@ -5,7 +5,8 @@ Layout (keys in the state container)::
     modules/<module>.json              ModuleState: the current revision and agent
     history/<module>.jsonl             HistoryEntry per line, append-only
     runs/<module>/<request_id>.json    RunRecord: stages, outcome, error
-    locks/<module>                     empty blob; its lease is the module lock
+    pending/<module>/<request_id>.json Claim of a request not finished yet (the newest wins)
+    locks/<module>                     empty blob; its lease is the module's step lock
 
 Writes are create-only or etag-conditional: a lost race is ``StateConflict``, never a lost update.
 """
@@ -22,7 +23,7 @@ from typing import Generic, TypeVar
 
 from deployer import codec
 from deployer.errors import LockBusy, NotFound, StateConflict
-from deployer.models import HistoryEntry, ModuleState, RunRecord
+from deployer.models import Claim, HistoryEntry, ModuleState, RunRecord
 from deployer.ports import DocumentStore
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,10 @@ def run_key(module: str, request_id: str) -> str:
 
 def lock_key(module: str) -> str:
     return f"locks/{module}"
+
+
+def pending_key(module: str, request_id: str) -> str:
+    return f"pending/{module}/{request_id}.json"
 
 
 class StateRepository:
@@ -128,6 +133,27 @@ class StateRepository:
                     return got.value
         raise NotFound(f"no run record for request {request_id}",
                        hint="`deployer status` lists the latest runs")
+
+    # -- pending requests -------------------------------------------------------------------
+    # every submitted request that has not finished is listed here, so that admission sees the
+    # newer ones that have not taken a step yet (one listing, a few small reads)
+
+    def add_pending(self, module: str, claim: Claim) -> None:
+        try:
+            self._put(pending_key(module, claim.request_id), claim, None)
+        except StateConflict:
+            pass  # listed already (a redelivered trigger)
+
+    def pending(self, module: str) -> list[Claim]:
+        out = []
+        for key in self.docs.list(f"pending/{module}/"):
+            got = self._get(Claim, key)
+            if got is not None:
+                out.append(got.value)
+        return out
+
+    def remove_pending(self, module: str, request_id: str) -> None:
+        self.docs.delete(pending_key(module, request_id))
 
     # -- locks ----------------------------------------------------------------------------------
 

@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from deployer.errors import DeployerError
@@ -31,6 +33,7 @@ class Push:
     tag: str
     digest: str
     source: str  # acr-webhook | eventgrid
+    at: datetime | None = None  # when the registry saw the push (its event timestamp)
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,27 @@ def _event(item: dict[str, Any]) -> Event:
             return Other(str(item.get("id", "")), str(kind))
         if not isinstance(data, dict):
             raise WebhookInvalid(f"{IMAGE_PUSHED} event without data")
-        return _acr(data, "eventgrid")
+        return _acr(data, "eventgrid", item.get("eventTime") or item.get("time"))
     return _acr(item, "acr-webhook")
 
 
-def _acr(data: dict[str, Any], source: str) -> Event:
+_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def timestamp(value: object) -> datetime | None:
+    """An RFC 3339 time as the registry writes it (nanoseconds, ``Z``); None if it is not one."""
+    match = _TIME.match(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    fraction = (match[2] or "0")[:6].ljust(6, "0")
+    zone = "+00:00" if match[3] == "Z" else match[3]
+    try:
+        return datetime.fromisoformat(f"{match[1]}.{fraction}{zone}").astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _acr(data: dict[str, Any], source: str, envelope_time: object = None) -> Event:
     action = data.get("action")
     event_id = str(data.get("id") or "")
     if not isinstance(action, str):
@@ -100,4 +119,5 @@ def _acr(data: dict[str, Any], source: str) -> Event:
     if not isinstance(digest, str) or not digest.startswith("sha256:"):
         raise WebhookInvalid("push event has no sha256 target.digest")
     tag = target.get("tag") if isinstance(target.get("tag"), str) else ""
-    return Push(event_id or digest, repository, tag or "", digest, source)
+    at = timestamp(data.get("timestamp")) or timestamp(envelope_time)
+    return Push(event_id or digest, repository, tag or "", digest, source, at)

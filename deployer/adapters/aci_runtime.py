@@ -33,6 +33,9 @@ TIMESTAMP = r"\d{14}(?:-\d+)?"
 
 
 class AciAgentRuntime:
+    #: a container group is provisioned and its worker ONLINE 35-110 s after the create call
+    expected_start_seconds = 60.0
+
     def __init__(self, clients: AzureClients) -> None:
         self._c = clients
         self._s = clients.settings

@@ -10,16 +10,15 @@ exists and a restarted execution resumes polling that same run instead of buildi
 
 Images are ``<login server>/<DEPLOYER_IMAGE_REPOSITORY>/<module>:<code digest 12>``; the build
 context is the bundle without ``.env`` (packed deterministically), the Dockerfile the module's.
+A build is started (``start_build``: upload the context, schedule the run) and then looked at
+(``build_status``: one ``runs.get``); the pipeline waits between looks, never this adapter.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -28,28 +27,21 @@ from deployer.adapters.azure_errors import azure_errors
 from deployer.bundle import BundleLimits, pack, short
 from deployer.bundle.envfile import ENV_FILE
 from deployer.bundle.tree import scan
-from deployer.errors import BuildFailed
-from deployer.ports import Image, ManifestInfo
+from deployer.ports import BuildProgress, BuildState, Image, ManifestInfo
 
 logger = logging.getLogger(__name__)
-#: polling a run: first wait, growth and cap (a build takes minutes; ARM reads are throttled)
-POLL_FIRST_SECONDS = 5.0
-POLL_GROWTH = 1.5
-POLL_MAX_SECONDS = 30.0
-#: the run may be queued before its own timeout starts counting
-QUEUE_ALLOWANCE_SECONDS = 600
 FINAL = {"Succeeded", "Failed", "Canceled", "Error", "Timeout"}
 LOG_TAIL_LINES = 40
 WORKING_DIR = "/opt/prefect/flows/{module}"
 
 
 class AcrImageBuilder:
-    def __init__(self, clients: AzureClients, sleep: Callable[[float], None],
-                 now: Callable[[], datetime]) -> None:
+    #: ACR Tasks builds of a flow image take 1-10 minutes (no layer cache between runs)
+    expected_build_seconds = 120.0
+
+    def __init__(self, clients: AzureClients) -> None:
         self._c = clients
         self._s = clients.settings
-        self._sleep = sleep
-        self._now = now
 
     def repository(self, module: str) -> str:
         return f"{self._s.image_repository}/{module}"
@@ -114,26 +106,25 @@ class AcrImageBuilder:
             except ResourceNotFoundError:
                 pass
 
-    def build(self, module: str, code_digest: str, source: Path, *, resume: dict[str, Any],
-              checkpoint: Callable[[dict[str, Any]], None]) -> Image:
+    def start_build(self, module: str, code_digest: str, source: Path) -> str:
+        return self._schedule(module, f"{self.repository(module)}:{short(code_digest)}", source)
+
+    def build_status(self, module: str, code_digest: str, build_id: str) -> BuildProgress:
         tag = short(code_digest)
         image_name = f"{self.repository(module)}:{tag}"
-        run_id = resume.get("run_id")
-        if run_id:
-            logger.info("acr.resume module=%s run=%s", module, run_id)
-        else:
-            run_id = self._schedule(module, image_name, source)
-            checkpoint({"run_id": run_id, "image": image_name})
-        run = self._wait(module, run_id)
+        with azure_errors(f"read ACR run {build_id} of {module}"):
+            run = self._c.acr.runs.get(self._s.registry_group, self._s.registry, build_id)
+        if run.status not in FINAL:
+            return BuildProgress(BuildState.RUNNING, detail=f"ACR run {build_id} is {run.status}")
         if run.status != "Succeeded":
-            raise BuildFailed(
-                f"ACR build of module {module} (run {run_id}) ended {run.status}",
-                log_tail=self._log_tail(run_id),
-                hint=f"az acr task logs --registry {self._s.registry} --run-id {run_id}; "
+            return BuildProgress(
+                BuildState.FAILED, detail=f"ACR run {build_id} ended {run.status}",
+                log_tail=self._log_tail(build_id),
+                hint=f"az acr task logs --registry {self._s.registry} --run-id {build_id}; "
                 "the running agent is untouched")
         digest = next((o.digest for o in run.output_images or []
                        if f"{o.repository}:{o.tag}" == image_name), "")
-        return self._image(module, tag, digest or "")
+        return BuildProgress(BuildState.SUCCEEDED, self._image(module, tag, digest or ""))
 
     def _schedule(self, module: str, image_name: str, source: Path) -> str:
         from azure.mgmt.containerregistry.v2025_03_01_preview.models import (
@@ -158,20 +149,6 @@ class AcrImageBuilder:
             run = self._c.acr.registries.schedule_run(group, registry, request)
         logger.info("acr.scheduled module=%s run=%s image=%s", module, run.run_id, image_name)
         return str(run.run_id)
-
-    def _wait(self, module: str, run_id: str) -> Any:
-        deadline = self._now() + timedelta(seconds=self._s.build_timeout_seconds + QUEUE_ALLOWANCE_SECONDS)
-        pause = POLL_FIRST_SECONDS
-        while True:
-            with azure_errors(f"read ACR run {run_id} of {module}"):
-                run = self._c.acr.runs.get(self._s.registry_group, self._s.registry, run_id)
-            if run.status in FINAL:
-                return run
-            if self._now() >= deadline:
-                raise BuildFailed(f"ACR build of module {module} (run {run_id}) is still "
-                                  f"{run.status} after its timeout", log_tail=self._log_tail(run_id))
-            self._sleep(pause)
-            pause = min(pause * POLL_GROWTH, POLL_MAX_SECONDS)
 
     def _log_tail(self, run_id: str) -> str:
         try:

@@ -16,10 +16,13 @@ from deployer.config import Settings
 
 #: ARM throttles per subscription and answers 429 with Retry-After. azure-core waits out the
 #: header itself, but by default gives up after 3 status retries; a throttling storm must not fail
-#: a deploy, so allow 20 (5xx back off exponentially, at most 30 s apart: ~8 min in the worst case,
-#: inside the function's 30 min timeout). No second retry loop is wrapped around this one.
+#: a step, so allow 20 (5xx back off exponentially, at most 30 s apart). One call's retries stop
+#: after ARM_RETRY_SECONDS, inside a step's own budget (``rotation.steps.STEP_WORK_SECONDS``): a
+#: longer storm fails the step, and the queue delivers it again later. No second retry loop is
+#: wrapped around this one.
 ARM_RETRIES = 20
 ARM_RETRY_BACKOFF_MAX = 30
+ARM_RETRY_SECONDS = 120
 
 
 class AzureClients:
@@ -31,7 +34,8 @@ class AzureClients:
 
     def _options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"retry_total": ARM_RETRIES, "retry_status": ARM_RETRIES,
-                                   "retry_backoff_max": ARM_RETRY_BACKOFF_MAX}
+                                   "retry_backoff_max": ARM_RETRY_BACKOFF_MAX,
+                                   "timeout": ARM_RETRY_SECONDS}
         if self._transport is not None:
             options["transport"] = self._transport()
         return options

@@ -35,6 +35,9 @@ INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SSL_CERT_FILE", 
 
 
 class LocalAgentRuntime:
+    #: a local worker shows ONLINE about two seconds after it starts
+    expected_start_seconds = 2.0
+
     def __init__(self, home: Path) -> None:
         self._dir = home / "agents"
 
@@ -45,6 +48,9 @@ class LocalAgentRuntime:
         return self._dir / f"{name}.log"
 
     def start(self, spec: AgentSpec) -> AgentInfo:
+        existing = self.get(spec.name)
+        if existing is not None and existing.state is AgentState.RUNNING:
+            return existing  # started by an earlier attempt
         self._dir.mkdir(parents=True, exist_ok=True)
         prefect_home = self._dir / spec.name
         prefect_home.mkdir(exist_ok=True)
@@ -58,24 +64,30 @@ class LocalAgentRuntime:
         argv = [str(venv / "bin" / "python"), "-m", "prefect", "worker", "start",
                 "--pool", spec.pool, "--name", spec.name, "--work-queue", spec.queue,
                 "--type", "process"]
-        with open(self.log_path(spec.name), "ab") as log:
-            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=env, cwd=prefect_home,
-                                       start_new_session=True)
-        started = utcnow()
-        try:
-            created = psutil.Process(process.pid).create_time()
-        except psutil.NoSuchProcess as exc:
-            raise AgentUnhealthy(f"agent {spec.name} exited at once:\n{self.logs(spec.name)}") from exc
+        # a host killed between starting the worker and writing its record left the worker
+        # running without one: adopt it instead of starting a second worker of the same name
+        orphan = _started_with(argv)
+        if orphan is not None:
+            pid, created = orphan.pid, orphan.create_time()
+            logger.warning("agent.adopted name=%s pid=%d", spec.name, pid)
+        else:
+            with open(self.log_path(spec.name), "ab") as log:
+                process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, env=env, cwd=prefect_home,
+                                           start_new_session=True)
+            pid = process.pid
+            try:
+                created = psutil.Process(pid).create_time()
+            except psutil.NoSuchProcess as exc:
+                raise AgentUnhealthy(f"agent {spec.name} exited at once:\n{self.logs(spec.name)}") from exc
         record = {"name": spec.name, "module": spec.module, "revision_id": spec.revision_id,
-                  "queue": spec.queue, "pool": spec.pool, "pid": process.pid,
-                  "create_time": created, "started_at": started.isoformat(),
+                  "queue": spec.queue, "pool": spec.pool, "pid": pid,
+                  "create_time": created, "started_at": utcnow().isoformat(),
                   "image": spec.image.ref}
         partial = self._record_path(spec.name).with_suffix(".json.partial")
         partial.write_text(json.dumps(record, indent=2))
         partial.replace(self._record_path(spec.name))
-        logger.info("agent.started name=%s pid=%d revision=%s", spec.name, process.pid,
-                    spec.revision_id)
+        logger.info("agent.started name=%s pid=%d revision=%s", spec.name, pid, spec.revision_id)
         return self._info(record)
 
     def get(self, name: str) -> AgentInfo | None:
@@ -133,6 +145,17 @@ class LocalAgentRuntime:
                          revision_id=record["revision_id"], queue=record["queue"], state=state,
                          started_at=datetime.fromisoformat(record["started_at"]),
                          detail=f"pid {record['pid']}" if process else "exited")
+
+
+def _started_with(argv: list[str]) -> psutil.Process | None:
+    """A live process whose command line is exactly ``argv`` (a worker of that agent name)."""
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if process.info["cmdline"] == argv and process.status() != psutil.STATUS_ZOMBIE:
+                return process
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return None
 
 
 def _process(record: dict) -> psutil.Process | None:  # type: ignore[type-arg]

@@ -3,9 +3,15 @@
     <home>/images/<module>/<code 12>/
         code/        the module's files, without .env
         venv/        uv venv + `uv pip install --compile-bytecode -r code/requirements.txt`
+        build.json   the build: its id, the builder process, running | failed (with the log tail)
+        build.log    what uv said
         image.json   written last: an image without it is an interrupted build, rebuilt
 
-An image is built once per code digest and reused by every later agent of that code.
+An image is built once per code digest and reused by every later agent of that code. Like an ACR
+Tasks run, a build goes on without the process that started it: ``start_build`` copies the code
+and starts ``python -m deployer.adapters.local_images`` in a session of its own, and
+``build_status`` looks at its record (a builder process that is gone without a result is a
+failed build). A host killed mid-build therefore never builds twice.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from deployer.bundle import BundleLimits
 from deployer.bundle.digest import short
@@ -27,7 +35,7 @@ from deployer.bundle.envfile import ENV_FILE
 from deployer.bundle.tree import scan
 from deployer.errors import BuildFailed
 from deployer.models import utcnow
-from deployer.ports import Image, ManifestInfo
+from deployer.ports import BuildProgress, BuildState, Image, ManifestInfo
 
 logger = logging.getLogger(__name__)
 #: a cold install of prefect and its dependencies takes ~30 s without a cache; give slow mirrors room
@@ -48,6 +56,9 @@ def uv_binary() -> str:
 
 
 class LocalImageBuilder:
+    #: a venv with prefetched wheels takes ~5 s; a cold cache 30-60 s
+    expected_build_seconds = 8.0
+
     def __init__(self, home: Path, python: str = sys.executable) -> None:
         self._root = home / "images"
         self._python = python
@@ -108,29 +119,54 @@ class LocalImageBuilder:
     def _image(self, folder: Path) -> Image:
         return Image(ref=str(folder), working_dir=str(folder / "code"))
 
-    def build(self, module: str, code_digest: str, source: Path, *, resume: dict[str, Any],
-              checkpoint: Callable[[dict[str, Any]], None]) -> Image:
+    def start_build(self, module: str, code_digest: str, source: Path) -> str:
         folder = self._dir(module, code_digest)
-        if folder.exists():  # an interrupted build: start it again from scratch
+        record = _read(folder / "build.json")
+        if record.get("state") == "running" and _alive(record):
+            return str(record["build_id"])  # already building: join it
+        if folder.exists():  # an interrupted or failed build: start again from scratch
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
+        self._copy_code(source, folder / "code")
+        build_id = f"local-{short(code_digest)}-{uuid.uuid4().hex[:6]}"
+        record = {"build_id": build_id, "module": module, "code_digest": code_digest,
+                  "state": "running", "python": self._python, "started_at": utcnow().isoformat()}
+        _write(folder / "build.json", record)
+        with open(folder / "build.log", "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "deployer.adapters.local_images", str(folder)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=_uv_env(),
+                start_new_session=True)
         try:
-            self._copy_code(source, folder / "code")
-            uv = uv_binary()
-            self._run([uv, "venv", "--quiet", "--python", self._python, str(folder / "venv")],
-                      module, "create the virtualenv")
-            self._run([uv, "pip", "install", "--compile-bytecode", "--python",
-                       str(folder / "venv" / "bin" / "python"), "-r",
-                       str(folder / "code" / "requirements.txt")], module,
-                      "install requirements.txt", cwd=folder / "code")
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        (folder / "image.json").write_text(json.dumps({
-            "module": module, "code_digest": code_digest, "built_at": utcnow().isoformat(),
-            "python": self._python}, indent=2))
-        logger.info("image.built module=%s code=%s", module, short(code_digest))
-        return self._image(folder)
+            created = psutil.Process(process.pid).create_time()
+        except psutil.NoSuchProcess:
+            created = 0.0
+        _write(folder / "build.json", {**record, "pid": process.pid, "create_time": created})
+        logger.info("image.build_started module=%s code=%s build=%s", module,
+                    short(code_digest), build_id)
+        return build_id
+
+    def build_status(self, module: str, code_digest: str, build_id: str) -> BuildProgress:
+        folder = self._dir(module, code_digest)
+        found = self.find(module, code_digest)
+        if found is not None:
+            return BuildProgress(BuildState.SUCCEEDED, found)
+        record = _read(folder / "build.json")
+        tail = _tail(folder / "build.log")
+        if "pid" in record:
+            _reap(int(record["pid"]))
+        if record.get("state") == "failed":
+            return BuildProgress(BuildState.FAILED, detail=str(record.get("error", "")),
+                                 log_tail=str(record.get("log_tail") or tail), hint=(
+                                     "fix requirements.txt (the log tail shows what uv said) and "
+                                     "upload again; the running agent is untouched"))
+        if not record:
+            return BuildProgress(BuildState.FAILED, detail=f"build {build_id} left no record")
+        if record.get("state") == "running" and "pid" in record and not _alive(record):
+            return BuildProgress(BuildState.FAILED, detail="the builder process ended without a "
+                                 "result", log_tail=tail)
+        return BuildProgress(BuildState.RUNNING, detail="installing requirements.txt")
 
     def _copy_code(self, source: Path, target: Path) -> None:
         # the folder is an extracted bundle that passed validation under the real limits
@@ -143,19 +179,80 @@ class LocalImageBuilder:
             shutil.copyfile(source / entry.path, dest)
             dest.chmod(0o755 if entry.executable else 0o644)
 
-    def _run(self, argv: list[str], module: str, what: str, cwd: Path | None = None) -> None:
-        try:
-            done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
-                                  timeout=INSTALL_TIMEOUT_SECONDS, env=_uv_env())
-        except subprocess.TimeoutExpired as exc:
-            raise BuildFailed(f"building module {module}: {what} took longer than "
-                              f"{INSTALL_TIMEOUT_SECONDS}s") from exc
-        if done.returncode != 0:
-            output = (done.stdout + done.stderr).strip().splitlines()
-            raise BuildFailed(f"building module {module}: could not {what} (uv exited "
-                              f"{done.returncode})", log_tail="\n".join(output[-LOG_TAIL_LINES:]),
-                              hint="fix requirements.txt (the log tail shows what uv said) and "
-                              "upload again; the running agent is untouched")
+
+
+def run_build(folder: Path) -> int:
+    """The builder process: venv + requirements, then ``image.json`` (success) or a failed
+    record with the log tail."""
+    record = _read(folder / "build.json")
+    try:
+        uv = uv_binary()
+        _run([uv, "venv", "--quiet", "--python", str(record["python"]), str(folder / "venv")],
+             "create the virtualenv")
+        _run([uv, "pip", "install", "--compile-bytecode", "--python",
+              str(folder / "venv" / "bin" / "python"), "-r",
+              str(folder / "code" / "requirements.txt")], "install requirements.txt",
+             cwd=folder / "code")
+    except BuildFailed as exc:
+        shutil.rmtree(folder / "venv", ignore_errors=True)
+        _write(folder / "build.json", {**_read(folder / "build.json"), "state": "failed",
+                                       "error": exc.message, "log_tail": exc.log_tail})
+        return 1
+    (folder / "image.json").write_text(json.dumps({
+        "module": record["module"], "code_digest": record["code_digest"],
+        "built_at": utcnow().isoformat(), "python": record["python"]}, indent=2))
+    _write(folder / "build.json", {**_read(folder / "build.json"), "state": "succeeded"})
+    return 0
+
+
+def _run(argv: list[str], what: str, cwd: Path | None = None) -> None:
+    try:
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
+                              timeout=INSTALL_TIMEOUT_SECONDS, env=_uv_env())
+    except subprocess.TimeoutExpired as exc:
+        raise BuildFailed(f"{what} took longer than {INSTALL_TIMEOUT_SECONDS}s") from exc
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).strip().splitlines()
+        raise BuildFailed(f"could not {what} (uv exited {done.returncode})",
+                          log_tail="\n".join(output[-LOG_TAIL_LINES:]))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(data, indent=2))
+    partial.replace(path)
+
+
+def _alive(record: dict[str, Any]) -> bool:
+    try:
+        process = psutil.Process(int(record["pid"]))
+        return abs(process.create_time() - float(record["create_time"])) < 0.01 and \
+            process.status() != psutil.STATUS_ZOMBIE
+    except (KeyError, ValueError, TypeError, psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _reap(pid: int) -> None:
+    """Collect the builder if it is an exited child of this process (no zombie is left)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        pass
+
+
+def _tail(path: Path) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+    except OSError:
+        return ""
 
 
 def _uv_env() -> dict[str, str]:
@@ -165,3 +262,7 @@ def _uv_env() -> dict[str, str]:
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env["UV_NO_PROGRESS"] = "1"
     return env
+
+
+if __name__ == "__main__":
+    sys.exit(run_build(Path(sys.argv[1])))

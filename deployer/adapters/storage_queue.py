@@ -50,10 +50,11 @@ class StorageQueue:
             self._ready = True
         return self._client
 
-    def send(self, body: bytes, *, visibility_timeout: int | None = None) -> None:
+    def send(self, body: bytes, *, delay_seconds: int = 0) -> None:
+        """``delay_seconds``: the message stays invisible this long (a delayed continuation)."""
         client = self._ensure()
         with storage_errors(f"enqueue to {self.name}", self._where):
-            client.send_message(body, visibility_timeout=visibility_timeout)
+            client.send_message(body, visibility_timeout=delay_seconds or None)
 
     def receive(self, *, visibility_timeout: int, max_messages: int = 4) -> list[ReceivedMessage]:
         client = self._ensure()

@@ -1,21 +1,23 @@
 """Carrying out a cleanup plan: bounded concurrency, agent deletions paced under the delete
-quota, modules locked against rotations, every outcome recorded, nothing retried twice (the SDK
-already honours Retry-After). What the budget or the quota leaves undone is ``deferred``: the next
-run plans it again."""
+quota, every outcome recorded, nothing retried twice (the SDK already honours Retry-After). What
+the budget or the quota leaves undone is ``deferred``: the next run plans it again.
+
+A module that a request started rotating after the inventory is left alone (its agents and
+images are deferred). The cleanup never holds a module's step lock for longer than a look: a
+rotation's steps would otherwise queue up behind a cleanup that may run for minutes."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from datetime import datetime
 
-from deployer.bootstrap import Services
 from deployer.cleanup.pacing import SlidingWindowLimiter
 from deployer.cleanup.plan import Action
 from deployer.errors import DeployerError, LockBusy
 from deployer.models import CleanupItem
+from deployer.ports import Services
 
 logger = logging.getLogger(__name__)
 #: agents go first (they cost money), queues after their agents, reports last
@@ -36,27 +38,32 @@ class Executor:
     def run(self, actions: list[Action]) -> list[CleanupItem]:
         items = [_item(a, "kept") for a in actions if not a.delete]
         deletes = sorted((a for a in actions if a.delete), key=lambda a: ORDER.index(a.kind))
-        with ExitStack() as locks:
-            busy = self._lock_modules(locks, {a.module for a in deletes if a.kind in LOCKED_KINDS})
-            runnable = []
-            for action in deletes:
-                if action.kind in LOCKED_KINDS and action.module in busy:
-                    items.append(_item(action, "deferred", "a deploy of the module started meanwhile"))
-                else:
-                    runnable.append(action)
-            for kind in ORDER:  # one kind at a time: queues only after their agents are gone
-                batch = [a for a in runnable if a.kind == kind]
-                if not batch:
-                    continue
-                with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-                    items += list(pool.map(self._one, batch))
+        busy = self._busy({a.module for a in deletes if a.kind in LOCKED_KINDS})
+        runnable = []
+        for action in deletes:
+            if action.kind in LOCKED_KINDS and action.module in busy:
+                items.append(_item(action, "deferred", "a deploy of the module started meanwhile"))
+            else:
+                runnable.append(action)
+        for kind in ORDER:  # one kind at a time: queues only after their agents are gone
+            batch = [a for a in runnable if a.kind == kind]
+            if not batch:
+                continue
+            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+                items += list(pool.map(self._one, batch))
         return items
 
-    def _lock_modules(self, stack: ExitStack, modules: set[str]) -> set[str]:
+    def _busy(self, modules: set[str]) -> set[str]:
+        """Modules a request owns now, or whose step lock is held at this moment."""
         busy = set()
         for module in sorted(modules):
+            got = self.s.state.module(module)
+            if got is not None and got.value.owner is not None:
+                busy.add(module)
+                continue
             try:
-                stack.enter_context(self.s.state.lock(module, wait_seconds=0))
+                with self.s.state.lock(module, wait_seconds=0):
+                    pass
             except LockBusy:
                 busy.add(module)
         return busy

@@ -3,8 +3,9 @@
 Every listed thing gets an action: delete (with why) or keep (with why), so the report can say
 why something survived. The rules, which DESIGN.md and the README state in words:
 
-agents     never the current agent, nor any agent of a module that is being deployed (lock held),
-           nor the new agent of a deploy that failed half-way through cutover;
+agents     never the current agent, nor any agent of a module that is being deployed (it has an
+           owner), nor an agent that drains its runs after a cutover, nor the new agent of a
+           deploy that failed half-way through cutover;
            delete failed and terminated ones, superseded ones past the drain grace, and agents of
            modules the state does not know once past the orphan grace, except groups the old
            deploy.sh made (untagged) for such modules: those are live production, left alone.
@@ -47,7 +48,7 @@ class Inventory:
     now: datetime
     modules: dict[str, ModuleState]
     history: dict[str, list[HistoryEntry]]
-    busy: frozenset[str]  # modules whose lock another request holds
+    busy: frozenset[str]  # modules a request is rotating (an owner, or a step running now)
     agents: list[AgentInfo]
     manifests: dict[str, list[ManifestInfo]]
     bundles: list[BundleInfo]
@@ -85,8 +86,8 @@ def _half_cut_over(inv: Inventory) -> dict[str, str]:
     them, so they stay until a redeploy or rollback settles the module (agent -> request)."""
     out = {}
     for record in inv.runs:
-        if record.status is RunStatus.FAILED and record.stage("cutover") is not None:
-            start = record.stage("start")
+        if record.status is RunStatus.FAILED and record.stage("register") is not None:
+            start = record.stage("start-agent")
             if start is not None and start.detail.get("agent"):
                 out[start.detail["agent"]] = record.request_id
     return out
@@ -108,6 +109,10 @@ def _agents(inv: Inventory, policy: Policy) -> list[Action]:
             out.append(act(False, f"module {module} is being deployed"))
         elif state is not None and state.agent is not None and state.agent.name == agent.name:
             out.append(act(False, f"current agent of {module}"))
+        elif state is not None and agent.name in {d.name for d in state.draining}:
+            draining = next(d for d in state.draining if d.name == agent.name)
+            out.append(act(False, f"draining since {draining.since:%Y-%m-%d %H:%M} UTC: its in-flight "
+                                  f"runs finish first (deadline {draining.deadline:%Y-%m-%d %H:%M} UTC)"))
         elif agent.name in half and agent.state is AgentState.RUNNING:
             out.append(act(False, f"request {half[agent.name]} failed during cutover: deployments may "
                                   f"point at it; redeploy or roll back {module}"))
@@ -124,8 +129,8 @@ def _agents(inv: Inventory, policy: Policy) -> list[Action]:
         elif agent.state is AgentState.STOPPED:
             out.append(act(True, "terminated"))
         elif age is not None and age < policy.drain_grace:
-            out.append(act(False, f"superseded {int(age.total_seconds() // 60)} min ago; may still "
-                                  "be draining"))
+            out.append(act(False, f"superseded {int(age.total_seconds() // 60)} min ago; its "
+                                  "deploy may still be retiring it"))
         else:
             current = state.agent.name if state.agent else "-"
             out.append(act(True, f"superseded by {current}"))

@@ -62,14 +62,14 @@ class CliProgress:
 def _stage_note(name: str, status: StageStatus, detail: dict[str, Any]) -> str:
     if status is StageStatus.RUNNING:
         return ""
-    if name == "build":
-        return " [dim](reused)[/]" if status is StageStatus.SKIPPED else ""
-    if name == "start" and detail.get("agent"):
+    if name == "reuse-image":
+        return " [dim](no build)[/]"
+    if name == "start-agent" and detail.get("agent"):
         return f" {detail['agent']}"
-    if name == "cutover" and detail.get("deployments"):
+    if name == "register" and detail.get("deployments"):
         return f" {', '.join(detail['deployments'])}"
-    if name == "drain" and detail.get("leftover"):
-        return f" [yellow]{len(detail['leftover'])} run(s) did not finish[/]"
+    if name.startswith("drain") and detail.get("crashed"):
+        return f" [yellow]{len(detail['crashed'])} run(s) marked crashed[/]"
     return ""
 
 
@@ -98,22 +98,27 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         request_id=uploaded.request_id, kind=RequestKind.DEPLOY, module=uploaded.module,
         trigger=Trigger("cli", uploaded.blob, {"blob": uploaded.blob, "etag": uploaded.etag,
                                                "container": services.settings.bundles_container}),
-        revision=uploaded.revision)
+        revision=uploaded.revision, intent=uploaded.intent)
     return run_here(services, request, as_json=args.json)
 
 
 def run_here(services: Any, request: Any, *, as_json: bool) -> int:
-    """Run a request in this process with stage-by-stage progress; exit 0 when it succeeded."""
+    """Drive a request from this process, step by step with progress, until what it does to
+    the module is known (old agents may go on draining under the function app); exit 0 when
+    the revision is serving."""
     from deployer.cli.follow import report
     from deployer.models import RunStatus
-    from deployer.pipeline.deploy import run_request
+    from deployer.rotation.drive import drive
+    from deployer.rotation.messages import new_record, submit
 
-    record = run_request(services, request, progress=CliProgress(quiet=as_json))
+    submit(services, new_record(request))
+    record = drive(services, request.module, request.request_id,
+                   progress=CliProgress(quiet=as_json))
     if as_json:
         emit_json(record)
     else:
         report(record)
-    return 0 if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP) else 1
+    return 0 if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP, RunStatus.DRAINING) else 1
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

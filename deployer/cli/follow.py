@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from deployer.bootstrap import Services
 from deployer.cli.output import err
 from deployer.errors import DeployerError
 from deployer.models import RunRecord, RunStatus
+from deployer.ports import Services
 
 #: how often to re-read the run record while following it
 POLL_SECONDS = 0.5
@@ -35,8 +35,9 @@ def follow_request(services: Services, module: str, request_id: str, *, timeout:
                 if status:
                     current = next((s.name for s in reversed(record.stages)
                                     if s.status.value == "running"), record.status.value)
-                    status.update(f"{module}: {current} ...")
-                if record.status.finished:
+                    waiting = f": {record.waiting.what}" if record.waiting else ""
+                    status.update(f"{module}: {current}{waiting} ...")
+                if record.status.settled:
                     if status:
                         status.stop()
                         status = None
@@ -54,10 +55,21 @@ def follow_request(services: Services, module: str, request_id: str, *, timeout:
 
 
 def report(record: RunRecord) -> None:
-    if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP):
+    revision = record.revision.id if record.revision else "-"
+    if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP, RunStatus.DRAINING):
         what = "nothing to do: already current" if record.status is RunStatus.NOOP else "deployed"
-        revision = record.revision.id if record.revision else "-"
         err.print(f"[green]{record.status.value}[/]: {record.module} {what} (revision {revision})")
+        if record.status is RunStatus.DRAINING and record.waiting is not None:
+            err.print(f"  old agents finish their runs first: {record.waiting.what}; the function "
+                      "app stops them when they are done (`deployer status` shows them)",
+                      markup=False)
+        if record.error:
+            err.print(f"  [yellow]note[/]: {record.error.get('message', '')}")
+        return
+    if record.status is RunStatus.SUPERSEDED:
+        err.print(f"[yellow]superseded[/]: {record.module} request {record.request_id} (revision "
+                  f"{revision}) did not run: the newer request {record.superseded_by} replaced it "
+                  "(the newest upload wins)")
         return
     err.print(f"[red]{record.status.value}[/]: {record.module} request {record.request_id}")
     error = record.error or {}

@@ -37,10 +37,15 @@ def cmd_history(args: argparse.Namespace) -> int:
     got = services.state.module(args.module)
     current = got.value.request_id if got else ""
     shown = entries[-args.limit:] if args.limit else entries
+    recorded = {e.request_id for e in entries}
+    # requests not finished yet: queued, waiting for the module, rotating, draining old agents
+    active = [r for r in services.state.runs(args.module)
+              if not r.status.finished and r.request_id not in recorded]
     if args.json:
-        emit_json({"module": args.module, "current_request": current, "entries": shown})
+        emit_json({"module": args.module, "current_request": current, "entries": shown,
+                   "in_progress": active})
         return 0
-    if not entries:
+    if not entries and not active:
         out.print(f"no history for {args.module} yet")
         return 0
     table = Table(title=f"history of {args.module} (newest last)")
@@ -52,6 +57,11 @@ def cmd_history(args: argparse.Namespace) -> int:
         table.add_row("●" if entry.request_id == current else "", ago(entry.at), entry.revision.id,
                       entry.kind.value, f"{entry.trigger.source}: {entry.trigger.ref}",
                       entry.outcome.value, f"{took:.0f}s", str(error).splitlines()[0][:60] if error else "")
+    for record in active:
+        waiting = record.waiting.what if record.waiting else ""
+        table.add_row("…", ago(record.created_at), record.revision.id if record.revision else "-",
+                      record.kind.value, f"{record.trigger.source}: {record.trigger.ref}",
+                      record.status.value, "", waiting[:60])
     out.print(table)
     if current:
         out.print(f"● current revision, deployed by request {current}", style="dim")
@@ -59,18 +69,16 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from deployer import codec
     from deployer.bootstrap import build
     from deployer.cli.deploy import run_here
     from deployer.config import Settings
-    from deployer.pipeline.deploy import new_record
     from deployer.pipeline.rollback import rollback_request
+    from deployer.rotation.messages import new_record, submit
 
     services = build(Settings.from_env(environ(args)), interactive=True)
     request = rollback_request(services, args.module, args.to)
     if args.queue:
-        services.state.create_run(new_record(request))
-        services.queue.send(codec.dumps(request))
+        submit(services, new_record(request))
         if args.json:
             emit_json({"request_id": request.request_id, "revision": request.revision.id})
         else:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from deployer.cli import environ
-from deployer.cli.output import emit_json, out
+from deployer.cli.output import ago, emit_json, out
 from deployer.errors import NotFound
 
 
@@ -41,6 +41,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
             out.print(f"  {stage.name}: {stage.status.value}{took}", markup=False)
             for step in stage.detail.get("steps", []):
                 out.print(f"      {step}", markup=False)
+        if record.waiting is not None:
+            due = f", next look {ago(record.waiting.next_look_at)}" if record.waiting.next_look_at else ""
+            out.print(f"  waiting: {record.waiting.what} (since {ago(record.waiting.since)}{due})",
+                      markup=False)
+        if record.superseded_by:
+            out.print(f"  superseded by request {record.superseded_by}", markup=False)
         if record.error:
             out.print(f"  error: {record.error.get('message')}", markup=False)
             if record.error.get("log_tail"):

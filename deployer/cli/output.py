@@ -46,10 +46,16 @@ def ago(when: datetime | None, now: datetime | None = None) -> str:
     if when is None:
         return "-"
     seconds = int(((now or datetime.now(UTC)) - when).total_seconds())
+    if seconds < 0:
+        return f"in {_span(-seconds)}"
+    return f"{_span(seconds)} ago"
+
+
+def _span(seconds: int) -> str:
     if seconds < 90:
-        return f"{seconds}s ago"
+        return f"{seconds}s"
     if seconds < 5400:
-        return f"{seconds // 60}m ago"
+        return f"{seconds // 60}m"
     if seconds < 129600:
-        return f"{seconds // 3600}h ago"
-    return f"{seconds // 86400}d ago"
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"

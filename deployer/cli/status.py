@@ -32,6 +32,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         out.print("no modules yet: `deployer upload flows/<module>` deploys one")
         return 0
     out.print(render(statuses))
+    for line in activity(statuses):
+        out.print(line, markup=False)
     out.print("a revision's request is its entry in `deployer history <module>`", style="dim")
     from deployer.pipeline.cleanup import last_report
 
@@ -56,7 +58,7 @@ def render(statuses: list[Any]) -> Table:
             first = index == 0
             name = "-"
             if agent is not None:
-                name = agent.agent.name + ("" if agent.current else " (old)")
+                name = agent.agent.name + ("" if agent.current else f" ({agent.role or 'old'})")
             revision = f"{current.id}\n[dim]by {state.request_id[:8]}[/]" if current and state else "-"
             table.add_row(
                 status.module if first else "",
@@ -71,11 +73,31 @@ def render(statuses: list[Any]) -> Table:
     return table
 
 
+def activity(statuses: list[Any]) -> list[str]:
+    """One line per request in progress: what it does or waits for, and when it looks again."""
+    lines = []
+    for status in statuses:
+        for record in status.active:
+            line = (f"{status.module}: request {record.request_id} ({record.kind.value}) is "
+                    f"{record.status.value}")
+            if record.waiting is not None:
+                line += f": {record.waiting.what}"
+                if record.waiting.next_look_at is not None:
+                    line += f" (next look {ago(record.waiting.next_look_at)})"
+            lines.append(line)
+        state = status.state
+        for draining in state.draining if state else ():
+            lines.append(f"{status.module}: agent {draining.name} is draining since "
+                         f"{ago(draining.since)} (deadline {draining.deadline:%Y-%m-%d %H:%M} UTC)")
+    return lines
+
+
 def _worker(status: str) -> str:
     return {"ONLINE": "[green]ONLINE[/]", "OFFLINE": "[red]OFFLINE[/]"}.get(status, status)
 
 
 def _outcome(status: str) -> str:
     colour = {"succeeded": "green", "noop": "green", "failed": "red", "rejected": "red",
-              "running": "yellow", "queued": "yellow"}.get(status, "white")
+              "running": "yellow", "queued": "yellow", "waiting": "yellow", "draining": "cyan",
+              "superseded": "dim"}.get(status, "white")
     return f"[{colour}]{status}[/]"

@@ -12,18 +12,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from deployer import codec
-from deployer.bootstrap import Services
 from deployer.cleanup.execute import Executor
 from deployer.cleanup.pacing import SlidingWindowLimiter
 from deployer.cleanup.plan import Inventory, Policy, plan_cleanup
 from deployer.errors import LockBusy, UpstreamError
 from deployer.models import CleanupItem, CleanupReport
+from deployer.ports import Services
 
 logger = logging.getLogger(__name__)
 LOCK = "_cleanup"
 REPORTS = "cleanup/"
-#: superseded agents younger than the drain timeout plus this may still be draining
-DRAIN_MARGIN = timedelta(minutes=10)
+#: a superseded agent that is not draining (state lists those) goes after this: a deploy that is
+#: just retiring it may still be on its way
+RETIRE_GRACE = timedelta(minutes=10)
 
 
 def policy_from(services: Services) -> Policy:
@@ -31,7 +32,7 @@ def policy_from(services: Services) -> Policy:
     return Policy(keep_revisions=s.keep_revisions, rollback_window=timedelta(days=s.rollback_window_days),
                   retention=timedelta(days=s.retention_days), keep_records=s.keep_records,
                   orphan_grace=timedelta(hours=s.orphan_grace_hours),
-                  drain_grace=timedelta(seconds=s.drain_timeout_seconds) + DRAIN_MARGIN)
+                  drain_grace=RETIRE_GRACE)
 
 
 def run_cleanup(services: Services, *, dry_run: bool = False,
@@ -70,17 +71,15 @@ def _clean(services: Services, report_id: str, started: datetime,
 
 
 def take_inventory(services: Services, *, probe_locks: bool = True) -> Inventory:
-    """``probe_locks``: find rotations in progress by trying their module locks (a write);
-    without it (dry runs), a module with a running request counts as busy."""
+    """A module is busy when a request owns it (state says so), or, with ``probe_locks`` (a
+    write, so not in dry runs), when one of its steps holds the step lock right now."""
     state = services.state
     modules = {m.module: m for m in state.modules()}
     agents = services.runtime.list(detailed=False)
     image_modules = set(services.builder.image_modules())
     runs = state.runs()
-    if probe_locks:
-        busy = frozenset(m for m in modules if _locked(services, m))
-    else:
-        busy = frozenset(r.module for r in runs if r.status.value == "running")
+    owned = {m for m, doc in modules.items() if doc.owner is not None}
+    busy = frozenset(owned | ({m for m in modules if _locked(services, m)} if probe_locks else set()))
     queues: dict[str, dict[str, int]] = {}
     for module in modules:
         try:

@@ -1,14 +1,15 @@
-"""The queue trigger's use case: a message becomes a pipeline run, or is dropped if malformed."""
+"""The queue trigger's use case: a message becomes one step of its request, or is dropped if
+malformed (retrying cannot make it readable)."""
 
 from __future__ import annotations
 
 import logging
 
-from deployer import codec
-from deployer.bootstrap import Services
 from deployer.errors import StateCorrupt
-from deployer.models import Request, RunRecord
-from deployer.pipeline.deploy import run_request
+from deployer.models import RunRecord
+from deployer.ports import Services
+from deployer.rotation.messages import decode
+from deployer.rotation.steps import handle_step
 
 logger = logging.getLogger(__name__)
 
@@ -16,9 +17,8 @@ logger = logging.getLogger(__name__)
 def handle_message(services: Services, body: bytes, *, message_id: str,
                    attempt: int) -> RunRecord | None:
     try:
-        request = codec.loads(Request, body, where=f"queue message {message_id}")
+        message = decode(services, body, where=f"queue message {message_id}")
     except StateCorrupt as exc:
-        # retrying cannot make it readable: log it (without its body) and let it go
         logger.error("dispatch.malformed message=%s error=%s", message_id, exc.message)
         return None
-    return run_request(services, request, attempt=attempt)
+    return handle_step(services, message, attempt=attempt).record

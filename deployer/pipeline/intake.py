@@ -12,13 +12,12 @@ import logging
 import tempfile
 from pathlib import Path
 
-from deployer import codec
-from deployer.bootstrap import Services
 from deployer.bundle import load_archive, module_from_blob_name
 from deployer.bundle.archive import ChunkReader
 from deployer.bundle.contract import MODULE_NAME
 from deployer.errors import BundleInvalid, NotFound, Problem, StateConflict
 from deployer.models import (
+    Intent,
     Request,
     RequestKind,
     Revision,
@@ -29,6 +28,8 @@ from deployer.models import (
     Trigger,
     utcnow,
 )
+from deployer.ports import BundleInfo, Services
+from deployer.rotation.messages import new_record, submit
 
 logger = logging.getLogger(__name__)
 #: run records of bundles whose name names no valid module are kept under this key
@@ -70,35 +71,27 @@ def accept_bundle(services: Services, blob_name: str) -> RunRecord:
             error=exc.to_dict())
         return existing.value if existing is not None else _create_once(services, rejected)
     request = Request(request_id=request_id, kind=RequestKind.DEPLOY, module=revision.module,
-                      trigger=trigger, revision=revision, created_at=started)
-    record = existing.value if existing is not None else _create_once(services, RunRecord(
-        request_id=request_id, kind=RequestKind.DEPLOY, module=revision.module, trigger=trigger,
-        status=RunStatus.QUEUED, created_at=started, updated_at=utcnow(), revision=revision,
-        stages=(Stage("validate", StageStatus.DONE, started, utcnow(),
-                      {"code_digest": revision.code_digest,
-                       "config_digest": revision.config_digest}),)))
-    if record.status is RunStatus.QUEUED and record.stage("enqueue") is None:
-        # also when an earlier delivery created the record and stopped before enqueueing; a
-        # crash between send and checkpoint can still send twice, and the pipeline treats a
-        # second message for the same request as the same work
-        services.queue.send(codec.dumps(request))
-        record = _checkpoint_enqueued(services, record)
-        logger.info("intake.queued blob=%s module=%s request=%s revision=%s", blob_name,
-                    revision.module, request_id, revision.id)
+                      trigger=trigger, revision=revision, created_at=started,
+                      intent=upload_intent(info))
+    validated = Stage("validate", StageStatus.DONE, started, utcnow(),
+                      {"code_digest": revision.code_digest, "config_digest": revision.config_digest})
+    # also when an earlier delivery created the record and stopped before enqueueing
+    record = submit(services, existing.value if existing is not None
+                    else new_record(request, stages=(validated,)))
+    logger.info("intake.queued blob=%s module=%s request=%s revision=%s", blob_name,
+                revision.module, request_id, revision.id)
     return record
 
 
-def _checkpoint_enqueued(services: Services, record: RunRecord) -> RunRecord:
-    got = services.state.run(record.module, record.request_id)
-    if got is None or got.value.status is not RunStatus.QUEUED:
-        return got.value if got else record  # the pipeline already moved it on
-    now = utcnow()
-    updated = got.value.with_stage(Stage("enqueue", StageStatus.DONE, now, now))
-    try:
-        services.state.save_run(updated, got.etag)
-    except StateConflict:
-        return record  # the pipeline picked it up meanwhile; its record wins
-    return updated
+#: blob metadata the CLI sets: the uploader's own clock, to order uploads of the same second
+UPLOADED_AT = "uploaded_at"
+
+
+def upload_intent(info: BundleInfo) -> Intent:
+    """When the bundle was uploaded: storage's time (one-second resolution), then the
+    uploader's own timestamp and the blob name for uploads of the same second."""
+    at = info.last_modified.replace(microsecond=0)
+    return Intent(at, f"{info.metadata.get(UPLOADED_AT, '')}|{info.name}")
 
 
 def _create_once(services: Services, record: RunRecord) -> RunRecord:

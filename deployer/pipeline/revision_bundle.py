@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deployer.bootstrap import Services
 from deployer.bundle import Module, load_archive, module_from_blob_name
 from deployer.bundle.archive import ChunkReader
 from deployer.errors import BundleInvalid, Problem
 from deployer.models import Request, RequestKind
+from deployer.ports import Services
 
 
 def load_revision_bundle(services: Services, request: Request, work: Path) -> Module:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from deployer.bootstrap import Services
 from deployer.errors import NotFound, UsageError
-from deployer.models import HistoryEntry, Request, RequestKind, RunStatus, Trigger, utcnow
+from deployer.models import HistoryEntry, Intent, Request, RequestKind, RunStatus, Trigger, utcnow
+from deployer.ports import Services
 
 
 def rollback_request(services: Services, module: str, to: str | None = None,
@@ -42,7 +42,8 @@ def rollback_request(services: Services, module: str, to: str | None = None,
     return Request(request_id, RequestKind.ROLLBACK, module,
                    trigger or Trigger("cli", f"rollback to {revision.id}",
                                       {"from": current.id, "to": revision.id}),
-                   replace(revision, image=image.ref, image_digest=image.digest), now)
+                   replace(revision, image=image.ref, image_digest=image.digest), now,
+                   Intent(now, request_id))
 
 
 def _previous(entries: list[HistoryEntry], module: str, current_id: str) -> HistoryEntry:

@@ -1,14 +1,15 @@
-"""Status: per module, what the state store knows, what runs, and what Prefect sees."""
+"""Status: per module, what the state store knows, what runs, and what Prefect sees: the current
+revision and its agent, the request rotating it (if any), the requests waiting for it, and the
+agents of older revisions still draining their runs."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 
-from deployer.bootstrap import Services
 from deployer.errors import UpstreamError
 from deployer.models import ModuleState, RunRecord
-from deployer.ports import AgentInfo
+from deployer.ports import AgentInfo, Services
 
 logger = logging.getLogger(__name__)
 
@@ -18,6 +19,7 @@ class AgentStatus:
     agent: AgentInfo
     worker: str  # ONLINE | OFFLINE | unknown
     current: bool
+    role: str = ""  # current | draining | new (of a request in progress) | old
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class ModuleStatus:
     state: ModuleState | None
     last_run: RunRecord | None
     agents: list[AgentStatus] = field(default_factory=list)
+    #: requests not finished yet, oldest first: rotating, waiting, draining
+    active: list[RunRecord] = field(default_factory=list)
 
 
 def module_statuses(services: Services, module: str | None = None, *,
@@ -34,8 +38,11 @@ def module_statuses(services: Services, module: str | None = None, *,
     'unknown' instead of failing the whole status)."""
     states = {m.module: m for m in services.state.modules()}
     last: dict[str, RunRecord] = {}
+    active: dict[str, list[RunRecord]] = {}
     for record in services.state.runs(module):  # oldest first: the last one wins
         last[record.module] = record
+        if not record.status.finished:
+            active.setdefault(record.module, []).append(record)
     names = sorted(set(states) | set(last))
     if module is not None:
         names = [n for n in names if n == module]
@@ -44,7 +51,8 @@ def module_statuses(services: Services, module: str | None = None, *,
         for agent in services.runtime.list(module):  # one listing for every module
             agents.setdefault(agent.module, []).append(agent)
     return [ModuleStatus(n, states.get(n), last.get(n),
-                         _agents(services, n, states.get(n), agents.get(n, []))) for n in names]
+                         _agents(services, n, states.get(n), agents.get(n, [])),
+                         active.get(n, [])) for n in names]
 
 
 def _agents(services: Services, module: str, state: ModuleState | None,
@@ -57,6 +65,15 @@ def _agents(services: Services, module: str, state: ModuleState | None,
         logger.warning("status.prefect_unreachable module=%s error=%s", module, exc.message)
         online = None
     current = state.agent.name if state and state.agent else None
-    return [AgentStatus(agent=a, current=a.name == current,
+    draining = {d.name for d in state.draining} if state else set()
+
+    def role(agent: AgentInfo) -> str:
+        if agent.name == current:
+            return "current"
+        if agent.name in draining:
+            return "draining"
+        return "new" if state and state.owner else "old"
+
+    return [AgentStatus(agent=a, current=a.name == current, role=role(a),
                         worker="unknown" if online is None else
                         ("ONLINE" if a.name in online else "OFFLINE")) for a in agents]

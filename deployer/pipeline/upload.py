@@ -11,9 +11,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployer.bootstrap import Services
 from deployer.bundle import load_folder, pack, short
-from deployer.models import Request, Revision, utcnow
+from deployer.models import Intent, Request, Revision, utcnow
+from deployer.pipeline.intake import UPLOADED_AT, upload_intent
+from deployer.ports import Services
 
 #: bundles up to this size are packed in memory, bigger ones spill to a temporary file
 SPOOL_BYTES = 8 * 1024 * 1024
@@ -27,6 +28,7 @@ class Uploaded:
     code_digest: str
     config_digest: str
     request_id: str
+    intent: Intent
 
     @property
     def revision(self) -> Revision:
@@ -39,11 +41,13 @@ def upload_module(services: Services, path: Path) -> Uploaded:
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
         packed = pack(module.tree, spool, prefix=module.name)  # type: ignore[arg-type]
         spool.seek(0)
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
+        uploaded = utcnow()
+        stamp = uploaded.strftime("%Y%m%dT%H%M%S%fZ")
         blob = f"{module.name}/{stamp}-{short(packed.code_digest)}.tar.gz"
         config = module.config_digest(services.settings.config_digest_key.reveal())
         info = services.bundles.upload(blob, spool, {  # type: ignore[arg-type]
             "module": module.name, "code_digest": packed.code_digest, "config_digest": config,
-            "uploaded_by": "deployer-cli"})
+            "uploaded_by": "deployer-cli", UPLOADED_AT: uploaded.isoformat()})
     return Uploaded(module=module.name, blob=blob, etag=info.etag, code_digest=packed.code_digest,
-                    config_digest=config, request_id=Request.make_id("blob", blob, info.etag))
+                    config_digest=config, request_id=Request.make_id("blob", blob, info.etag),
+                    intent=upload_intent(info))

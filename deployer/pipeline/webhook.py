@@ -2,9 +2,11 @@
 into a redeploy request, answered at once (the rotation runs from the queue).
 
 A push is ignored (acknowledged, nothing changes) when its repository is no module's, when the
-module has nothing deployed yet, when the digest is already current, when a request for it is
-already queued or running (a storm of pushes, the pipeline's own push after a build), or when it
-was handled before (a replay). Redeploys are keyed by (repository, digest).
+module has nothing deployed yet, when it is the pipeline's own push of an image it is building,
+when the newest push request still in progress has the same digest (a storm of pushes), when the
+digest is already current and no other push is in progress, or when the same event was handled
+before (a replay). Redeploys are keyed by (repository, digest, event id) and ordered by the
+registry's event time: the last push is the image serving at the end (``rotation.admission``).
 """
 
 from __future__ import annotations
@@ -14,13 +16,20 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from deployer import codec
-from deployer.bootstrap import Services
 from deployer.bundle.contract import MODULE_NAME
 from deployer.bundle.digest import short
-from deployer.errors import DeployerError, StateConflict
-from deployer.models import ModuleState, Request, RequestKind, Revision, RunStatus, Trigger
-from deployer.pipeline.deploy import new_record
+from deployer.errors import DeployerError
+from deployer.models import (
+    Intent,
+    ModuleState,
+    Request,
+    RequestKind,
+    Revision,
+    RunRecord,
+    Trigger,
+)
+from deployer.ports import Services
+from deployer.rotation.messages import new_record, submit
 from deployer.webhooks import Other, Ping, Push, Validation, WebhookInvalid, parse
 
 logger = logging.getLogger(__name__)
@@ -94,30 +103,32 @@ def handle_push(services: Services, push: Push) -> dict[str, str]:
     if state is None or state.current is None:
         return {**base, "reason": f"module {module} has nothing deployed yet: deploy its bundle "
                 "first (its .env and prefect.yaml come from there)"}
-    if _is_current(state, push):
-        return {**base, "reason": f"already current for module {module}"}
-    request_id = Request.make_id("acr-push", push.repository, push.digest)
-    busy = _in_progress(services, module, push)
-    if busy is not None:
-        return {**base, "reason": f"already in progress as request {busy}"}
+    request_id = Request.make_id("acr-push", push.repository, push.digest, push.event_id)
     existing = services.state.run(module, request_id)
     if existing is not None:
         return {**base, "reason": f"already handled as request {request_id} ({existing.value.status})"}
+    unfinished = [r for r in services.state.runs(module) if not r.status.finished]
+    building = _own_build(unfinished, push)
+    if building is not None:
+        return {**base, "reason": f"the pipeline's own push of the image request {building} builds"}
+    pushes = sorted((r for r in unfinished if r.kind is RequestKind.REDEPLOY),
+                    key=lambda r: (r.intent_or_created.at, r.intent_or_created.tiebreak))
+    if pushes and pushes[-1].revision is not None and pushes[-1].revision.image_digest == push.digest:
+        return {**base, "reason": f"already in progress as request {pushes[-1].request_id}"}
+    if not pushes and _is_current(state, push):
+        return {**base, "reason": f"already current for module {module}"}
     current = state.current
     tagged = f"{push.repository}:{push.tag}" if push.tag else push.repository
     reference = f"{tagged}@{push.digest}"
     revision = Revision(module=module, code_digest=_code_of(services, module, push),
                         config_digest=current.config_digest, image=reference,
                         image_digest=push.digest, bundle=current.bundle)
+    now = services.now()
     request = Request(request_id, RequestKind.REDEPLOY, module,
                       Trigger("webhook", push.event_id, {"source": push.source, "repository": push.repository,
                                                           "tag": push.tag, "digest": push.digest}),
-                      revision)
-    try:
-        services.state.create_run(new_record(request))
-    except StateConflict:
-        return {**base, "reason": f"already in progress as request {request_id}"}
-    services.queue.send(codec.dumps(request))
+                      revision, now, Intent(push.at or now, push.event_id))
+    submit(services, new_record(request))
     logger.info("webhook.queued module=%s request=%s digest=%s", module, request_id, short(push.digest))
     return {**base, "module": module, "request_id": request_id}
 
@@ -130,13 +141,12 @@ def _is_current(state: ModuleState, push: Push) -> bool:
     return bool(push.tag) and current.image.rsplit("/", 1)[-1] == push.tag  # local images: by tag
 
 
-def _in_progress(services: Services, module: str, push: Push) -> str | None:
-    for record in services.state.runs(module):
-        if record.status not in (RunStatus.QUEUED, RunStatus.RUNNING) or record.revision is None:
-            continue
-        revision = record.revision
-        if revision.image_digest == push.digest or short(revision.code_digest) == push.tag:
-            return record.request_id  # the same image, or the pipeline's own push of its build
+def _own_build(records: list[RunRecord], push: Push) -> str | None:
+    """A bundle deploy in progress whose image this push is (its tag is the code digest)."""
+    for record in records:
+        if record.kind is RequestKind.DEPLOY and record.revision is not None and push.tag \
+                and short(record.revision.code_digest) == push.tag:
+            return record.request_id
     return None
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deployer.bootstrap import Services, build
+from deployer.bootstrap import AppServices, build
 from deployer.config import Settings
 from deployer.models import RunRecord
 from deployer.pipeline.upload import Uploaded, upload_module
@@ -68,8 +68,9 @@ class Stack:
     extra: dict[str, str] = field(default_factory=dict)
     name: str = field(default_factory=lambda: f"e2e-{uuid.uuid4().hex[:8]}")
     dev: subprocess.Popen[bytes] | None = None
+    others: list[subprocess.Popen[bytes]] = field(default_factory=list)  # more hosts, same storage
     http_port: int = 0
-    _services: Services | None = None
+    _services: AppServices | None = None
 
     @property
     def values(self) -> dict[str, str]:
@@ -90,36 +91,59 @@ class Stack:
         return path
 
     @property
-    def services(self) -> Services:
+    def services(self) -> AppServices:
         if self._services is None:
             self._services = build(Settings.from_env(self.values))
         return self._services
 
     # -- the function host ------------------------------------------------------------------
 
-    def start_host(self, lease_seconds: int = 30) -> None:
+    def start_host(self, lease_seconds: int = 30, *, another: bool = False) -> None:
+        """``deployer dev`` as its own process; ``another``: one more host next to the first (two
+        function app instances on the same storage)."""
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("DEPLOYER_", "PREFECT_", "AzureWebJobs"))}
+        (self.work / "tmp").mkdir(exist_ok=True)
+        env["TMPDIR"] = str(self.work / "tmp")  # what the host extracts, the tests can inspect
         from deployer.devservices import free_port
 
-        self.http_port = free_port()
+        port = free_port()
         log = open(self.work / "dev.log", "ab")  # noqa: SIM115 - the child owns it
-        self.dev = subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "deployer", "--settings", str(self.settings_file), "dev",
-             "--app", str(ROOT / "function_app.py"), "--port", str(self.http_port), "--poll", "0.3",
+             "--app", str(ROOT / "function_app.py"), "--port", str(port), "--poll", "0.3",
              "--lease", str(lease_seconds), "--retry-delay", "2"],
             cwd=self.work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
+        if another:
+            self.others.append(process)
+        else:
+            self.dev, self.http_port = process, port
 
     def stop_host(self, *, kill: bool = False) -> None:
-        if self.dev is None or self.dev.poll() is not None:
-            return
-        os.killpg(self.dev.pid, signal.SIGKILL if kill else signal.SIGTERM)
-        self.dev.wait(timeout=60)
+        for process in [self.dev, *self.others]:
+            if process is None or process.poll() is not None:
+                continue
+            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            process.wait(timeout=60)
+        self.others = []
 
-    def host_log(self) -> str:
+    def poisoned(self) -> list[bytes]:
+        """What this stack's host gave up on: its request queue's poison queue, and blob
+        poison messages naming its bundles container."""
+        from deployer.adapters.devhost_storage import BLOB_POISON_QUEUE, poison_queue, request_queue
+
+        values = self.values
+        out = [m.body for m in poison_queue(self.azurite_connection, values["DEPLOYER_REQUEST_QUEUE"])
+               .receive(visibility_timeout=1, max_messages=32)]
+        blobs = request_queue(self.azurite_connection, BLOB_POISON_QUEUE).receive(
+            visibility_timeout=1, max_messages=32)
+        return out + [m.body for m in blobs if values["DEPLOYER_BUNDLES_CONTAINER"].encode() in m.body]
+
+    def host_log(self, tail: int | None = 4000) -> str:
         path = self.work / "dev.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return text[-tail:] if tail else text
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``deployer`` as a user runs it, with this stack's settings file."""
@@ -136,8 +160,9 @@ class Stack:
         return upload_module(self.services, root)
 
     def wait_request(self, uploaded: Uploaded, timeout: float = REQUEST_TIMEOUT,
-                     on_poll: Callable[[], None] | None = None) -> RunRecord:
-        return self.wait_record(uploaded.request_id, timeout, on_poll)
+                     on_poll: Callable[[], None] | None = None,
+                     until: Callable[[RunRecord], bool] = lambda r: r.status.finished) -> RunRecord:
+        return self.wait_record(uploaded.request_id, timeout, on_poll, until)
 
     def wait_record(self, request_id: str, timeout: float = REQUEST_TIMEOUT,
                     on_poll: Callable[[], None] | None = None,

@@ -20,12 +20,12 @@ def test_deploy_dry_run_changes_nothing_then_deploy_runs_the_pipeline(stack: Sta
     dry = stack.cli("deploy", str(root), "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     plan = json.loads(dry.stdout)
-    assert [op["action"] for op in plan["operations"]] == ["build", "start-agent", "wait-online", "register", "record"]
+    assert [op["op"] for op in plan["operations"]] == ["build", "start-agent", "wait-online", "register", "commit"]
     assert stack.agents() == [] and stack.services.bundles.list() == []
 
     done = stack.cli("deploy", str(root))
     assert done.returncode == 0, done.stderr
-    assert "✓ health" in done.stderr and "succeeded" in done.stderr
+    assert "✓ wait-online" in done.stderr and "succeeded" in done.stderr
     [agent] = stack.running_agents()
 
     again = stack.cli("deploy", str(root), "--dry-run")
@@ -41,7 +41,7 @@ def test_deploy_dry_run_changes_nothing_then_deploy_runs_the_pipeline(stack: Sta
     assert logs.returncode == 0 and "Worker" in logs.stdout  # the prefect worker's own output
     request_id = module["last_run"]["request_id"]
     stages = stack.cli("logs", stack.name, "--request", request_id)
-    assert stages.returncode == 0 and "health: done" in stages.stdout and "start agent" in stages.stdout
+    assert stages.returncode == 0 and "wait-online: done" in stages.stdout and "start agent" in stages.stdout
     assert stack.cli("logs", stack.name, "--request", "nope").returncode == 1
 
 

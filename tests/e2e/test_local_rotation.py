@@ -3,10 +3,12 @@ function app (run by `deployer dev`) accepts and deploys it, real workers run re
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import psutil
 import pytest
 
 from deployer.models import RunStatus, StageStatus
@@ -67,17 +69,29 @@ def test_code_change_rotates_with_an_online_worker_at_every_poll(stack: Stack) -
     assert prefect_runs.wait_state(stack.prefect_api, run_id, {"COMPLETED", "FAILED", "CRASHED"}) == "COMPLETED"
 
 
-def test_a_long_run_started_on_the_old_agent_completes_after_the_rotation(stack: Stack) -> None:
+def test_a_long_run_on_the_old_agent_completes_while_the_new_revision_serves(stack: Stack) -> None:
     stack.start_host()
-    deployed(stack)
-    run_id = prefect_runs.start_run(stack.prefect_api, stack.name, {"seconds": 20})
-    prefect_runs.wait_state(stack.prefect_api, run_id, {"RUNNING"}, timeout=60)
-    new_record = stack.deploy(CODE_CHANGE)
-    assert new_record.status is RunStatus.SUCCEEDED
-    drain = new_record.stage("drain")
-    assert drain is not None and drain.detail["leftover"] == []
+    old = deployed(stack)
+    long_id = prefect_runs.start_run(stack.prefect_api, stack.name, {"seconds": 40})
+    prefect_runs.wait_state(stack.prefect_api, long_id, {"RUNNING"}, timeout=60)
+    uploaded = stack.upload(CODE_CHANGE)
+    settled = stack.wait_request(uploaded, until=lambda r: r.status.settled)
+    assert settled.status is RunStatus.DRAINING, (settled.status, settled.error)
+    new = stack.current_agent()
+    assert new != old and set(stack.running_agents()) == {old, new}
+    # the new revision serves new runs meanwhile
+    fresh = prefect_runs.start_run(stack.prefect_api, stack.name)
+    assert prefect_runs.wait_state(stack.prefect_api, fresh, {"COMPLETED", "FAILED", "CRASHED"}) == "COMPLETED"
+    assert [r[2] for r in prefect_runs.runs_of(stack.prefect_api, stack.name) if r[0] == fresh] == [new]
+    status = json.loads(stack.cli("status", stack.name, "--json").stdout)["modules"][0]
+    assert {a["agent"]["name"]: a["role"] for a in status["agents"]} == {old: "draining", new: "current"}
+    assert [r["status"] for r in status["active"]] == ["draining"]
+    record = stack.wait_request(uploaded)
+    assert record.status is RunStatus.SUCCEEDED
+    assert record.stage(f"drain {old}").detail["crashed"] == []  # type: ignore[union-attr]
     # retiring the old agent kills its flow-run processes: COMPLETED means the drain waited
-    assert prefect_runs.state_of(stack.prefect_api, run_id) == "COMPLETED"
+    assert prefect_runs.state_of(stack.prefect_api, long_id) == "COMPLETED"
+    assert stack.running_agents() == [new]
 
 
 def test_scheduled_runs_follow_the_deployment_to_the_new_agent(stack: Stack) -> None:
@@ -110,7 +124,7 @@ def test_a_worker_that_never_comes_online_is_removed_and_the_old_one_serves(stac
     # the new revision's agent cannot reach the API (a proxy that goes nowhere): alive, never ONLINE
     record = stack.deploy({".env": "GREETING=hi\nHTTP_PROXY=http://127.0.0.1:9\nALL_PROXY=http://127.0.0.1:9\n"})
     assert record.status is RunStatus.FAILED and record.error["code"] == "agent_unhealthy"  # type: ignore[index]
-    assert record.stage("health").status is StageStatus.FAILED  # type: ignore[union-attr]
+    assert record.stage("wait-online").status is StageStatus.FAILED  # type: ignore[union-attr]
     assert stack.running_agents() == [old] and stack.current_agent() == old
     run_id = prefect_runs.start_run(stack.prefect_api, stack.name)
     assert prefect_runs.wait_state(stack.prefect_api, run_id, {"COMPLETED", "FAILED", "CRASHED"}) == "COMPLETED"
@@ -121,28 +135,80 @@ def test_config_only_change_starts_a_new_agent_from_the_same_image(stack: Stack)
     old = deployed(stack)
     record = stack.deploy({".env": "GREETING=bonjour\nAPI_TOKEN=rotated\n"})
     assert record.status is RunStatus.SUCCEEDED
-    assert record.stage("build").status is StageStatus.SKIPPED  # type: ignore[union-attr]
+    assert record.stage("reuse-image").status is StageStatus.SKIPPED  # type: ignore[union-attr]
     new = stack.current_agent()
     assert new != old and stack.running_agents() == [new]
     run_id = prefect_runs.start_run(stack.prefect_api, stack.name)
     assert prefect_runs.wait_state(stack.prefect_api, run_id, {"COMPLETED", "FAILED", "CRASHED"}) == "COMPLETED"
 
 
-@pytest.mark.parametrize("crash_after", ["start", "cutover"])
-def test_a_host_killed_between_stages_converges_after_redelivery(stack: Stack, crash_after: str) -> None:
+def _worker_pids(module: str) -> set[int]:
+    """Every `prefect worker` process of the module's pool on this machine."""
+    pids = set()
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if "worker" in cmdline and "--pool" in cmdline and module in cmdline:
+            pids.add(process.pid)
+    return pids
+
+
+@pytest.mark.parametrize("kill_in", ["build", "start-agent", "register", "commit"])
+def test_a_host_killed_in_a_step_converges_with_one_build_one_agent_and_no_leftovers(
+        stack: Stack, kill_in: str) -> None:
     stack.start_host(lease_seconds=5)
     deployed(stack)
-    uploaded = stack.upload(CODE_CHANGE)
+    change = {"requirements.txt": "prefect>=3.4,<4\nsix\n"} if kill_in == "build" else CODE_CHANGE
+    long_id = ""
+    if kill_in == "commit":  # killed while the old agent drains a run
+        long_id = prefect_runs.start_run(stack.prefect_api, stack.name, {"seconds": 25})
+        prefect_runs.wait_state(stack.prefect_api, long_id, {"RUNNING"}, timeout=60)
+    uploaded = stack.upload(change)
 
-    def stage_done(record) -> bool:  # type: ignore[no-untyped-def]
-        stage = record.stage(crash_after)
+    def reached(record) -> bool:  # type: ignore[no-untyped-def]
+        stage = record.stage(kill_in)
+        if kill_in == "build":  # in the middle of the build: started, not finished
+            return stage is not None and bool(stage.detail.get("build_id"))
         return stage is not None and stage.status is StageStatus.DONE
 
-    stack.wait_record(uploaded.request_id, until=stage_done)
-    stack.stop_host(kill=True)  # the host dies mid-request; its agents live on
+    stack.wait_record(uploaded.request_id, until=reached)
+    stack.stop_host(kill=True)  # the host dies mid-request; agents and builds live on
     stack.start_host(lease_seconds=5)
     record = stack.wait_request(uploaded)
-    assert record.status is RunStatus.SUCCEEDED and record.attempts >= 2
+    assert record.status is RunStatus.SUCCEEDED, (record.error, stack.host_log())
     current = stack.current_agent()
     assert stack.running_agents() == [current]
     assert [a.name for a in stack.agents()] == [current]  # no orphans, not even stopped records
+    state = stack.services.state.module(stack.name).value  # type: ignore[union-attr]
+    assert state.current.id == uploaded.revision.id and state.owner is None and state.draining == ()  # type: ignore[union-attr]
+    assert stack.host_log(tail=None).count("image.build_started") == 2  # the first deploy's and this one's
+    assert _worker_pids(stack.name) == {int(stack.agents()[0].detail.split()[-1])}
+    leftovers = [p for p in (stack.work / "tmp").rglob(".env")]
+    assert leftovers == [], leftovers
+    if long_id:
+        assert prefect_runs.state_of(stack.prefect_api, long_id) == "COMPLETED"
+
+
+def test_storage_down_for_20_seconds_during_a_wait_the_request_resumes(prefect_api: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from deployer.devservices import AzuriteServer
+
+    server = AzuriteServer(tmp_path / "azurite")
+    endpoints = server.start()
+    stack = Stack(endpoints.connection_string, prefect_api, tmp_path)
+    try:
+        stack.start_host()
+        old = deployed(stack)
+        long_id = prefect_runs.start_run(stack.prefect_api, stack.name, {"seconds": 30})
+        prefect_runs.wait_state(stack.prefect_api, long_id, {"RUNNING"}, timeout=60)
+        uploaded = stack.upload(CODE_CHANGE)
+        stack.wait_request(uploaded, until=lambda r: r.status is RunStatus.DRAINING)  # a wait step
+        server.stop()
+        time.sleep(20)
+        server.start()
+        record = stack.wait_request(uploaded)
+        assert record.status is RunStatus.SUCCEEDED, (record.error, stack.host_log())
+        assert prefect_runs.state_of(stack.prefect_api, long_id) == "COMPLETED"
+        assert stack.running_agents() == [stack.current_agent()] != [old]
+        assert stack.poisoned() == []
+    finally:
+        stack.cleanup()
+        server.stop()

@@ -7,13 +7,23 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from deployer.bundle.prefect_yaml import DeploymentSpec
-from deployer.errors import BuildFailed, NotFound, UpstreamError
-from deployer.ports import AgentInfo, AgentSpec, AgentState, BundleInfo, Image, ManifestInfo, RunRef
+from deployer.errors import NotFound, UpstreamError
+from deployer.ports import (
+    AgentInfo,
+    AgentSpec,
+    AgentState,
+    BuildProgress,
+    BuildState,
+    BundleInfo,
+    Image,
+    ManifestInfo,
+    RunRef,
+)
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -51,19 +61,57 @@ class FakeBundleStore:
         return self.upload(name, io.BytesIO(data), {})
 
 
-class FakeQueue:
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
+@dataclass
+class QueuedMessage:
+    id: str
+    body: bytes
+    visible_at: datetime
+    dequeue_count: int = 0
 
-    def send(self, body: bytes) -> None:
+
+class FakeQueue:
+    """A storage queue on a (simulated) clock: messages become visible after their delay."""
+
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.sent: list[bytes] = []
+        self.delays: list[int] = []
+        self.messages: list[QueuedMessage] = []
+        self.poison: list[bytes] = []
+        self._ids = 0
+
+    def send(self, body: bytes, *, delay_seconds: int = 0) -> None:
+        assert 0 <= delay_seconds <= 7 * 24 * 3600, "Azure queues delay a message at most 7 days"
+        self._ids += 1
         self.sent.append(body)
+        self.delays.append(delay_seconds)
+        self.messages.append(QueuedMessage(f"m{self._ids}", body,
+                                           self.clock() + timedelta(seconds=delay_seconds)))
+
+    def take(self) -> QueuedMessage | None:
+        """The message visible first (it may not be visible yet), removed from the queue."""
+        if not self.messages:
+            return None
+        message = min(self.messages, key=lambda m: (m.visible_at, int(m.id[1:])))
+        self.messages.remove(message)
+        message.dequeue_count += 1
+        return message
+
+    def put_back(self, message: QueuedMessage, delay_seconds: float) -> None:
+        message.visible_at = self.clock() + timedelta(seconds=delay_seconds)
+        self.messages.append(message)
 
 
 class FakeImageBuilder:
+    expected_build_seconds = 8.0
+
     def __init__(self) -> None:
         self.images: dict[tuple[str, str], Image] = {}
         self.builds: list[tuple[str, str]] = []
-        self.fail_with: Exception | None = None
+        self.fail_with: Exception | None = None  # raised by start_build (a transient fault)
+        self.fails: BuildProgress | None = None  # what build_status reports for a failed build
+        self.looks_to_build = 0  # build_status reports running this many times first
+        self.status_looks: list[str] = []
         self.on_build: Callable[[], None] | None = None
         self.created: dict[str, datetime] = {}  # digest -> push time
         self.deleted: list[tuple[str, str]] = []
@@ -101,19 +149,25 @@ class FakeImageBuilder:
             if key[0] == module and image.digest == digest:
                 del self.images[key]
 
-    def build(self, module: str, code_digest: str, source: Path, *, resume: dict[str, Any],
-              checkpoint: Callable[[dict[str, Any]], None]) -> Image:
+    def start_build(self, module: str, code_digest: str, source: Path) -> str:
         assert (source / "requirements.txt").is_file()
-        self.builds.append((module, code_digest))
-        checkpoint({"run_id": f"run-{len(self.builds)}"})
-        if self.on_build is not None:
-            self.on_build()
         if self.fail_with is not None:
             raise self.fail_with
+        self.builds.append((module, code_digest))
+        if self.on_build is not None:
+            self.on_build()
+        return f"run-{len(self.builds)}"
+
+    def build_status(self, module: str, code_digest: str, build_id: str) -> BuildProgress:
+        self.status_looks.append(build_id)
+        if self.fails is not None:
+            return self.fails
+        if self.status_looks.count(build_id) <= self.looks_to_build:
+            return BuildProgress(BuildState.RUNNING, detail="Running")
         image = Image(ref=f"registry/{module}:{code_digest[7:19]}", working_dir=f"/opt/prefect/flows/{module}",
                       digest=f"sha256:{code_digest[7:19]:0<64}")
         self.images[(module, code_digest)] = image
-        return image
+        return BuildProgress(BuildState.SUCCEEDED, image)
 
 
 @dataclass
@@ -124,6 +178,8 @@ class FakeAgent:
 
 
 class FakeAgentRuntime:
+    expected_start_seconds = 2.0
+
     def __init__(self) -> None:
         self.agents: dict[str, FakeAgent] = {}
         self.started: list[str] = []
@@ -131,6 +187,8 @@ class FakeAgentRuntime:
         self.on_start: Callable[[AgentSpec], None] | None = None
 
     def start(self, spec: AgentSpec) -> AgentInfo:
+        if spec.name in self.agents:
+            return self._info(self.agents[spec.name])
         self.agents[spec.name] = FakeAgent(spec)
         self.started.append(spec.name)
         if self.on_start is not None:
@@ -172,11 +230,14 @@ class FakeRun:
     queue: str
     state: str  # SCHEDULED | PENDING | RUNNING | COMPLETED | CRASHED ...
     deployment: str = ""
+    finishes_at: datetime | None = None  # a RUNNING run completes by itself then (simulated)
 
 
 class FakeOrchestrator:
     def __init__(self, runtime: FakeAgentRuntime | None = None,
-                 live: Callable[[str], set[str]] | None = None) -> None:
+                 live: Callable[[str], set[str]] | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.pools: set[str] = set()
         self.pool_queues: dict[str, dict[str, bool]] = {}  # pool -> queue -> paused
         self.online: set[str] = set()
@@ -239,6 +300,9 @@ class FakeOrchestrator:
 
     def in_flight(self, pool: str, queue: str) -> list[RunRef]:
         self._call("in_flight")
+        for run in self.runs.values():
+            if run.finishes_at is not None and run.state == "RUNNING" and run.finishes_at <= self.clock():
+                run.state = "COMPLETED"
         return [RunRef(r.id, r.name, r.state) for r in self.runs.values()
                 if r.queue == queue and r.state in ("PENDING", "RUNNING", "CANCELLING", "PAUSED")]
 
@@ -288,6 +352,7 @@ def transient(what: str = "Prefect API unreachable") -> UpstreamError:
     return UpstreamError(what)
 
 
-def build_failure() -> BuildFailed:
-    return BuildFailed("pip install failed", log_tail="ERROR: No matching distribution found for nope")
+def build_failure() -> BuildProgress:
+    return BuildProgress(BuildState.FAILED, detail="pip install failed",
+                         log_tail="ERROR: No matching distribution found for nope")
 

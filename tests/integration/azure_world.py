@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from deployer.adapters.aci_runtime import AciAgentRuntime
 from deployer.adapters.acr_builder import AcrImageBuilder
 from deployer.adapters.azure_clients import AzureClients
-from deployer.bootstrap import Services
+from deployer.bootstrap import AppServices
 from deployer.config import Settings
+from deployer.models import Request, RunRecord
 from deployer.ports import BundleStore, RequestQueue
+from deployer.rotation.messages import new_record, submit
 from deployer.state import StateRepository
 from tests.fakes.azure import FakeAzure
-from tests.fakes.platform import FakeOrchestrator
+from tests.fakes.platform import FakeOrchestrator, FakeQueue
+from tests.fakes.trigger import QueueTrigger
 
 IDENTITY = "/subscriptions/sub-1/resourceGroups/ids/providers/Microsoft.ManagedIdentity/userAssignedIdentities/agent-pull"
 AZURE_SETTINGS = {
@@ -27,20 +31,48 @@ AZURE_SETTINGS = {
 @dataclass
 class AzureWorld:
     azure: FakeAzure
-    services: Services
+    services: AppServices
     orchestrator: FakeOrchestrator
     clients: AzureClients
+    trigger: QueueTrigger | None = None
+
+    def run(self, request: Request, *, settled: bool = False) -> RunRecord:
+        """Submit the request; the simulated queue trigger runs it to its end (or until it is
+        settled)."""
+        assert self.trigger is not None, "this world's queue is a real one"
+        submit(self.services, new_record(request))
+
+        def done() -> bool:
+            got = self.services.state.run(request.module, request.request_id)
+            return got is not None and (got.value.status.settled if settled else got.value.status.finished)
+
+        self.trigger.pump(until=done)
+        got = self.services.state.run(request.module, request.request_id)
+        assert got is not None
+        return got.value
 
 
 def azure_world(base: dict[str, str], state: StateRepository, bundles: BundleStore,
-                queue: RequestQueue, azure: FakeAzure | None = None) -> AzureWorld:
+                queue: RequestQueue | None = None, azure: FakeAzure | None = None) -> AzureWorld:
+    """The azure backend on the fake endpoints. Without ``queue``, a simulated queue and queue
+    trigger on the fake's clock (``world.run``)."""
     azure = azure or FakeAzure()
+    clock = azure.clock
+
+    def advance_to(when: datetime) -> None:
+        clock.advance((when - clock.now()).total_seconds())
+
+    trigger = None
+    if queue is None:
+        queue = FakeQueue(clock.now)
     settings = Settings.from_env({**base, **AZURE_SETTINGS})
     clients = AzureClients(settings, credential=azure.credential, transport=azure.transport)
     orchestrator = FakeOrchestrator(live=lambda pool: {
-        n for n in azure.aci.running("agents") if n.startswith(f"agent-{pool}-")})
-    services = Services(settings, state, bundles, queue,
-                        builder=AcrImageBuilder(clients, sleep=azure.clock.sleep, now=azure.clock.now),
+        n for n in azure.aci.running("agents") if n.startswith(f"agent-{pool}-")}, clock=clock.now)
+    services = AppServices(settings, state, bundles, queue,
+                        builder=AcrImageBuilder(clients),
                         runtime=AciAgentRuntime(clients), orchestrator=orchestrator, azure=clients,
                         sleep=azure.clock.sleep, now=azure.clock.now)
-    return AzureWorld(azure, services, orchestrator, clients)
+    if isinstance(queue, FakeQueue):
+        trigger = QueueTrigger(services, queue, advance_to)
+    return AzureWorld(azure, services, orchestrator, clients, trigger)

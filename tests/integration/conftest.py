@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from deployer.bootstrap import Services, build
+from deployer.bootstrap import AppServices, build
 from deployer.config import Settings
 
 KEY = "integration-test-digest-key-0123456789"
@@ -26,5 +26,5 @@ def settings_for(connection: str, suffix: str | None = None, **overrides: str) -
 
 
 @pytest.fixture
-def services(storage_connection: str) -> Iterator[Services]:
+def services(storage_connection: str) -> Iterator[AppServices]:
     yield build(settings_for(storage_connection))

@@ -14,13 +14,11 @@ import pytest
 
 from deployer import codec
 from deployer.bundle import BundleLimits, load_archive
-from deployer.errors import UpstreamError
-from deployer.models import Request, RequestKind, Revision, RunStatus, StageStatus, Trigger
-from deployer.pipeline.deploy import run_request
+from deployer.models import Intent, Request, RequestKind, Revision, RunStatus, StageStatus, Trigger
 from deployer.state import StateRepository
 from tests.builders import module_tar
 from tests.fakes.documents import MemoryDocumentStore
-from tests.fakes.platform import FakeBundleStore, FakeQueue
+from tests.fakes.platform import FakeBundleStore
 from tests.integration.azure_world import IDENTITY, AzureWorld, azure_world
 
 KEY = "azure-test-config-digest-key-0123"
@@ -31,7 +29,7 @@ SECRETS = ("s3cr3t-token-value", "pnu_cloud_api_key_secret")
 @pytest.fixture
 def world() -> AzureWorld:
     state = StateRepository(MemoryDocumentStore(), lease_seconds=15, lock_wait_seconds=1, sleep=lambda s: None)
-    return azure_world(BASE, state, FakeBundleStore(), FakeQueue())
+    return azure_world(BASE, state, FakeBundleStore())
 
 
 def request(world: AzureWorld, changes: dict | None = None, n: list[int] = [0]) -> Request:  # noqa: B006
@@ -42,13 +40,15 @@ def request(world: AzureWorld, changes: dict | None = None, n: list[int] = [0]) 
     with tempfile.TemporaryDirectory() as work:
         module = load_archive(io.BytesIO(bundles.blobs[blob][0]), Path(work), BundleLimits(), label=blob)
         revision = Revision("demo", module.code_digest(), module.config_digest(KEY), bundle=blob)
+    now = world.azure.clock.now()
     return Request(Request.make_id("blob", blob, info.etag), RequestKind.DEPLOY, "demo",
-                   Trigger("blob", blob, {"blob": blob, "etag": info.etag}), revision)
+                   Trigger("blob", blob, {"blob": blob, "etag": info.etag}), revision, now,
+                   Intent(now, blob))
 
 
-def deploy(world: AzureWorld, changes: dict | None = None, **kwargs):  # type: ignore[no-untyped-def]
+def deploy(world: AzureWorld, changes: dict | None = None):  # type: ignore[no-untyped-def]
     world.azure.clock.advance(1)
-    return run_request(world.services, request(world, changes), **kwargs)
+    return world.run(request(world, changes))
 
 
 def groups(world: AzureWorld) -> list[str]:
@@ -125,21 +125,23 @@ def test_a_config_change_reuses_the_registry_image_without_a_build(world: AzureW
     record = deploy(world, {".env": "GREETING=bonjour\n"})
     assert record.status is RunStatus.SUCCEEDED
     assert world.azure.calls["Registries_ScheduleRun"] == 1
-    assert record.stage("build").status is StageStatus.SKIPPED  # type: ignore[union-attr]
+    assert record.stage("reuse-image").status is StageStatus.SKIPPED  # type: ignore[union-attr]
     assert len(live_groups(world)) == 1 and len(groups(world)) == 2  # the old one is being deleted
 
 
-def test_a_build_resumes_polling_the_same_run_after_a_crash(world: AzureWorld) -> None:
-    req = request(world)
-    world.azure.fail("Runs_Get", times=50, status=503)  # the host loses ARM while polling
-    with pytest.raises(UpstreamError):
-        run_request(world.services, req, attempt=1)
-    assert world.azure.calls["Registries_ScheduleRun"] == 1
-    world.azure.faults.clear()
-    record = run_request(world.services, req, attempt=2)
+def test_a_build_is_looked_at_from_short_invocations_and_resumed_after_a_fault(world: AzureWorld) -> None:
+    world.azure.acr.build_seconds = 300.0
+    world.azure.fail("Runs_Get", times=25, status=503)  # more than the SDK retries: the step is retried
+    record = world.run(request(world))
     assert record.status is RunStatus.SUCCEEDED
-    assert world.azure.calls["Registries_ScheduleRun"] == 1  # the same run, polled again
-    assert record.stage("build").detail["run_id"] == "cb1"  # type: ignore[union-attr]
+    assert world.azure.calls["Registries_ScheduleRun"] == 1  # the same run, looked at again
+    assert record.stage("build").detail["build_id"] == "cb1"  # type: ignore[union-attr]
+    assert any(i.failed for i in world.trigger.invocations)  # type: ignore[union-attr]
+    # invocations that did not fail never waited beyond the slice (the failed one spent its time
+    # in the SDK's own retries, bounded in production by ARM_RETRY_SECONDS of wall-clock time)
+    slice_seconds = world.services.settings.step_slice_seconds
+    assert max(i.seconds for i in world.trigger.invocations if not i.failed) <= slice_seconds  # type: ignore[union-attr]
+    assert len(world.trigger.invocations) >= 4  # type: ignore[union-attr]
 
 
 def test_a_failed_build_keeps_the_old_agent_and_reports_the_log_tail(world: AzureWorld) -> None:
@@ -208,7 +210,7 @@ def test_seed_deploy_sh_groups_are_recognised_as_the_modules_agents(world: Azure
     assert [a.name for a in agents] == ["agent-demo-20240101120000"]
     record = deploy(world)  # the seed's group is retired like any old agent
     assert record.status is RunStatus.SUCCEEDED
-    assert "agent-demo-20240101120000" in record.stage("retire").detail["stopped"]  # type: ignore[union-attr]
+    assert record.stage("stop-agent agent-demo-20240101120000").status is StageStatus.DONE  # type: ignore[union-attr]
     assert "unrelated-thing" in live_groups(world)
 
 

@@ -13,7 +13,7 @@ from deployer.models import RunStatus
 from deployer.pipeline.cleanup import last_report, run_cleanup
 from deployer.state import StateRepository
 from tests.fakes.documents import MemoryDocumentStore
-from tests.fakes.platform import FakeBundleStore, FakeQueue
+from tests.fakes.platform import FakeBundleStore
 from tests.integration.azure_world import AzureWorld, azure_world
 from tests.integration.test_azure_backend import BASE, deploy
 
@@ -24,7 +24,7 @@ QUOTA = {"DEPLOYER_ACI_DELETE_QUOTA": "100/300,300/3600", "DEPLOYER_CLEANUP_BUDG
 @pytest.fixture
 def world() -> AzureWorld:
     state = StateRepository(MemoryDocumentStore(), lease_seconds=15, lock_wait_seconds=1, sleep=lambda s: None)
-    return azure_world({**BASE, **QUOTA}, state, FakeBundleStore(), FakeQueue())
+    return azure_world({**BASE, **QUOTA}, state, FakeBundleStore())
 
 
 def add_group(world: AzureWorld, name: str, tags: dict[str, str] | None) -> None:
@@ -80,7 +80,7 @@ def test_cleanup_deletes_within_the_quota_and_defers_the_rest_to_the_next_run(wo
 def test_quota_usage_carries_over_between_runs() -> None:
     state = StateRepository(MemoryDocumentStore(), lease_seconds=15, lock_wait_seconds=1, sleep=lambda s: None)
     world = azure_world({**BASE, **QUOTA, "DEPLOYER_CLEANUP_BUDGET_SECONDS": "1500"}, state,
-                        FakeBundleStore(), FakeQueue())
+                        FakeBundleStore())
     populate(world)
     tagged = {"managed-by": "prefect-collective-deployer", "module": "demo", "revision": "0ld-0ld"}
     for n in range(120):

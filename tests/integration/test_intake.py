@@ -7,26 +7,34 @@ from pathlib import Path
 
 from deployer import codec
 from deployer.adapters.storage_queue import StorageQueue
-from deployer.bootstrap import Services, build
+from deployer.bootstrap import AppServices, build
 from deployer.models import Request, RunStatus
 from deployer.pipeline.intake import REJECTED_MODULE, accept_bundle
 from deployer.pipeline.upload import upload_module
+from deployer.rotation.messages import StepMessage
 from tests.builders import module_files, module_tar, write_module
 from tests.integration.conftest import settings_for
 
 
-def queued(services: Services) -> list[Request]:
+def queued(services: AppServices) -> list[Request]:
+    """The requests whose first step message is on the queue (it carries the record's token)."""
     queue = services.queue
     assert isinstance(queue, StorageQueue)
     messages = queue.receive(visibility_timeout=1, max_messages=32)
-    return [codec.loads(Request, m.body, where="message") for m in messages]
+    out = []
+    for m in messages:
+        step = codec.loads(StepMessage, m.body, where="message")
+        record = services.state.run(step.module, step.request_id).value  # type: ignore[union-attr]
+        assert step.token == record.token
+        out.append(record.as_request())
+    return out
 
 
-def state_keys(services: Services) -> list[str]:
+def state_keys(services: AppServices) -> list[str]:
     return services.state.docs.list("")
 
 
-def test_uploaded_module_becomes_one_queued_deploy_request(services: Services, tmp_path: Path) -> None:
+def test_uploaded_module_becomes_one_queued_deploy_request(services: AppServices, tmp_path: Path) -> None:
     uploaded = upload_module(services, write_module(tmp_path))
     record = accept_bundle(services, uploaded.blob)
     assert record.status is RunStatus.QUEUED and record.request_id == uploaded.request_id
@@ -39,7 +47,7 @@ def test_uploaded_module_becomes_one_queued_deploy_request(services: Services, t
     assert request.trigger.source == "blob" and request.trigger.detail["etag"] == uploaded.etag
 
 
-def test_the_same_upload_triggered_twice_is_queued_once(services: Services, tmp_path: Path) -> None:
+def test_the_same_upload_triggered_twice_is_queued_once(services: AppServices, tmp_path: Path) -> None:
     uploaded = upload_module(services, write_module(tmp_path))
     first = accept_bundle(services, uploaded.blob)
     second = accept_bundle(services, uploaded.blob)
@@ -48,7 +56,7 @@ def test_the_same_upload_triggered_twice_is_queued_once(services: Services, tmp_
 
 
 def test_bad_bundle_gets_a_rejected_record_naming_every_problem_and_nothing_else(
-    services: Services,
+    services: AppServices,
 ) -> None:
     data = module_tar(changes={".env": "TOKEN=abc\nnot valid hunter2\n",
                                "prefect.yaml": "deployments:\n  - name: a\n    entrypoint: gone.py:f\n"})
@@ -64,14 +72,14 @@ def test_bad_bundle_gets_a_rejected_record_naming_every_problem_and_nothing_else
     assert state_keys(services) == [f"runs/demo/{record.request_id}.json"]
 
 
-def test_something_that_is_not_an_archive_is_rejected(services: Services) -> None:
+def test_something_that_is_not_an_archive_is_rejected(services: AppServices) -> None:
     services.bundles.upload("demo.tar.gz", io.BytesIO(b"hello, I am text"), {})
     record = accept_bundle(services, "demo.tar.gz")
     assert record.status is RunStatus.REJECTED
     assert "not an archive" in record.error["problems"][0]["message"]  # type: ignore[index]
 
 
-def test_bundle_whose_module_differs_from_its_blob_name_is_rejected(services: Services) -> None:
+def test_bundle_whose_module_differs_from_its_blob_name_is_rejected(services: AppServices) -> None:
     services.bundles.upload("other.tar.gz", io.BytesIO(module_tar("demo")), {})
     record = accept_bundle(services, "other.tar.gz")
     assert record.status is RunStatus.REJECTED and record.module == "other"
@@ -79,7 +87,7 @@ def test_bundle_whose_module_differs_from_its_blob_name_is_rejected(services: Se
     assert queued(services) == []
 
 
-def test_blob_with_an_invalid_module_name_is_recorded_apart(services: Services) -> None:
+def test_blob_with_an_invalid_module_name_is_recorded_apart(services: AppServices) -> None:
     services.bundles.upload("Not A Module.zip", io.BytesIO(b"PK\x05\x06" + b"\0" * 18), {})
     record = accept_bundle(services, "Not A Module.zip")
     assert record.status is RunStatus.REJECTED and record.module == REJECTED_MODULE
@@ -93,7 +101,7 @@ def test_blob_over_the_size_limit_is_rejected_before_download(storage_connection
     assert "more than the size limit" in record.error["problems"][0]["message"]  # type: ignore[index]
 
 
-def test_rejection_leaves_other_modules_state_untouched(services: Services, tmp_path: Path) -> None:
+def test_rejection_leaves_other_modules_state_untouched(services: AppServices, tmp_path: Path) -> None:
     good = upload_module(services, write_module(tmp_path, "good", module_files("good")))
     accept_bundle(services, good.blob)
     before = {k: services.state.docs.get(k) for k in state_keys(services)}

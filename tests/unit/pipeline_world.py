@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from deployer.bootstrap import Services
+from deployer.bootstrap import AppServices
 from deployer.bundle import load_archive
 from deployer.config import Settings
-from deployer.models import Request, RequestKind, Revision, Trigger
-from deployer.pipeline.deploy import run_request
+from deployer.models import Intent, Request, RequestKind, Revision, RunRecord, Trigger
+from deployer.rotation.messages import new_record, submit
 from deployer.state import StateRepository
 from tests.builders import module_tar
 from tests.fakes.documents import MemoryDocumentStore
@@ -25,6 +25,7 @@ from tests.fakes.platform import (
     FakeOrchestrator,
     FakeQueue,
 )
+from tests.fakes.trigger import QueueTrigger
 
 KEY = "unit-test-config-digest-key-0123"
 WEBHOOK_TOKEN = "webhook-shared-secret-value"
@@ -42,15 +43,20 @@ class Clock:
         self.slept += seconds
         self.now += timedelta(seconds=seconds)
 
+    def advance_to(self, when: datetime) -> None:
+        self.now = max(self.now, when)
+
 
 @dataclass
 class World:
-    services: Services
+    services: AppServices
     builder: FakeImageBuilder
     runtime: FakeAgentRuntime
     orchestrator: FakeOrchestrator
     bundles: FakeBundleStore
     clock: Clock
+    queue: FakeQueue
+    trigger: QueueTrigger
     uploads: int = 0
 
     @property
@@ -67,13 +73,33 @@ class World:
             loaded = load_archive(io.BytesIO(self.bundles.blobs[blob][0]), Path(work),
                                   self.services.limits, label=blob)
             revision = Revision(loaded.name, loaded.code_digest(), loaded.config_digest(KEY), bundle=blob)
+        self.clock.now += timedelta(seconds=1)  # uploads (and their agents) a second apart
         return Request(Request.make_id("blob", blob, info.etag), kind, revision.module,
                        Trigger("blob", f"{blob}@{info.etag}", {"blob": blob, "etag": info.etag}),
-                       revision)
+                       revision, self.clock.now, Intent(self.clock.now, blob))
 
-    def run(self, request: Request, **kwargs):  # type: ignore[no-untyped-def]
-        self.clock.now += timedelta(seconds=1)  # agents of successive deploys get distinct names
-        return run_request(self.services, request, **kwargs)
+    def submit(self, request: Request) -> RunRecord:
+        return submit(self.services, new_record(request))
+
+    def record(self, request: Request) -> RunRecord:
+        got = self.state.run(request.module, request.request_id)
+        assert got is not None
+        return got.value
+
+    def run(self, request: Request, *, settled: bool = False) -> RunRecord:
+        """Submit the request and let the queue trigger run until it is finished (or only
+        settled: cut over, old agents maybe still draining)."""
+        self.submit(request)
+
+        def done() -> bool:
+            status = self.record(request).status
+            return status.settled if settled else status.finished
+
+        self.trigger.pump(until=done)
+        return self.record(request)
+
+    def pump(self, until=lambda: False) -> int:  # type: ignore[no-untyped-def]
+        return self.trigger.pump(until=until)
 
     def current_agent(self, module: str = "demo") -> str:
         got = self.state.module(module)
@@ -87,7 +113,7 @@ def world() -> World:
     settings = Settings.from_env({
         "AzureWebJobsStorage": "UseDevelopmentStorage=true", "PREFECT_API_URL": "http://prefect/api",
         "DEPLOYER_CONFIG_DIGEST_KEY": KEY, "DEPLOYER_HEALTH_TIMEOUT_SECONDS": "60",
-        "DEPLOYER_DRAIN_TIMEOUT_SECONDS": "120", "PREFECT_API_KEY": "pnu_secret_key",
+"PREFECT_API_KEY": "pnu_secret_key",
         "DEPLOYER_WEBHOOK_TOKEN": WEBHOOK_TOKEN})
     runtime = FakeAgentRuntime()
     orchestrator = FakeOrchestrator(runtime)
@@ -95,8 +121,11 @@ def world() -> World:
     bundles = FakeBundleStore()
     state = StateRepository(MemoryDocumentStore(), lease_seconds=15, lock_wait_seconds=1,
                             sleep=lambda s: None)
-    services = Services(settings, state, bundles, FakeQueue(), builder=builder, runtime=runtime,
-                        orchestrator=orchestrator, sleep=clock.sleep, now=clock)
-    return World(services, builder, runtime, orchestrator, bundles, clock)
+    queue = FakeQueue(clock)
+    orchestrator.clock = clock
+    services = AppServices(settings, state, bundles, queue, builder=builder, runtime=runtime,
+                           orchestrator=orchestrator, sleep=clock.sleep, now=clock)
+    trigger = QueueTrigger(services, queue, clock.advance_to)
+    return World(services, builder, runtime, orchestrator, bundles, clock, queue, trigger)
 
 

@@ -9,6 +9,7 @@ import pytest
 from deployer.cleanup.plan import Action, Inventory, Policy, plan_cleanup
 from deployer.models import (
     AgentRef,
+    DrainingAgent,
     HistoryEntry,
     ModuleState,
     RequestKind,
@@ -68,7 +69,7 @@ def decisions(actions: list[Action], kind: str) -> dict[str, tuple[bool, str]]:
 
 @pytest.mark.parametrize("extra,delete,reason", [
     (agent("agent-fin-4", revision=rev(4)), True, "superseded by agent-fin-5"),
-    (agent("agent-fin-4", revision=rev(4), age=timedelta(minutes=5)), False, "may still be draining"),
+    (agent("agent-fin-4", revision=rev(4), age=timedelta(minutes=5)), False, "may still be retiring it"),
     (agent("agent-fin-4", revision=rev(4), age=None), True, "superseded"),
     (agent("agent-fin-4", revision=rev(4), state=AgentState.FAILED, age=timedelta(minutes=1)), True, "failed"),
     (agent("agent-fin-4", revision=rev(4), state=AgentState.STOPPED, age=timedelta(minutes=1)), True, "terminated"),
@@ -82,6 +83,18 @@ def test_agent_rules(extra: AgentInfo, delete: bool, reason: str) -> None:
     got = decisions(plan_cleanup(inv, POLICY), "agent")
     assert got["agent-fin-5"] == (False, "current agent of fin")
     assert got[extra.name][0] is delete and reason in got[extra.name][1]
+
+
+def test_an_agent_that_drains_its_runs_is_kept_whatever_its_age() -> None:
+    current = rev(5)
+    draining = DrainingAgent("agent-fin-4", "agent-fin-4", rev(4).id, "req-5", NOW - timedelta(hours=30),
+                             NOW + timedelta(hours=2))
+    state = ModuleState("fin", current=current, agent=AgentRef("agent-fin-5", current.id, "agent-fin-5", NOW),
+                        draining=(draining,))
+    inv = inventory(modules={"fin": state}, agents=[agent("agent-fin-5", revision=current),
+                                                   agent("agent-fin-4", revision=rev(4), age=timedelta(hours=30))])
+    keep, reason = decisions(plan_cleanup(inv, POLICY), "agent")["agent-fin-4"]
+    assert keep is False and "draining since" in reason and "deadline" in reason
 
 
 def test_the_current_agent_is_kept_even_when_it_failed() -> None:
@@ -207,8 +220,8 @@ def test_the_new_agent_of_a_deploy_that_failed_during_cutover_is_kept() -> None:
 
     failed = RunRecord("req-half", RequestKind.DEPLOY, "fin", Trigger("blob", "x"), RunStatus.FAILED, NOW, NOW,
                        revision=rev(6), stages=(
-                           Stage("start", StageStatus.DONE, NOW, NOW, {"agent": "agent-fin-6"}),
-                           Stage("cutover", StageStatus.FAILED, NOW, NOW, {"error": "boom"})))
+                           Stage("start-agent", StageStatus.DONE, NOW, NOW, {"agent": "agent-fin-6"}),
+                           Stage("register", StageStatus.FAILED, NOW, NOW, {"error": "boom"})))
     inv = inventory(runs=[failed], agents=[agent("agent-fin-5", revision=rev(5)),
                                            agent("agent-fin-6", revision=rev(6))])
     got = decisions(plan_cleanup(inv, POLICY), "agent")

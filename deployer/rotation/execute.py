@@ -1,0 +1,235 @@
+"""The executor: one method per operation, each one *look* at the outside world.
+
+A look either finishes its operation (``Done``) or says how long to wait before the next look
+(``Wait``). Each checks its own precondition first, so a look repeated after a crash or a
+redelivery does no harm: a build already started is polled, not started again; an agent that
+exists is not started twice; re-registering is an upsert; a stopped agent stays stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+from deployer import codec
+from deployer.errors import AgentUnhealthy, BuildFailed
+from deployer.models import AgentRef, DrainingAgent, ModuleState, Request
+from deployer.ports import AgentSpec, AgentState, BuildState, Image, Services
+from deployer.rotation import admission
+from deployer.rotation.looks import BUILD_CAP_SECONDS, DRAIN, START_CAP_SECONDS, expecting
+from deployer.rotation.operations import (
+    AwaitOnline,
+    BuildImage,
+    Commit,
+    Drain,
+    HoldQueue,
+    Operation,
+    Register,
+    ReuseImage,
+    StartAgent,
+    StopAgent,
+)
+from deployer.rotation.source import RevisionSource
+from deployer.rotation.tracker import RunTracker
+
+logger = logging.getLogger(__name__)
+#: an ACR run may sit in the registry's queue before its own timeout starts counting
+BUILD_QUEUE_ALLOWANCE_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Done:
+    detail: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class Wait:
+    pause: float
+    what: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+Outcome = Done | Wait
+
+
+class Executor:
+    def __init__(self, services: Services, request: Request, tracker: RunTracker,
+                 source: RevisionSource, plan: tuple[Operation, ...]) -> None:
+        self.s = services
+        self.request = request
+        self.t = tracker
+        self.source = source
+        self.plan = plan
+        self.module = request.module
+        self.pool = request.module  # one process work pool per module
+
+    def look(self, op: Operation, looks: int) -> Outcome:
+        method = getattr(self, "_" + op.kind.replace("-", "_"))
+        return method(op, looks)  # type: ignore[no-any-return]
+
+    def image(self) -> Image:
+        for op in self.plan:
+            done = self.t.done(op.key) if isinstance(op, BuildImage | ReuseImage) else None
+            if done is not None:
+                return Image(**done["image"])
+        raise AssertionError("no image stage finished before it was needed")
+
+    def _since(self, op: Operation) -> timedelta:
+        stage = self.t.record.stage(op.key)
+        return self.s.now() - stage.started_at if stage is not None else timedelta()
+
+    # -- prepare ----------------------------------------------------------------------------
+
+    def _build(self, op: BuildImage, looks: int) -> Outcome:
+        builder = self.s.builder
+        build_id = self.t.begun(op.key).get("build_id")
+        if not build_id:  # the plan found no image for this code (under this module's ownership)
+            build_id = builder.start_build(op.module, op.code_digest, self.source.module.root)
+            self.t.checkpoint(op.key, {"build_id": build_id})
+            logger.info("rotation.build_started module=%s build=%s", op.module, build_id)
+        progress = builder.build_status(op.module, op.code_digest, build_id)
+        if progress.state is BuildState.SUCCEEDED:
+            assert progress.image is not None
+            return Done({"image": codec.to_data(progress.image), "built": True})
+        if progress.state is BuildState.FAILED:
+            raise BuildFailed(f"the image build of module {op.module} (build {build_id}) failed"
+                              + (f": {progress.detail}" if progress.detail else ""),
+                              log_tail=progress.log_tail, hint=progress.hint or
+                              "fix the module and upload it again; the running agent is untouched")
+        limit = self.s.settings.build_timeout_seconds + BUILD_QUEUE_ALLOWANCE_SECONDS
+        if self._since(op) > timedelta(seconds=limit):
+            raise BuildFailed(f"the image build of module {op.module} (build {build_id}) is still "
+                              f"{progress.detail or 'running'} after {limit}s "
+                              "(DEPLOYER_BUILD_TIMEOUT_SECONDS plus the registry's queue)")
+        pace = expecting(builder.expected_build_seconds, BUILD_CAP_SECONDS)
+        return Wait(pace.pause(looks), f"build {build_id} of {op.module}: "
+                    f"{progress.detail or 'running'}")
+
+    def _reuse_image(self, op: ReuseImage, looks: int) -> Outcome:
+        image = Image(ref=op.ref, working_dir=op.working_dir, digest=op.digest)
+        return Done({"image": codec.to_data(image), "built": False}, skipped=True)
+
+    def _start_agent(self, op: StartAgent, looks: int) -> Outcome:
+        runtime, orchestrator, settings = self.s.runtime, self.s.orchestrator, self.s.settings
+        existing = runtime.get(op.agent)
+        if existing is not None:
+            if existing.state in (AgentState.STOPPED, AgentState.FAILED):
+                raise self._unhealthy(op.agent, f"stopped before its worker came ONLINE "
+                                      f"({existing.detail or existing.state.value})")
+            return Done({"agent": op.agent, "queue": op.queue})  # started by an earlier look
+        orchestrator.ensure_pool(self.pool)
+        orchestrator.ensure_queue(self.pool, op.queue)
+        secrets = self.source.module.env.as_dict()
+        if settings.prefect_api_key.reveal():
+            secrets["PREFECT_API_KEY"] = settings.prefect_api_key.reveal()
+        runtime.start(AgentSpec(
+            name=op.agent, module=self.module, revision_id=op.revision_id, image=self.image(),
+            pool=self.pool, queue=op.queue, env=secrets,
+            settings={"PREFECT_API_URL": settings.prefect_api_url,
+                      "PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_poll_seconds)}))
+        return Done({"agent": op.agent, "queue": op.queue})
+
+    def _wait_online(self, op: AwaitOnline, looks: int) -> Outcome:
+        info = self.s.runtime.get(op.agent)
+        if info is None or info.state in (AgentState.STOPPED, AgentState.FAILED):
+            raise self._unhealthy(op.agent, "stopped before its worker came ONLINE "
+                                  f"({info.detail if info else 'gone'})")
+        if op.agent in self.s.orchestrator.online_workers(self.pool):
+            return Done({"online_after_looks": looks + 1})
+        timeout = self.s.settings.health_timeout_seconds
+        if self._since(op) >= timedelta(seconds=timeout):
+            raise self._unhealthy(op.agent, f"did not come ONLINE in Prefect within {timeout}s "
+                                  "(DEPLOYER_HEALTH_TIMEOUT_SECONDS)",
+                                  hint="check PREFECT_API_URL/PREFECT_API_KEY as the agent sees "
+                                  "them; the old agent keeps serving")
+        pace = expecting(self.s.runtime.expected_start_seconds, START_CAP_SECONDS)
+        return Wait(pace.pause(looks),
+                    f"worker {op.agent} to come ONLINE ({info.detail or info.state.value})")
+
+    def _unhealthy(self, agent: str, what: str, hint: str = "") -> AgentUnhealthy:
+        return AgentUnhealthy(f"agent {agent} {what}", log_tail=self.s.runtime.logs(agent),
+                              hint=hint or "the agent's log tail shows why; the old agent keeps "
+                              "serving")
+
+    # -- cutover ----------------------------------------------------------------------------
+
+    def _register(self, op: Register, looks: int) -> Outcome:
+        module = self.source.module
+        removed = self.s.orchestrator.register(self.pool, op.queue, module.deployments,
+                                               self.image().working_dir, self.request.revision.id)
+        return Done({"deployments": [d.name for d in module.deployments], "removed": removed})
+
+    def _hold_queue(self, op: HoldQueue, looks: int) -> Outcome:
+        self.s.orchestrator.pause_queue(self.pool, op.queue)
+        moved = self.s.orchestrator.rehome_scheduled(self.pool, op.queue, op.to_queue)
+        return Done({"rehomed": [list(pair) for pair in moved]})
+
+    def _commit(self, op: Commit, looks: int) -> Outcome:
+        state, now = self.s.state, self.s.now()
+        got = state.module(self.module)
+        doc = got.value if got else ModuleState(self.module, updated_at=now)
+        image = self.image()
+        serving = replace(self.request.revision, image=image.ref, image_digest=image.digest)
+        queues = {d.agent: d.queue for d in self.plan if isinstance(d, Drain)}
+        deadline = now + timedelta(seconds=self.s.settings.drain_timeout_seconds)
+        olds = {d.name: d for d in doc.draining}
+        for name in op.draining:
+            if name not in olds:
+                revision = doc.agent.revision_id if doc.agent and doc.agent.name == name else ""
+                olds[name] = DrainingAgent(name, queues.get(name, name), revision,
+                                           self.request.request_id, now, deadline)
+        owner = doc.owner if doc.owner and doc.owner.request_id != self.request.request_id else None
+        committed = replace(doc, current=serving, agent=AgentRef(op.agent, op.revision_id, op.agent, now),
+                            request_id=self.request.request_id, updated_at=now, owner=owner,
+                            draining=tuple(olds.values()))
+        state.save_module(committed, got.etag if got else None)
+        state.remove_pending(self.module, self.request.request_id)  # no longer competing
+        admission.wake(self.s, self.module, self.request.request_id)
+        return Done({"revision": op.revision_id, "agent": op.agent, "draining": list(op.draining)})
+
+    # -- retire -----------------------------------------------------------------------------
+
+    def _drain(self, op: Drain, looks: int) -> Outcome:
+        runs = self.s.orchestrator.in_flight(self.pool, op.queue)
+        if not runs:
+            return Done({"leftover": [], "crashed": []})
+        info = self.s.runtime.get(op.agent)
+        ids = [r.id for r in runs]
+        revision = self.request.revision.id
+        if info is None or info.state is not AgentState.RUNNING:
+            crashed = self.s.orchestrator.mark_crashed(ids, (
+                f"its agent {op.agent} stopped while the run was in flight; it can never finish "
+                f"(the deploy of revision {revision} had moved new runs elsewhere)"))
+            return Done({"leftover": ids, "crashed": crashed, "reason": "agent gone"})
+        deadline = self._drain_deadline(op)
+        if self.s.now() >= deadline:
+            timeout = self.s.settings.drain_timeout_seconds
+            crashed = self.s.orchestrator.mark_crashed(ids, (
+                f"still running on agent {op.agent} at its drain deadline, {timeout}s after the "
+                f"deploy of revision {revision} (DEPLOYER_DRAIN_TIMEOUT_SECONDS)"))
+            return Done({"leftover": ids, "crashed": crashed, "timed_out": True})
+        names = ", ".join(r.name for r in runs[:5]) + (" ..." if len(runs) > 5 else "")
+        return Wait(DRAIN.pause(looks), f"{len(runs)} run(s) in flight on old agent {op.agent}: "
+                    f"{names}", {"in_flight": [{"id": r.id, "name": r.name, "state": r.state}
+                                              for r in runs]})
+
+    def _drain_deadline(self, op: Drain):  # type: ignore[no-untyped-def]
+        got = self.s.state.module(self.module)
+        for draining in got.value.draining if got else ():
+            if draining.name == op.agent:
+                return draining.deadline
+        stage = self.t.record.stage(op.key)
+        started = stage.started_at if stage is not None else self.s.now()
+        return started + timedelta(seconds=self.s.settings.drain_timeout_seconds)
+
+    def _stop_agent(self, op: StopAgent, looks: int) -> Outcome:
+        self.s.runtime.stop(op.agent)
+        self.s.orchestrator.delete_queue(self.pool, op.queue)
+        got = self.s.state.module(self.module)
+        if got is not None and any(d.name == op.agent for d in got.value.draining):
+            self.s.state.save_module(replace(got.value, updated_at=self.s.now(), draining=tuple(
+                d for d in got.value.draining if d.name != op.agent)), got.etag)
+        return Done({"stopped": op.agent})

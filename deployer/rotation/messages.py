@@ -1,0 +1,98 @@
+"""Messages on the request queue, and how a request gets onto it.
+
+A message names a request and carries a *token*: the run record stores the token of the one
+message the request expects next, so every other message for it (a duplicate, a continuation
+that an earlier crashed step sent but never recorded, a fallback look made needless by a wake-up)
+is stale and dropped. A step sends its continuation first and records its token second: a crash
+in between leaves the current message to be delivered again, never a request with no message.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from deployer import codec
+from deployer.errors import StateConflict, StateCorrupt
+from deployer.models import Claim, Intent, Request, RunRecord, RunStatus, Stage, StageStatus, utcnow
+from deployer.ports import Services
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepMessage:
+    module: str
+    request_id: str
+    token: str = ""
+
+    def encode(self) -> bytes:
+        return codec.dumps(self)
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def decode(services: Services, body: bytes, *, where: str) -> StepMessage:
+    """A step message; a whole ``Request`` (what deployers before steps enqueued) becomes the
+    first step of its request. Raises ``StateCorrupt`` for anything else."""
+    try:
+        return codec.loads(StepMessage, body, where=where)
+    except StateCorrupt as first:
+        try:
+            request = codec.loads(Request, body, where=where)
+        except StateCorrupt:
+            raise first from None
+    if services.state.run(request.module, request.request_id) is None:
+        try:
+            record = new_record(request, token="")
+            services.state.create_run(record)
+            services.state.add_pending(request.module, Claim(
+                request.request_id, request.kind, record.intent_or_created, utcnow()))
+        except StateConflict:
+            pass
+    return StepMessage(request.module, request.request_id, "")
+
+
+def new_record(request: Request, *, token: str | None = None,
+               stages: tuple[Stage, ...] = ()) -> RunRecord:
+    now = utcnow()
+    return RunRecord(request_id=request.request_id, kind=request.kind, module=request.module,
+                     trigger=request.trigger, status=RunStatus.QUEUED, created_at=now,
+                     updated_at=now, revision=request.revision, stages=stages,
+                     intent=request.intent or Intent(request.created_at),
+                     token=new_token() if token is None else token)
+
+
+def submit(services: Services, record: RunRecord) -> RunRecord:
+    """Create the request's run record (unless a concurrent delivery did) and put its first
+    message on the queue, once: a redelivered trigger that finds the record already enqueued
+    sends nothing more."""
+    state = services.state
+    try:
+        state.create_run(record)
+    except StateConflict:
+        got = state.run(record.module, record.request_id)
+        if got is None:
+            raise
+        record = got.value
+    if record.status is not RunStatus.QUEUED or record.stage("enqueue") is not None:
+        return record
+    # listed as pending before its message exists: admission sees it from its first step on
+    state.add_pending(record.module, Claim(record.request_id, record.kind,
+                                           record.intent_or_created, utcnow()))
+    # a crash between send and checkpoint sends twice: both messages carry the same token, and
+    # the step lock lets only one of them act
+    services.queue.send(StepMessage(record.module, record.request_id, record.token).encode())
+    got = state.run(record.module, record.request_id)
+    if got is None or got.value.status is not RunStatus.QUEUED:
+        return got.value if got else record  # a step already moved it on
+    now = utcnow()
+    updated = got.value.with_stage(Stage("enqueue", StageStatus.DONE, now, now))
+    try:
+        state.save_run(updated, got.etag)
+    except StateConflict:
+        return record  # a step picked it up meanwhile; its record wins
+    return updated

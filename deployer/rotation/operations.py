@@ -1,0 +1,176 @@
+"""The rotation's one vocabulary: typed operations.
+
+``plan.plan_rotation`` returns them, the run record stores them (``to_dict``), ``deploy
+--dry-run`` prints them (``describe``) and ``execute.Executor`` carries each out with a method of
+its own. Every operation is one checkpointed stage of the run record, named by ``key``.
+
+Phases decide what a failure means: before ``cutover`` nothing points at the new agent (remove
+it, the old one keeps serving); during it some deployments may already point at it (keep both);
+``after`` it the new revision serves and only old agents are being retired.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class Phase(StrEnum):
+    PREPARE = "prepare"
+    CUTOVER = "cutover"
+    RETIRE = "retire"
+
+
+@dataclass(frozen=True)
+class Operation:
+    kind: ClassVar[str]
+    phase: ClassVar[Phase]
+
+    @property
+    def key(self) -> str:
+        """The operation's stage name in the run record (unique within a plan)."""
+        return self.kind
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.kind, **{f.name: _plain(getattr(self, f.name))
+                                    for f in dataclasses.fields(self)}}
+
+
+@dataclass(frozen=True)
+class BuildImage(Operation):
+    kind = "build"
+    phase = Phase.PREPARE
+    module: str
+    code_digest: str
+
+    def describe(self) -> str:
+        return f"build the image of {self.module} for code {self.code_digest[:19]}"
+
+
+@dataclass(frozen=True)
+class ReuseImage(Operation):
+    kind = "reuse-image"
+    phase = Phase.PREPARE
+    ref: str
+    working_dir: str
+    digest: str = ""
+
+    def describe(self) -> str:
+        return f"reuse image {self.ref}"
+
+
+@dataclass(frozen=True)
+class StartAgent(Operation):
+    kind = "start-agent"
+    phase = Phase.PREPARE
+    agent: str
+    queue: str
+    revision_id: str
+
+    def describe(self) -> str:
+        return f"start agent {self.agent} (revision {self.revision_id}) on queue {self.queue}"
+
+
+@dataclass(frozen=True)
+class AwaitOnline(Operation):
+    kind = "wait-online"
+    phase = Phase.PREPARE
+    agent: str
+
+    def describe(self) -> str:
+        return f"wait until worker {self.agent} is ONLINE in Prefect"
+
+
+@dataclass(frozen=True)
+class Register(Operation):
+    kind = "register"
+    phase = Phase.CUTOVER
+    queue: str
+    deployments: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"re-point deployments {', '.join(self.deployments) or '-'} to queue {self.queue}"
+
+
+@dataclass(frozen=True)
+class HoldQueue(Operation):
+    kind = "hold-queue"
+    phase = Phase.CUTOVER
+    agent: str
+    queue: str
+    to_queue: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind} {self.agent}"
+
+    def describe(self) -> str:
+        return (f"pause queue {self.queue} of agent {self.agent} (it takes no new run) and "
+                f"re-home its waiting runs to {self.to_queue}")
+
+
+@dataclass(frozen=True)
+class Commit(Operation):
+    kind = "commit"
+    phase = Phase.CUTOVER
+    revision_id: str
+    agent: str
+    draining: tuple[str, ...]  # old agents that drain from now on
+
+    def describe(self) -> str:
+        return (f"record revision {self.revision_id} (agent {self.agent}) as current; the module "
+                "is free for its next request")
+
+
+@dataclass(frozen=True)
+class Drain(Operation):
+    kind = "drain"
+    phase = Phase.RETIRE
+    agent: str
+    queue: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind} {self.agent}"
+
+    def describe(self) -> str:
+        return (f"let agent {self.agent} finish its in-flight runs (looked at now and then, "
+                "never killed before the drain deadline)")
+
+
+@dataclass(frozen=True)
+class StopAgent(Operation):
+    kind = "stop-agent"
+    phase = Phase.RETIRE
+    agent: str
+    queue: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind} {self.agent}"
+
+    def describe(self) -> str:
+        return f"stop agent {self.agent} and delete its queue {self.queue}"
+
+
+KINDS: dict[str, type[Operation]] = {cls.kind: cls for cls in (
+    BuildImage, ReuseImage, StartAgent, AwaitOnline, Register, HoldQueue, Commit, Drain, StopAgent)}
+
+
+def from_dict(data: dict[str, Any]) -> Operation:
+    fields = dict(data)
+    cls = KINDS[fields.pop("op")]
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    for name, value in fields.items():
+        if "tuple" in str(hints.get(name, "")) and isinstance(value, list):
+            fields[name] = tuple(value)
+    return cls(**fields)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

@@ -1,0 +1,40 @@
+"""Many uploads of one module at once, through `deployer dev`, with one host and with two hosts on
+the same Azurite: the newest upload ends current, older ones are superseded, nothing is lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployer.models import RunStatus
+from tests.e2e.harness import FLOW, Stack
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.mark.parametrize("hosts", [1, 2])
+def test_five_uploads_within_a_second_end_with_the_newest_current(stack: Stack, hosts: int) -> None:
+    stack.start_host()
+    for _ in range(hosts - 1):
+        stack.start_host(another=True)
+    first = stack.deploy()
+    assert first.status is RunStatus.SUCCEEDED, (first.error, stack.host_log())
+    uploads = [stack.upload({"flow.py": FLOW + f"\n# upload {n}\n"}) for n in range(5)]
+    records = [stack.wait_request(u) for u in uploads]
+    statuses = [r.status for r in records]
+    assert set(statuses) <= {RunStatus.SUCCEEDED, RunStatus.SUPERSEDED}, statuses
+    assert statuses[-1] is RunStatus.SUCCEEDED
+    state = stack.services.state.module(stack.name).value  # type: ignore[union-attr]
+    assert state.current.id == uploads[-1].revision.id  # type: ignore[union-attr]
+    # one rotation per revision that was the newest accepted upload when it started
+    accepted = {r.request_id: r.created_at for r in records}
+    for index, record in enumerate(records):
+        if record.status is RunStatus.SUCCEEDED:
+            plan = record.stage("plan")
+            assert plan is not None
+            newer = [u.request_id for u in uploads[index + 1:]]
+            assert all(accepted[n] > plan.started_at for n in newer), (index, statuses)
+        else:
+            assert record.superseded_by in accepted
+    assert all(r.status.finished for r in stack.services.state.runs(stack.name))
+    assert stack.poisoned() == []
+    assert len(stack.running_agents()) == 1 and stack.running_agents() == [stack.current_agent()]

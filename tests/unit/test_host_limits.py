@@ -1,0 +1,32 @@
+"""Limits that mirror host.json are tied to it: a change on one side fails here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from deployer.config import MAX_STEP_SLICE_SECONDS, SETTINGS
+from deployer.rotation.steps import MAX_ATTEMPTS, STEP_WORK_SECONDS
+
+HOST = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
+
+
+def _seconds(hms: str) -> int:
+    hours, minutes, seconds = (int(x) for x in hms.split(":"))
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def test_the_pipelines_attempts_are_the_hosts_max_dequeue_count() -> None:
+    assert HOST["extensions"]["queues"]["maxDequeueCount"] == MAX_ATTEMPTS
+
+
+def test_the_function_timeout_covers_the_longest_slice_plus_a_steps_own_work() -> None:
+    timeout = _seconds(HOST["functionTimeout"])
+    assert timeout >= MAX_STEP_SLICE_SECONDS + STEP_WORK_SECONDS
+    default = int(next(s.default for s in SETTINGS if s.env == "DEPLOYER_STEP_SLICE_SECONDS") or 0)
+    assert 0 < default <= 30 < timeout  # "well under a minute"
+
+
+def test_a_retried_step_comes_back_well_before_a_wait_would_have_ended() -> None:
+    # the host makes a failed message visible again after visibilityTimeout
+    assert _seconds(HOST["extensions"]["queues"]["visibilityTimeout"]) <= 60
