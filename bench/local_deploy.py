@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deployer import devservices  # noqa: E402
-from deployer.adapters.local_images import uv_binary  # noqa: E402
+from deployer.adapters.local_build import uv_binary  # noqa: E402
 from deployer.adapters.prefect_orchestrator import PrefectOrchestrator  # noqa: E402
 from deployer.bootstrap import build  # noqa: E402
 from deployer.bundle import BundleLimits, load_folder  # noqa: E402

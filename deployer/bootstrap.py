@@ -55,7 +55,7 @@ class AppServices:
         if self.settings.backend == "local":
             from deployer.adapters.local_images import LocalImageBuilder
 
-            return LocalImageBuilder(self.settings.home_path)
+            return LocalImageBuilder(self.settings.home_path, venvs=self.settings.venv_path)
         from deployer.adapters.acr_builder import AcrImageBuilder
 
         return AcrImageBuilder(self.azure)

@@ -186,6 +186,9 @@ SETTINGS: tuple[Spec, ...] = (
          "allows for it)"),
     Spec("DEPLOYER_HOME", "home", _text, ".deployer",
          "local backend: folder for revision images, agent records and logs"),
+    Spec("DEPLOYER_VENV_DIR", "venv_dir", _text, "",
+         "local backend: where virtualenvs are kept, one per dependency digest, shared by every "
+         "image with the same requirements (default: <DEPLOYER_HOME>/venvs)"),
     Spec("DEPLOYER_AGENT_PREFIX", "agent_prefix", _prefix, "agent",
          "agents are named <prefix>-<module>-<UTC timestamp> (the old deploy.sh naming)"),
     Spec("DEPLOYER_HEALTH_TIMEOUT_SECONDS", "health_timeout_seconds", _positive_int, "180",
@@ -270,6 +273,7 @@ class Settings:
     lock_wait_seconds: int
     step_slice_seconds: int
     home: str
+    venv_dir: str
     agent_prefix: str
     health_timeout_seconds: int
     drain_timeout_seconds: int
@@ -338,6 +342,10 @@ class Settings:
     @property
     def home_path(self) -> Path:
         return Path(self.home).expanduser().resolve()
+
+    @property
+    def venv_path(self) -> Path:
+        return Path(self.venv_dir).expanduser().resolve() if self.venv_dir else self.home_path / "venvs"
 
 
 def _azure_rules(env: Mapping[str, str]) -> list[str]:

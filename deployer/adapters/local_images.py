@@ -2,16 +2,16 @@
 
     <home>/images/<module>/<code 12>/
         code/        the module's files, without .env
-        venv/        uv venv + `uv pip install --compile-bytecode -r code/requirements.txt`
+        venv         link to the venv store's venv for its dependency digest (``local_build``)
         build.json   the build: its id, the builder process, running | failed (with the log tail)
         build.log    what uv said
         image.json   written last: an image without it is an interrupted build, rebuilt
 
-An image is built once per code digest and reused by every later agent of that code. Like an ACR
-Tasks run, a build goes on without the process that started it: ``start_build`` copies the code
-and starts ``python -m deployer.adapters.local_images`` in a session of its own, and
-``build_status`` looks at its record (a builder process that is gone without a result is a
-failed build). A host killed mid-build therefore never builds twice.
+An image is built once per code digest and reused by every later agent of that code; its venv is
+built once per dependency digest. Like an ACR Tasks run, a build goes on without the process that
+started it: ``start_build`` copies the code and starts ``python -m deployer.adapters.local_build``
+in a session of its own, and ``build_status`` looks at its record (a builder process that is gone
+without a result is a failed build). A host killed mid-build therefore never builds twice.
 """
 
 from __future__ import annotations
@@ -29,39 +29,32 @@ from typing import Any
 
 import psutil
 
+from deployer.adapters.local_build import (
+    LOG_TAIL_LINES,
+    dependency_digest,
+    prune,
+    read,
+    uv_env,
+    write,
+)
 from deployer.bundle import BundleLimits
 from deployer.bundle.digest import short
 from deployer.bundle.envfile import ENV_FILE
 from deployer.bundle.tree import scan
-from deployer.errors import BuildFailed
 from deployer.models import utcnow
 from deployer.ports import BuildProgress, BuildState, Image, ManifestInfo
 
 logger = logging.getLogger(__name__)
-#: a cold install of prefect and its dependencies takes ~30 s without a cache; give slow mirrors room
-INSTALL_TIMEOUT_SECONDS = 900
-LOG_TAIL_LINES = 40
-
-
-def uv_binary() -> str:
-    try:
-        from uv import find_uv_bin
-    except ImportError:
-        found = shutil.which("uv")
-        if found is None:
-            raise BuildFailed("uv is not installed; the local backend builds images with it",
-                              hint="pip install uv (make does it)") from None
-        return found
-    return str(find_uv_bin())
 
 
 class LocalImageBuilder:
     #: a venv with prefetched wheels takes ~5 s; a cold cache 30-60 s
     expected_build_seconds = 8.0
 
-    def __init__(self, home: Path, python: str = sys.executable) -> None:
+    def __init__(self, home: Path, python: str = sys.executable, venvs: Path | None = None) -> None:
         self._root = home / "images"
         self._python = python
+        self._venvs = venvs or home / "venvs"
 
     def _dir(self, module: str, code_digest: str) -> Path:
         return self._root / module / short(code_digest)
@@ -112,6 +105,8 @@ class LocalImageBuilder:
 
     def delete_tag(self, module: str, tag: str) -> None:
         shutil.rmtree(self._root / module / tag, ignore_errors=True)
+        in_use = {p.resolve() for p in self._root.glob("*/*/venv")} if self._root.is_dir() else set()
+        prune(self._venvs, in_use)
 
     def delete_manifest(self, module: str, digest: str) -> None:
         self.delete_tag(module, digest.removeprefix("local:"))
@@ -121,7 +116,7 @@ class LocalImageBuilder:
 
     def start_build(self, module: str, code_digest: str, source: Path) -> str:
         folder = self._dir(module, code_digest)
-        record = _read(folder / "build.json")
+        record = read(folder / "build.json")
         if record.get("state") == "running" and _alive(record):
             return str(record["build_id"])  # already building: join it
         if folder.exists():  # an interrupted or failed build: start again from scratch
@@ -129,20 +124,22 @@ class LocalImageBuilder:
         folder.mkdir(parents=True)
         self._copy_code(source, folder / "code")
         build_id = f"local-{short(code_digest)}-{uuid.uuid4().hex[:6]}"
+        requirements = (folder / "code" / "requirements.txt").read_bytes()
         record = {"build_id": build_id, "module": module, "code_digest": code_digest,
-                  "state": "running", "python": self._python, "started_at": utcnow().isoformat()}
-        _write(folder / "build.json", record)
+                  "state": "running", "python": self._python, "started_at": utcnow().isoformat(),
+                  "venvs": str(self._venvs),
+                  "dependencies": dependency_digest(requirements, self._python, code_digest)}
+        write(folder / "build.json", record)
         with open(folder / "build.log", "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "deployer.adapters.local_images", str(folder)],
+                [sys.executable, "-m", "deployer.adapters.local_build", str(folder)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=_uv_env(),
-                start_new_session=True)
+                env=uv_env(), start_new_session=True)
         try:
             created = psutil.Process(process.pid).create_time()
         except psutil.NoSuchProcess:
             created = 0.0
-        _write(folder / "build.json", {**record, "pid": process.pid, "create_time": created})
+        write(folder / "build.json", {**record, "pid": process.pid, "create_time": created})
         logger.info("image.build_started module=%s code=%s build=%s", module,
                     short(code_digest), build_id)
         return build_id
@@ -152,7 +149,7 @@ class LocalImageBuilder:
         found = self.find(module, code_digest)
         if found is not None:
             return BuildProgress(BuildState.SUCCEEDED, found)
-        record = _read(folder / "build.json")
+        record = read(folder / "build.json")
         tail = _tail(folder / "build.log")
         if "pid" in record:
             _reap(int(record["pid"]))
@@ -181,56 +178,6 @@ class LocalImageBuilder:
 
 
 
-def run_build(folder: Path) -> int:
-    """The builder process: venv + requirements, then ``image.json`` (success) or a failed
-    record with the log tail."""
-    record = _read(folder / "build.json")
-    try:
-        uv = uv_binary()
-        _run([uv, "venv", "--quiet", "--python", str(record["python"]), str(folder / "venv")],
-             "create the virtualenv")
-        _run([uv, "pip", "install", "--compile-bytecode", "--python",
-              str(folder / "venv" / "bin" / "python"), "-r",
-              str(folder / "code" / "requirements.txt")], "install requirements.txt",
-             cwd=folder / "code")
-    except BuildFailed as exc:
-        shutil.rmtree(folder / "venv", ignore_errors=True)
-        _write(folder / "build.json", {**_read(folder / "build.json"), "state": "failed",
-                                       "error": exc.message, "log_tail": exc.log_tail})
-        return 1
-    (folder / "image.json").write_text(json.dumps({
-        "module": record["module"], "code_digest": record["code_digest"],
-        "built_at": utcnow().isoformat(), "python": record["python"]}, indent=2))
-    _write(folder / "build.json", {**_read(folder / "build.json"), "state": "succeeded"})
-    return 0
-
-
-def _run(argv: list[str], what: str, cwd: Path | None = None) -> None:
-    try:
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
-                              timeout=INSTALL_TIMEOUT_SECONDS, env=_uv_env())
-    except subprocess.TimeoutExpired as exc:
-        raise BuildFailed(f"{what} took longer than {INSTALL_TIMEOUT_SECONDS}s") from exc
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr).strip().splitlines()
-        raise BuildFailed(f"could not {what} (uv exited {done.returncode})",
-                          log_tail="\n".join(output[-LOG_TAIL_LINES:]))
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write(path: Path, data: dict[str, Any]) -> None:
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(data, indent=2))
-    partial.replace(path)
-
-
 def _alive(record: dict[str, Any]) -> bool:
     try:
         process = psutil.Process(int(record["pid"]))
@@ -253,16 +200,3 @@ def _tail(path: Path) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
     except OSError:
         return ""
-
-
-def _uv_env() -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "UV_CACHE_DIR", "UV_INDEX_URL",
-            "UV_EXTRA_INDEX_URL", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "SSL_CERT_FILE",
-            "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
-    env = {k: os.environ[k] for k in keep if k in os.environ}
-    env["UV_NO_PROGRESS"] = "1"
-    return env
-
-
-if __name__ == "__main__":
-    sys.exit(run_build(Path(sys.argv[1])))

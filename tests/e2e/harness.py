@@ -66,6 +66,7 @@ class Stack:
     prefect_api: str
     work: Path
     extra: dict[str, str] = field(default_factory=dict)
+    venvs: Path | None = None
     name: str = field(default_factory=lambda: f"e2e-{uuid.uuid4().hex[:8]}")
     dev: subprocess.Popen[bytes] | None = None
     others: list[subprocess.Popen[bytes]] = field(default_factory=list)  # more hosts, same storage
@@ -81,6 +82,7 @@ class Stack:
             "DEPLOYER_BUNDLES_CONTAINER": f"bundles-{tag}", "DEPLOYER_STATE_CONTAINER": f"state-{tag}",
             "DEPLOYER_REQUEST_QUEUE": f"requests-{tag}", "DEPLOYER_WORKER_POLL_SECONDS": "1",
             "DEPLOYER_LOCK_LEASE_SECONDS": "15", "DEPLOYER_HEALTH_TIMEOUT_SECONDS": "60",
+            **({"DEPLOYER_VENV_DIR": str(self.venvs)} if self.venvs else {}),
             **self.extra,
         }
 

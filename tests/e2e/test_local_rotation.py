@@ -188,12 +188,12 @@ def test_a_host_killed_in_a_step_converges_with_one_build_one_agent_and_no_lefto
         assert prefect_runs.state_of(stack.prefect_api, long_id) == "COMPLETED"
 
 
-def test_storage_down_for_20_seconds_during_a_wait_the_request_resumes(prefect_api: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_storage_down_for_20_seconds_during_a_wait_the_request_resumes(prefect_api: str, tmp_path, venv_store) -> None:  # type: ignore[no-untyped-def]
     from deployer.devservices import AzuriteServer
 
     server = AzuriteServer(tmp_path / "azurite")
     endpoints = server.start()
-    stack = Stack(endpoints.connection_string, prefect_api, tmp_path)
+    stack = Stack(endpoints.connection_string, prefect_api, tmp_path, venvs=venv_store)
     try:
         stack.start_host()
         old = deployed(stack)
