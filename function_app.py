@@ -23,7 +23,7 @@ def bundle_uploaded(client: blob.BlobClient) -> None:
     from deployer.pipeline.intake import accept_bundle
 
     record = accept_bundle(services_from_environment(), client.blob_name)
-    logger.info("bundle %s: request %s is %s", client.blob_name, record.request_id, record.status)
+    logger.info("bundle %r: request %s is %s", client.blob_name, record.request_id, record.status)
 
 
 @app.function_name("deploy_request")

@@ -129,12 +129,7 @@ def main() -> None:
             settings_file.write_text(json.dumps({"Values": values}))
             services = build(Settings.from_env(values))
             source = write_module(work / "src", name, demo_files(name))
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPLOYER_", "PREFECT_"))}
-            with open(work / "dev.log", "wb") as log:
-                dev = subprocess.Popen([sys.executable, "-m", "deployer", "--settings", str(settings_file),
-                                        "dev", "--app", str(ROOT / "function_app.py"), "--port", "0",
-                                        "--poll", "0.2"], cwd=ROOT, env=env, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+            dev = devservices.dev_host(settings_file, work / "dev.log")
             try:
                 time.sleep(3)  # the host imports and starts its listeners
                 start = time.perf_counter()
@@ -169,8 +164,7 @@ def main() -> None:
                 starts = sum(1 for s in noop.stages + inproc.stages if s.name == "start-agent")
                 same_agents = [a.name for a in services.runtime.list(name)] == agents_before
             finally:
-                os.killpg(dev.pid, signal.SIGTERM)
-                dev.wait(timeout=30)
+                devservices.stop_process(dev, grace=60)  # TERM, then KILL: never left behind
                 for agent in services.runtime.list():
                     services.runtime.stop(agent.name)
 

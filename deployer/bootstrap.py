@@ -18,7 +18,14 @@ from typing import Any
 from deployer.bundle import BundleLimits
 from deployer.config import MIB, Settings
 from deployer.models import utcnow
-from deployer.ports import AgentRuntime, BundleStore, ImageBuilder, Orchestrator, RequestQueue
+from deployer.ports import (
+    AgentRuntime,
+    BundleStore,
+    DeploymentChecker,
+    ImageBuilder,
+    Orchestrator,
+    RequestQueue,
+)
 from deployer.state import StateRepository
 
 
@@ -28,7 +35,7 @@ class AppServices:
     def __init__(self, settings: Settings, state: StateRepository, bundles: BundleStore,
                  queue: RequestQueue, *, builder: ImageBuilder | None = None,
                  runtime: AgentRuntime | None = None, orchestrator: Orchestrator | None = None,
-                 azure: Any = None,
+                 checker: DeploymentChecker | None = None, azure: Any = None,
                  sleep: Callable[[float], None] = time.sleep,
                  now: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
@@ -43,6 +50,8 @@ class AppServices:
             self.__dict__["runtime"] = runtime
         if orchestrator is not None:
             self.__dict__["orchestrator"] = orchestrator
+        if checker is not None:
+            self.__dict__["checker"] = checker
         if azure is not None:
             self.__dict__["azure"] = azure
 
@@ -78,11 +87,22 @@ class AppServices:
         return AzureClients(self.settings)
 
     @functools.cached_property
+    def checker(self) -> DeploymentChecker:
+        return deployment_checker()
+
+    @functools.cached_property
     def orchestrator(self) -> Orchestrator:
         from deployer.adapters.prefect_orchestrator import PrefectOrchestrator
 
         return PrefectOrchestrator(self.settings.prefect_api_url,
                                    self.settings.prefect_api_key.reveal())
+
+
+def deployment_checker() -> DeploymentChecker:
+    """The orchestrator's own checks of prefect.yaml schedules (for `deployer validate`)."""
+    from deployer.adapters.prefect_deployments import PrefectDeploymentChecker
+
+    return PrefectDeploymentChecker()
 
 
 def limits_from(settings: Settings) -> BundleLimits:

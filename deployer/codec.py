@@ -55,6 +55,16 @@ def loads(cls: type[T], body: bytes, *, where: str) -> T:
         raise StateCorrupt(f"{where} does not match the {kind_of(cls)} schema: {exc}") from exc
 
 
+def loads_data(cls: type[T], data: Any, *, where: str = "a checkpoint") -> T | None:
+    """A dataclass from plain data written by ``to_data`` (None stays None)."""
+    if data is None:
+        return None
+    try:
+        return typing.cast(T, _decode(cls, data))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise StateCorrupt(f"{where} does not match the {kind_of(cls)} schema: {exc}") from exc
+
+
 def to_data(obj: Any) -> Any:
     """Dataclasses, enums and datetimes as plain JSON-ready data."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -92,6 +92,13 @@ def _lock_wait(raw: str) -> int:
     return value
 
 
+def _ratio(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value < 1:
+        raise ValueError("must be a ratio from 0 to below 1 (0.5: more than half of the runs)")
+    return value
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if value <= 0:
@@ -196,6 +203,14 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("DEPLOYER_DRAIN_TIMEOUT_SECONDS", "drain_timeout_seconds", _positive_int, "86400",
          "the drain deadline: an old agent keeps its in-flight runs until they finish, or until "
          "this long after the cutover (only runaway runs are then marked crashed)"),
+    Spec("DEPLOYER_BAKE_SECONDS", "bake_seconds", _non_negative_int, "600",
+         "after a cutover, how long the new revision's runs are watched while the previous agent "
+         "stays ready to take over (0: no bake window)"),
+    Spec("DEPLOYER_BAKE_RUNS", "bake_runs", _positive_int, "3",
+         "the bake window ends early once this many runs of the new revision have finished"),
+    Spec("DEPLOYER_BAKE_FAILURE_RATIO", "bake_failure_ratio", _ratio, "0.5",
+         "a baking revision whose runs fail or crash more often than this (and more often than "
+         "the previous revision's did) is rolled back on its own"),
     Spec("DEPLOYER_WORKER_POLL_SECONDS", "worker_poll_seconds", _positive_int, "10",
          "how often agents poll Prefect for runs (PREFECT_WORKER_QUERY_SECONDS)"),
     Spec("DEPLOYER_WEBHOOK_TOKEN", "webhook_token", _text, "",
@@ -277,6 +292,9 @@ class Settings:
     agent_prefix: str
     health_timeout_seconds: int
     drain_timeout_seconds: int
+    bake_seconds: int
+    bake_runs: int
+    bake_failure_ratio: float
     worker_poll_seconds: int
     webhook_token: Secret
     cleanup_schedule: str

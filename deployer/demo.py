@@ -9,10 +9,8 @@ result, and stops everything it started, also on Ctrl-C or failure.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -101,24 +99,12 @@ def main() -> int:
 
 
 def _start_host(settings_file: Path, work: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DEPLOYER_", "PREFECT_", "AzureWebJobs"))}
-    with open(work / "dev.log", "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "deployer", "--settings", str(settings_file), "dev",
-             "--app", str(ROOT / "function_app.py"), "--port", str(devservices.free_port()),
-             "--poll", "0.5"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return devservices.dev_host(settings_file, work / "dev.log", poll=0.5,
+                                port=devservices.free_port())
 
 
 def _stop_host(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+    devservices.stop_process(process, grace=30)
 
 
 def _stop_agents(services: AppServices) -> None:

@@ -165,6 +165,22 @@ def azurite(workdir: Path | None = None) -> Iterator[AzuriteEndpoints]:
             shutil.rmtree(base, ignore_errors=True)
 
 
+# -- deployer dev ---------------------------------------------------------------------------------
+
+
+def dev_host(settings_file: Path, log_path: Path, *, poll: float = 0.2, port: int = 0,
+             extra: list[str] | None = None) -> subprocess.Popen[bytes]:
+    """``deployer dev`` hosting the project's function app, as a child in its own session, with
+    only the settings file's values (nothing of this process's DEPLOYER_/PREFECT_ environment).
+    Stop it with ``stop_process``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DEPLOYER_", "PREFECT_", "AzureWebJobs"))}
+    argv = [sys.executable, "-m", "deployer", "--settings", str(settings_file), "dev", "--app",
+            str(PROJECT_ROOT / "function_app.py"), "--port", str(port), "--poll", str(poll),
+            *(extra or [])]
+    return _spawn("deployer dev", argv, log_path, env=env, cwd=PROJECT_ROOT).process
+
+
 # -- Prefect server -----------------------------------------------------------------------------
 
 

@@ -8,6 +8,8 @@ exceptions into these once, at the boundary, with ``raise X(...) from exc``.
     ├── ConfigError          settings missing or invalid (every problem)   no
     ├── UsageError           a command was called wrongly (exit 2)         no
     ├── BundleInvalid        a bundle or module folder broke the contract  no
+    ├── RevisionRefused      a revision rolled back on its own, asked for  no
+                             again by a push or a re-upload
     ├── NotFound             a module, revision, run or blob is missing    no
     ├── StateError           the state store                               no
     │   ├── StateConflict    a conditional write lost a race               yes
@@ -15,7 +17,9 @@ exceptions into these once, at the boundary, with ``raise X(...) from exc``.
     │   └── LockBusy         a lock could not be acquired in time          yes
     ├── UpstreamError        storage, Prefect or Azure failed/unreachable  yes
     ├── BuildFailed          an image could not be built (log tail)        no
-    └── AgentUnhealthy       a new agent did not come ONLINE, or died      no
+    ├── AgentUnhealthy       a new agent did not come ONLINE, or died      no
+    └── HealthCheckFailed    a rung of the health ladder failed (READY,    no
+                             a smoke run)
 
 Messages say what failed and where; ``hint`` says what to do next. Neither ever carries a secret.
 
@@ -110,6 +114,10 @@ class BundleInvalid(DeployerError):
         return out
 
 
+class RevisionRefused(DeployerError):
+    code = "revision_refused"
+
+
 class NotFound(DeployerError):
     code = "not_found"
 
@@ -143,6 +151,10 @@ class BuildFailed(DeployerError):
 
 class AgentUnhealthy(DeployerError):
     code = "agent_unhealthy"
+
+
+class HealthCheckFailed(DeployerError):
+    code = "health_check_failed"
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -31,23 +31,25 @@ class RunStatus(StrEnum):
     QUEUED = "queued"
     WAITING = "waiting"  # its module is busy with another request; it runs when that is done
     RUNNING = "running"
+    BAKING = "baking"  # cut over; the new revision's runs are watched, the previous agent ready
     DRAINING = "draining"  # cut over (the new revision serves); old agents finish their runs
     SUCCEEDED = "succeeded"
     NOOP = "noop"  # nothing to do: the module already runs this revision
     FAILED = "failed"
     REJECTED = "rejected"  # bad input: nothing was attempted
     SUPERSEDED = "superseded"  # a newer request of the module replaced it before it started
+    ROLLED_BACK = "rolled_back"  # cut over, then its runs failed: the previous revision is back
 
     @property
     def finished(self) -> bool:
         """Nothing more happens to the request."""
         return self in (RunStatus.SUCCEEDED, RunStatus.NOOP, RunStatus.FAILED, RunStatus.REJECTED,
-                        RunStatus.SUPERSEDED)
+                        RunStatus.SUPERSEDED, RunStatus.ROLLED_BACK)
 
     @property
     def settled(self) -> bool:
-        """What the request does to its module is known (a draining request has cut over)."""
-        return self.finished or self is RunStatus.DRAINING
+        """What the request does to its module is known (it has cut over, or ended)."""
+        return self.finished or self in (RunStatus.BAKING, RunStatus.DRAINING)
 
 
 class StageStatus(StrEnum):
@@ -132,6 +134,32 @@ class DrainingAgent:
 
 
 @dataclass(frozen=True)
+class Baking:
+    """A revision just cut over, watched before its predecessor is let go."""
+
+    request_id: str
+    revision_id: str
+    since: datetime
+    until: datetime  # the window ends then, or earlier once ``runs`` runs have finished
+    runs: int
+    previous_agent: str  # kept alive, its queue paused, to take over at once
+
+
+@dataclass(frozen=True)
+class RefusedRevision:
+    """A revision rolled back on its own: a push or a re-upload of it does not bring it back
+    (an explicit ``deployer deploy`` or ``deployer rollback --to`` still can)."""
+
+    revision_id: str
+    code_digest: str
+    config_digest: str
+    image_digest: str
+    at: datetime
+    request_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ModuleState:
     """A module's document. ``owner`` is the request rotating the module now (etag-guarded: at
     most one); ``newest`` the newest request that ever owned it (an older one arriving late is
@@ -146,6 +174,16 @@ class ModuleState:
     owner: Claim | None = None
     newest: Claim | None = None
     draining: tuple[DrainingAgent, ...] = ()
+    baking: Baking | None = None
+    refused: tuple[RefusedRevision, ...] = ()
+
+    def refusal(self, revision: Revision) -> RefusedRevision | None:
+        for refused in self.refused:
+            if (refused.code_digest, refused.config_digest) == (revision.code_digest,
+                                                                revision.config_digest) or \
+                    (refused.image_digest and refused.image_digest == revision.image_digest):
+                return refused
+        return None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from deployer.bundle.prefect_yaml import DeploymentSpec
+from deployer.errors import Problem
 
 if TYPE_CHECKING:
     from deployer.bundle import BundleLimits
@@ -89,6 +90,13 @@ class RequestQueue(Protocol):
     def send(self, body: bytes, *, delay_seconds: int = 0) -> None:
         """Enqueue ``body``; it becomes visible to the queue trigger after ``delay_seconds``."""
         ...
+
+
+class DeploymentChecker(Protocol):
+    """What only the orchestrator can say about a module's deployments without network: that
+    every schedule (cron, interval, rrule, time zone) is one its own models accept."""
+
+    def check(self, module: str, deployments: Sequence[DeploymentSpec]) -> list[Problem]: ...
 
 
 # -- images -------------------------------------------------------------------------------------
@@ -183,6 +191,8 @@ class AgentSpec:
     queue: str
     env: dict[str, str] = field(repr=False)  # .env values: secrets
     settings: dict[str, str] = field(default_factory=dict)  # non-secret agent settings
+    #: (deployment, entrypoint) pairs the agent loads before its worker starts (``preflight``)
+    entrypoints: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:
         return (f"AgentSpec(name={self.name!r}, revision={self.revision_id!r}, "
@@ -232,6 +242,21 @@ class RunRef:
     name: str
     state: str
     deployment: str = ""
+    version: str = ""  # the deployment version the run ran (the deployer's revision id)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    queue: str  # READY | NOT_READY | PAUSED | missing
+    deployments: dict[str, str]  # deployment name -> READY | NOT_READY | missing | elsewhere
+
+    @property
+    def ready(self) -> bool:
+        return self.queue == "READY" and all(s == "READY" for s in self.deployments.values())
+
+
+#: the tag of the flow runs the deployer itself starts to check a revision (smoke runs)
+SMOKE_TAG = "deployer-smoke"
 
 
 class Orchestrator(Protocol):
@@ -243,6 +268,10 @@ class Orchestrator(Protocol):
         """Names of the pool's workers that Prefect shows ONLINE."""
         ...
 
+    def conflicts(self, pool: str, deployments: Sequence[DeploymentSpec]) -> list[Problem]:
+        """Deployments whose Prefect name (``flow/deployment``) another pool already owns."""
+        ...
+
     def register(self, pool: str, queue: str, deployments: Sequence[DeploymentSpec],
                  working_dir: str, revision_id: str) -> list[str]:
         """Create or update the deployments on ``queue``; delete the pool's other deployments.
@@ -250,6 +279,19 @@ class Orchestrator(Protocol):
         ...
 
     def pause_queue(self, pool: str, queue: str) -> None: ...
+
+    def resume_queue(self, pool: str, queue: str) -> None: ...
+
+    def readiness(self, pool: str, queue: str,
+                  deployments: Sequence[DeploymentSpec]) -> Readiness:
+        """What Prefect reports of a queue and of deployments registered on it."""
+        ...
+
+    def finished_runs(self, pool: str, queue: str, since: datetime,
+                      limit: int = 50) -> list[RunRef]:
+        """Runs of the queue that started after ``since`` and are final now, newest first
+        (the deployer's own smoke runs left out)."""
+        ...
 
     def rehome_scheduled(self, pool: str, from_queue: str, to_queue: str) -> list[tuple[str, str]]:
         """Move runs not yet started from one queue to another; (old id, new id) pairs."""
@@ -268,8 +310,10 @@ class Orchestrator(Protocol):
         ...
 
     def start_run(self, flow_name: str, deployment: str,
-                  parameters: dict[str, Any] | None = None) -> RunRef:
-        """A flow run of a deployment, now (``deployer run``, the demo)."""
+                  parameters: dict[str, Any] | None = None, *, idempotency_key: str = "",
+                  tags: Sequence[str] = ()) -> RunRef:
+        """A flow run of a deployment, now (the demo, smoke runs). With an idempotency key, a
+        second call returns the first call's run."""
         ...
 
     def run_status(self, run_id: str) -> RunRef: ...
@@ -310,6 +354,9 @@ class Services(Protocol):
 
     @property
     def limits(self) -> BundleLimits: ...
+
+    @property
+    def checker(self) -> DeploymentChecker: ...
 
     def now(self) -> datetime: ...
 

@@ -20,6 +20,8 @@ from deployer.errors import DeployerError
 IMAGE_PUSHED = "Microsoft.ContainerRegistry.ImagePushed"
 VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
 MAX_BODY_BYTES = 1024 * 1024
+#: registry events nest four levels; anything far deeper is hostile (json's parser recurses)
+MAX_DEPTH = 32
 
 
 class WebhookInvalid(DeployerError):
@@ -58,14 +60,42 @@ Event = Push | Ping | Validation | Other
 def parse(body: bytes) -> list[Event]:
     if len(body) > MAX_BODY_BYTES:
         raise WebhookInvalid(f"body is larger than {MAX_BODY_BYTES} bytes")
+    if _depth(body) > MAX_DEPTH:
+        raise WebhookInvalid(f"body nests more than {MAX_DEPTH} levels deep")
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise WebhookInvalid(f"body is not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise WebhookInvalid(f"body nests more than {MAX_DEPTH} levels deep") from exc
     items = doc if isinstance(doc, list) else [doc]
     if not items or not all(isinstance(i, dict) for i in items):
         raise WebhookInvalid("body must be an event object or an array of event objects")
     return [_event(item) for item in items]
+
+
+def _depth(body: bytes) -> int:
+    """How deeply brackets nest, counted before parsing (strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                return deepest
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 def _event(item: dict[str, Any]) -> Event:

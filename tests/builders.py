@@ -10,7 +10,7 @@ from pathlib import Path
 FLOW = '''from prefect import flow
 
 
-@flow
+@flow(name="{module}")
 def hello(name: str = "world") -> str:
     return f"hello {name}"
 '''
@@ -28,10 +28,10 @@ def module_files(name: str = "demo", changes: dict[str, str | bytes | None] | No
     files: dict[str, str | bytes] = {
         "requirements.txt": "prefect>=3.4,<4\n",
         "Dockerfile": "FROM prefecthq/prefect:3-python3.11\n"
-                      "COPY flow.py requirements.txt /opt/prefect/flows/demo/\n",
+                      f"COPY flow.py requirements.txt /opt/prefect/flows/{name}/\n",
         ".env": "GREETING=hi\nAPI_TOKEN=s3cr3t-token-value\n",
         "prefect.yaml": PREFECT_YAML.format(name=name),
-        "flow.py": FLOW,
+        "flow.py": FLOW.replace("{module}", name),  # one flow name per module, as Prefect needs
     }
     for path, value in (changes or {}).items():
         if value is None:

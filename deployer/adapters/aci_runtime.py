@@ -22,6 +22,7 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from deployer import preflight
 from deployer.adapters.azure_clients import AzureClients
 from deployer.adapters.azure_errors import azure_errors
 from deployer.ports import AgentInfo, AgentSpec, AgentState
@@ -66,8 +67,7 @@ class AciAgentRuntime:
             image_registry_credentials=credentials,
             containers=[m.Container(
                 name=CONTAINER, image=spec.image.ref,
-                command=["prefect", "worker", "start", "--pool", spec.pool, "--name", spec.name,
-                         "--work-queue", spec.queue, "--type", "process"],
+                command=_command(spec),
                 environment_variables=env,
                 resources=m.ResourceRequirements(requests=m.ResourceRequests(
                     cpu=self._s.agent_cpu, memory_in_gb=self._s.agent_memory_gb)))])
@@ -153,6 +153,15 @@ class AciAgentRuntime:
         return AgentInfo(name=group.name, module=self.module_of(group) or "",
                          revision_id=str(tags.get("revision", "")), queue=str(tags.get("queue", group.name)),
                          state=state, started_at=started_at(group.name or ""), detail=detail)
+
+
+def _command(spec: AgentSpec) -> list[str]:
+    """The worker, behind the preflight that proves the revision's flows load in the image."""
+    worker = ["worker", "start", "--pool", spec.pool, "--name", spec.name, "--work-queue",
+              spec.queue, "--type", "process"]
+    if not spec.entrypoints:
+        return ["prefect", *worker]
+    return preflight.command("python", spec.image.working_dir, list(spec.entrypoints), worker)
 
 
 def started_at(name: str) -> datetime | None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from deployer import preflight
 from deployer.errors import AgentUnhealthy
 from deployer.models import utcnow
 from deployer.ports import AgentInfo, AgentSpec, AgentState
@@ -61,9 +62,12 @@ class LocalAgentRuntime:
         env.update(spec.settings)  # the deployer's Prefect settings win over .env
         env["PREFECT_HOME"] = str(prefect_home)
         env["VIRTUAL_ENV"] = str(venv)
-        argv = [str(venv / "bin" / "python"), "-m", "prefect", "worker", "start",
-                "--pool", spec.pool, "--name", spec.name, "--work-queue", spec.queue,
-                "--type", "process"]
+        worker = ["worker", "start", "--pool", spec.pool, "--name", spec.name, "--work-queue",
+                  spec.queue, "--type", "process"]
+        python = str(venv / "bin" / "python")
+        # the revision's flows load in its own venv before the worker starts (``preflight``)
+        argv = (preflight.command(python, spec.image.working_dir, list(spec.entrypoints), worker)
+                if spec.entrypoints else [python, "-m", "prefect", *worker])
         # a host killed between starting the worker and writing its record left the worker
         # running without one: adopt it instead of starting a second worker of the same name
         orphan = _started_with(argv)

@@ -9,13 +9,17 @@ rejects fails before anything is re-pointed.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
 
-from deployer.bundle.prefect_yaml import DeploymentSpec
+from deployer.bundle.deployment_config import schedule_items
+from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec
+from deployer.errors import Problem
 
 #: the tag every deployment the deployer registers carries
 MANAGED_TAG = "deployer"
@@ -38,8 +42,9 @@ def deployment_payload(spec: DeploymentSpec, pool: str, queue: str, working_dir:
                         {"directory": working_dir}}],
         "parameters": dict(config.get("parameters") or {}),
         "parameter_openapi_schema": spec.parameter_schema or None,
-        "enforce_parameter_schema": bool(config.get("enforce_parameter_schema", False)),
-        "schedules": [_schedule(s) for s in _schedules(config)],
+        # true unless prefect.yaml says otherwise, as `prefect deploy` does
+        "enforce_parameter_schema": config.get("enforce_parameter_schema") is not False,
+        "schedules": [_schedule(item) for _, item in schedule_items(config) if isinstance(item, dict)],
         "tags": sorted({*tags, MANAGED_TAG}),
         "paused": config.get("paused"),
         "concurrency_limit": config.get("concurrency_limit"),
@@ -47,23 +52,81 @@ def deployment_payload(spec: DeploymentSpec, pool: str, queue: str, working_dir:
     }
 
 
-def _schedules(config: dict[str, Any]) -> list[dict[str, Any]]:
-    items = config.get("schedules")
-    if items is None and config.get("schedule"):
-        items = [config["schedule"]]
-    return [s for s in items or [] if isinstance(s, dict)]
-
-
 def _schedule(item: dict[str, Any]) -> DeploymentScheduleCreate:
-    timezone = item.get("timezone")
+    # what prefect.yaml leaves out is left to the model's own defaults (an interval schedule
+    # refuses an explicit null anchor date)
+    extra = {k: item[k] for k in ("timezone",) if item.get(k) is not None}
     schedule: Any
-    if "cron" in item:
-        schedule = CronSchedule(cron=item["cron"], timezone=timezone, day_or=item.get("day_or", True))
-    elif "interval" in item:
-        schedule = IntervalSchedule(interval=timedelta(seconds=float(item["interval"])),
-                                    anchor_date=item.get("anchor_date"), timezone=timezone)
+    if item.get("cron") is not None:
+        schedule = CronSchedule(cron=item["cron"], day_or=item.get("day_or", True), **extra)
+    elif item.get("interval") is not None:
+        if item.get("anchor_date") is not None:
+            extra["anchor_date"] = item["anchor_date"]
+        schedule = IntervalSchedule(interval=timedelta(seconds=float(item["interval"])), **extra)
     else:
-        schedule = RRuleSchedule(rrule=item["rrule"], timezone=timezone)
+        schedule = RRuleSchedule(rrule=item["rrule"], **extra)
     return DeploymentScheduleCreate(schedule=schedule, active=item.get("active", True),
                                     parameters=dict(item.get("parameters") or {}),
                                     slug=item.get("slug"))
+
+
+class PrefectDeploymentChecker:
+    """``ports.DeploymentChecker`` with Prefect's own schedule models: a schedule Prefect's
+    client would refuse (a cron, rrule or time zone it does not know) and one that never
+    produces a run (a cron for February 30th) are problems, with the schedule's line."""
+
+    #: a schedule must produce a run within this long from now to be one that ever runs
+    HORIZON = timedelta(days=5 * 366)
+
+    def check(self, module: str, deployments: Sequence[DeploymentSpec]) -> list[Problem]:
+        problems = []
+        for spec in deployments:
+            for index, (path, item) in enumerate(schedule_items(spec.config)):
+                kinds = [k for k in ("cron", "interval", "rrule") if isinstance(item, dict)
+                         and item.get(k) is not None]
+                if len(kinds) != 1:
+                    continue  # the shape is deployment_config's to report
+                message = _refusal(item)
+                if message:
+                    problems.append(Problem(PREFECT_YAML, spec.line_of(path),
+                                            f"deployment {spec.name!r}: schedule {index + 1}: {message}"))
+        return problems
+
+
+def _refusal(item: dict[str, Any]) -> str:
+    try:
+        created = _schedule(item)
+    except (ValueError, TypeError) as exc:
+        return _clean(exc)
+    if "cron" in item or "rrule" in item:
+        return _never_runs(created.schedule)
+    return ""
+
+
+def _never_runs(schedule: Any) -> str:
+    from prefect.server.schemas import schedules as server
+
+    model = (server.CronSchedule if isinstance(schedule, CronSchedule) else server.RRuleSchedule)
+    try:
+        dates = asyncio.run(model(**schedule.model_dump()).get_dates(
+            n=1, end=_now() + PrefectDeploymentChecker.HORIZON))
+    except Exception as exc:  # croniter's "failed to find next date" and its kin
+        return f"never produces a run ({_clean(exc)})"
+    return "" if dates else "produces no run in the next five years"
+
+
+def _now() -> Any:
+    from prefect.types._datetime import now
+
+    return now("UTC")
+
+
+def _clean(exc: BaseException) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            return str(first.get("msg", exc)).removeprefix("Value error, ")
+        except (IndexError, TypeError, AttributeError):
+            pass
+    return (str(exc) or type(exc).__name__).splitlines()[0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +25,7 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
+    FlowRunFilterStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
     WorkPoolFilter,
@@ -32,16 +34,18 @@ from prefect.client.schemas.filters import (
     WorkQueueFilterName,
 )
 from prefect.client.schemas.objects import StateType, WorkerStatus
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Crashed, Scheduled
 
 from deployer.adapters.prefect_deployments import MANAGED_TAG, deployment_payload
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec
 from deployer.errors import BundleInvalid, NotFound, Problem, UpstreamError
-from deployer.ports import RunRef
+from deployer.ports import SMOKE_TAG, Readiness, RunRef
 
 logger = logging.getLogger(__name__)
 IN_FLIGHT = [StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
+FINAL = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
 
 
 class PrefectOrchestrator:
@@ -97,14 +101,32 @@ class PrefectOrchestrator:
         """Upsert the module's deployments on ``queue``; delete the deployer-made ones of the
         pool that the module no longer declares (their runs would be stranded otherwise)."""
         # build every payload first: a schedule the client rejects must fail before anything
-        # has been re-pointed
-        payloads = [deployment_payload(spec, pool, queue, working_dir, revision_id) for spec in deployments]
+        # has been re-pointed, naming the deployment and its line, never as a pydantic dump
+        payloads, refused = [], []
+        for spec in deployments:
+            try:
+                payloads.append(deployment_payload(spec, pool, queue, working_dir, revision_id))
+            except (ValueError, TypeError) as exc:
+                refused.append(Problem(PREFECT_YAML, spec.line, f"deployment {spec.name!r} of "
+                                       f"module {pool}: {_first_error(exc)}"))
+        if refused:
+            raise BundleInvalid(refused, source=f"module {pool}")
         with self._api(f"register deployments of pool {pool}") as api:
-            _refuse_foreign(api, pool, deployments)
+            problems = _foreign(api, pool, deployments)
+            if problems:
+                raise BundleInvalid(problems, source=f"module {pool}")
             keep: set[tuple[UUID, str]] = set()  # (flow id, name): what names a deployment
             for spec, payload in zip(deployments, payloads, strict=True):
-                flow_id = api.create_flow_from_name(spec.flow_name)
-                api.create_deployment(flow_id=flow_id, **payload)
+                try:
+                    flow_id = api.create_flow_from_name(spec.flow_name)
+                    api.create_deployment(flow_id=flow_id, **payload)
+                except PrefectHTTPStatusError as exc:
+                    status = exc.response.status_code
+                    if 400 <= status < 500 and status not in (401, 403, 408, 429):
+                        raise BundleInvalid([Problem(PREFECT_YAML, spec.line, (
+                            f"deployment {spec.name!r} of module {pool}: Prefect refused it "
+                            f"({status}: {_refusal_detail(exc)})"))], source=f"module {pool}") from exc
+                    raise
                 keep.add((flow_id, spec.name))
             removed = []
             for deployment in api.read_deployments(work_pool_filter=_pool_filter(pool)):
@@ -116,6 +138,10 @@ class PrefectOrchestrator:
                     queue, len(payloads), len(removed))
         return removed
 
+    def conflicts(self, pool: str, deployments: Sequence[DeploymentSpec]) -> list[Problem]:
+        with self._api(f"look up the deployments of pool {pool}") as api:
+            return _foreign(api, pool, deployments)
+
     def pause_queue(self, pool: str, queue: str) -> None:
         with self._api(f"pause work queue {queue}") as api:
             try:
@@ -123,6 +149,47 @@ class PrefectOrchestrator:
             except ObjectNotFound:
                 return
             api.update_work_queue(found.id, is_paused=True)
+
+    def resume_queue(self, pool: str, queue: str) -> None:
+        with self._api(f"resume work queue {queue}") as api:
+            try:
+                found = api.read_work_queue_by_name(queue, work_pool_name=pool)
+            except ObjectNotFound:
+                return
+            api.update_work_queue(found.id, is_paused=False)
+
+    def readiness(self, pool: str, queue: str,
+                  deployments: Sequence[DeploymentSpec]) -> Readiness:
+        with self._api(f"read the status of work queue {queue}") as api:
+            try:
+                found = api.read_work_queue_by_name(queue, work_pool_name=pool)
+                queue_status = _status(found.status) if not found.is_paused else "PAUSED"
+            except ObjectNotFound:
+                queue_status = "missing"
+            statuses: dict[str, str] = {}
+            for spec in deployments:
+                try:
+                    deployment = api.read_deployment_by_name(f"{spec.flow_name}/{spec.name}")
+                except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                    if not _not_found(exc):
+                        raise
+                    statuses[spec.name] = "missing"
+                    continue
+                statuses[spec.name] = (_status(deployment.status)
+                                       if deployment.work_queue_name == queue else "elsewhere")
+        return Readiness(queue_status, statuses)
+
+    def finished_runs(self, pool: str, queue: str, since: datetime,
+                      limit: int = 50) -> list[RunRef]:
+        with self._api(f"read finished runs of queue {queue}") as api:
+            runs = api.read_flow_runs(
+                work_pool_filter=_pool_filter(pool),
+                work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[queue])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=FINAL)),
+                    start_time=FlowRunFilterStartTime(after_=since)),  # type: ignore[arg-type]
+                sort=FlowRunSort.START_TIME_DESC, limit=limit)
+        return [_ref(r) for r in runs if SMOKE_TAG not in (r.tags or [])]
 
     def rehome_scheduled(self, pool: str, from_queue: str, to_queue: str) -> list[tuple[str, str]]:
         moved: list[tuple[str, str]] = []
@@ -195,7 +262,8 @@ class PrefectOrchestrator:
                     type=FlowRunFilterStateType(any_=waiting))))) for q in found}
 
     def start_run(self, flow_name: str, deployment: str,
-                  parameters: dict[str, Any] | None = None) -> RunRef:
+                  parameters: dict[str, Any] | None = None, *, idempotency_key: str = "",
+                  tags: Sequence[str] = ()) -> RunRef:
         name = f"{flow_name}/{deployment}"
         with self._api(f"start a run of {name}") as api:
             try:
@@ -205,7 +273,9 @@ class PrefectOrchestrator:
                     raise NotFound(f"no deployment {name} in Prefect",
                                    hint="`deployer status` shows what is deployed") from exc
                 raise
-            run = api.create_flow_run_from_deployment(found.id, parameters=parameters or {})
+            run = api.create_flow_run_from_deployment(
+                found.id, parameters=parameters or {}, idempotency_key=idempotency_key or None,
+                tags=list(tags) or None)
         return _ref(run)
 
     def run_status(self, run_id: str) -> RunRef:
@@ -221,12 +291,41 @@ class PrefectOrchestrator:
 
 def _ref(run: Any) -> RunRef:
     return RunRef(str(run.id), run.name, run.state.type.value if run.state else "UNKNOWN",
-                  str(run.deployment_id or ""))
+                  str(run.deployment_id or ""), str(getattr(run, "deployment_version", "") or ""))
 
 
-def _refuse_foreign(api: SyncPrefectClient, pool: str, deployments: Sequence[DeploymentSpec]) -> None:
+def _first_error(exc: BaseException) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            return f"{where}: {first.get('msg')}".removeprefix(": ").replace("Value error, ", "")
+        except (IndexError, TypeError, AttributeError):
+            pass
+    return (str(exc) or type(exc).__name__).splitlines()[0][:300]
+
+
+def _refusal_detail(exc: PrefectHTTPStatusError) -> str:
+    """What Prefect said, short: the first validation error's place and message."""
+    try:
+        detail = exc.response.json().get("detail")
+    except ValueError:
+        return exc.response.text[:300]
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        first = detail[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return f"{where}: {first.get('msg', '')}"[:300]
+    return str(detail)[:300]
+
+
+def _status(value: Any) -> str:
+    return str(getattr(value, "value", value) or "NOT_READY").upper()
+
+
+def _foreign(api: SyncPrefectClient, pool: str, deployments: Sequence[DeploymentSpec]) -> list[Problem]:
     """Prefect names a deployment ``flow/deployment``; if another module's pool already has that
-    name, upserting would steal it. Refuse before anything changes."""
+    name, upserting would steal it: such deployments are problems, found before anything changes."""
     problems = []
     for spec in deployments:
         try:
@@ -240,8 +339,7 @@ def _refuse_foreign(api: SyncPrefectClient, pool: str, deployments: Sequence[Dep
                 f"deployment {spec.flow_name}/{spec.name} already belongs to work pool "
                 f"{found.work_pool_name!r} (module {found.work_pool_name}); rename the "
                 "deployment or the flow")))
-    if problems:
-        raise BundleInvalid(problems, source=f"module {pool}")
+    return problems
 
 
 def _not_found(exc: Exception) -> bool:

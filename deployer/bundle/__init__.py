@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deployer.bundle.archive import ARCHIVE_SUFFIXES, BundleLimits, Readable, extract
 from deployer.bundle.contract import check_module
@@ -22,9 +23,13 @@ from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.bundle.tree import Tree, scan
 from deployer.errors import BundleInvalid, Problem
 
+if TYPE_CHECKING:
+    from deployer.ports import DeploymentChecker
+
 __all__ = [
-    "BundleLimits", "DeploymentSpec", "EnvFile", "Module", "Packed", "Tree", "config_digest",
-    "load_archive", "load_folder", "module_from_blob_name", "pack", "short",
+    "BLOB_FORMS", "BundleLimits", "DeploymentSpec", "EnvFile", "Module", "Packed", "Tree",
+    "blob_name_problem", "config_digest", "load_archive", "load_folder", "module_from_blob_name",
+    "pack", "short",
 ]
 
 
@@ -48,19 +53,22 @@ class Module:
         return config_digest(self.env.pairs, key)
 
 
-def load_folder(path: Path, limits: BundleLimits, *, name: str | None = None) -> Module:
+def load_folder(path: Path, limits: BundleLimits, *, name: str | None = None,
+                checker: DeploymentChecker | None = None) -> Module:
     path = Path(path)
     label = str(path)
     if not path.is_dir():
         raise BundleInvalid([Problem(label, None, "is not a folder")], source=label)
-    return _check(scan(path.resolve(), limits), name or path.resolve().name, label)
+    return _check(scan(path.resolve(), limits), name or path.resolve().name, label, checker=checker)
 
 
 def load_archive(stream: Readable, workdir: Path, limits: BundleLimits, *, label: str,
-                 expected_name: str | None = None) -> Module:
+                 expected_name: str | None = None,
+                 checker: DeploymentChecker | None = None) -> Module:
     """Extract under ``workdir`` (a fresh folder the caller owns and removes) and validate.
 
     ``expected_name``: the module the blob name announces; the archive must agree with it.
+    ``checker``: the orchestrator's own view of the deployments' schedules (see ports).
     """
     extraction = extract(stream, workdir, limits, label=label)
     if extraction.problems:
@@ -70,7 +78,21 @@ def load_archive(stream: Readable, workdir: Path, limits: BundleLimits, *, label
     if expected_name is not None and name != expected_name:
         problems.append(Problem(label, None, f"holds module {name!r} but its name says "
                                 f"{expected_name!r}; upload it as {name}.tar.gz or rename the folder"))
-    return _check(scan(root, limits), name, label, problems)
+    return _check(scan(root, limits), name, label, problems, checker=checker)
+
+
+BLOB_FORMS = "<module>.tar.gz, <module>.zip or <module>/<anything>.tar.gz"
+
+
+def blob_name_problem(blob_name: str) -> str | None:
+    """Why a blob name is not one of the documented forms (None when it is one)."""
+    if "/" in blob_name:
+        rest = blob_name.split("/", 1)[1]
+        if rest.endswith(".tar.gz") and rest.rsplit("/", 1)[-1] != ".tar.gz":
+            return None
+    elif blob_name.endswith((".tar.gz", ".zip")) and blob_name not in (".tar.gz", ".zip"):
+        return None
+    return f"is not a bundle name the deployer deploys ({BLOB_FORMS}); nothing was deployed"
 
 
 def module_from_blob_name(blob_name: str) -> str:
@@ -90,9 +112,12 @@ def _layout(tree_dir: Path, expected: str | None, label: str) -> tuple[Path, str
     return tree_dir, expected or module_from_blob_name(Path(label).name)
 
 
-def _check(tree: Tree, name: str, label: str, extra: list[Problem] | None = None) -> Module:
+def _check(tree: Tree, name: str, label: str, extra: list[Problem] | None = None, *,
+           checker: DeploymentChecker | None = None) -> Module:
     result = check_module(tree, name)
     problems = [*(extra or []), *result.problems]
+    if checker is not None and result.deployments:
+        problems += checker.check(name, result.deployments)
     if problems:
         raise BundleInvalid(problems, source=label)
     return Module(name=name, tree=tree, env=result.env, deployments=result.deployments)

@@ -1,8 +1,12 @@
 """The module contract: what a ``flows/<module>/`` folder must hold, checked all at once.
 
-``requirements.txt`` naming prefect, a ``Dockerfile`` that never copies ``.env`` into the image,
-a ``.env`` (may be empty) with valid syntax, and a ``prefect.yaml`` whose deployments point at
-flow functions that exist. Every problem is reported, with file and line where there is one.
+``requirements.txt`` naming prefect and referring to no file outside the module, a
+``Dockerfile`` that never copies ``.env`` into the image and puts the module's code where the
+deployments run (``/opt/prefect/flows/<module>``), a ``.env`` (may be empty) with valid syntax and
+values an environment can carry, and a ``prefect.yaml`` whose deployments point at flow functions
+that exist and whose every setting Prefect would accept. A module name must also make names that
+Azure and Prefect accept. Every problem is reported, with file and line where there is one; every
+file is read within a bound, and a file over it is a problem, never read in part.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from deployer.bundle.deployment_config import check_deployment
 from deployer.bundle.envfile import ENV_FILE, EnvFile, parse_env
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec, parse_deployments
 from deployer.bundle.tree import Tree
@@ -27,6 +32,8 @@ DOCKERFILE = "Dockerfile"
 DOCKERIGNORE = ".dockerignore"
 REQUIRED = (REQUIREMENTS, DOCKERFILE, ENV_FILE, PREFECT_YAML)
 MAX_SMALL_FILE = 1024 * 1024
+#: where the image must hold the module's code: the registered deployments run there
+CODE_DIR = "/opt/prefect/flows/{module}"
 
 
 @dataclass(frozen=True)
@@ -38,10 +45,17 @@ class ModuleCheck:
 
 
 def check_name(name: str) -> list[Problem]:
-    if MODULE_NAME.match(name):
-        return []
-    return [Problem("", None, f"module name {name!r} is invalid: use 2-31 characters, "
-                              "lowercase letters, digits and '-', starting with a letter")]
+    if not MODULE_NAME.match(name):
+        return [Problem("", None, f"module name {name!r} is invalid: use 2-31 characters, "
+                                  "lowercase letters, digits and '-', starting with a letter")]
+    if "--" in name or name.endswith("-"):
+        return [Problem("", None, f"module name {name!r} is invalid: no '--' and no '-' at the "
+                                  "end (agents are container groups named <prefix>-<module>-<time>, "
+                                  "and Azure refuses consecutive hyphens in those)")]
+    if name.startswith("prefect"):
+        return [Problem("", None, f"module name {name!r} is invalid: Prefect reserves work pool "
+                                  "names that start with 'prefect' (each module is a work pool)")]
+    return []
 
 
 def check_module(tree: Tree, name: str) -> ModuleCheck:
@@ -52,17 +66,25 @@ def check_module(tree: Tree, name: str) -> ModuleCheck:
             problems.append(Problem(required, None, _MISSING[required]))
     env = EnvFile()
     deployments: list[DeploymentSpec] = []
-    if tree.has(REQUIREMENTS):
-        problems.extend(check_requirements(_small(root, REQUIREMENTS)))
-    if tree.has(DOCKERFILE):
-        ignore = _small(root, DOCKERIGNORE) if tree.has(DOCKERIGNORE) else b""
-        problems.extend(check_dockerfile(_small(root, DOCKERFILE), ignore))
-    if tree.has(ENV_FILE):
-        env = parse_env(_small(root, ENV_FILE))
+    small: dict[str, bytes] = {}
+    for rel in (REQUIREMENTS, DOCKERFILE, ENV_FILE, DOCKERIGNORE):
+        data = _small(root, rel, problems) if tree.has(rel) else None
+        if data is not None:
+            small[rel] = data
+    if REQUIREMENTS in small:
+        problems.extend(check_requirements(small[REQUIREMENTS]))
+        problems.extend(check_requirement_files(small[REQUIREMENTS], tree))
+    if DOCKERFILE in small:
+        problems.extend(check_dockerfile(small[DOCKERFILE], small.get(DOCKERIGNORE, b"")))
+        problems.extend(check_code_location(small[DOCKERFILE], name))
+    if ENV_FILE in small:
+        env = parse_env(small[ENV_FILE])
         problems.extend(env.problems)
     if tree.has(PREFECT_YAML):
         deployments, found = parse_deployments(root)
         problems.extend(found)
+        for spec in deployments:
+            problems.extend(check_deployment(spec, name))
     return ModuleCheck(name=name, env=env, deployments=tuple(deployments),
                        problems=tuple(problems))
 
@@ -75,9 +97,15 @@ _MISSING = {
 }
 
 
-def _small(root: Path, rel: str) -> bytes:
+def _small(root: Path, rel: str, problems: list[Problem]) -> bytes | None:
+    """The whole file, or None (and a problem) when it is larger than the bound: a file is
+    never judged by its first part only."""
     with open(root / rel, "rb") as handle:
-        return handle.read(MAX_SMALL_FILE)
+        data = handle.read(MAX_SMALL_FILE + 1)
+    if len(data) > MAX_SMALL_FILE:
+        problems.append(Problem(rel, None, f"is larger than {MAX_SMALL_FILE // 1024} KiB"))
+        return None
+    return data
 
 
 def check_requirements(data: bytes) -> list[Problem]:
@@ -96,6 +124,98 @@ def check_requirements(data: bytes) -> list[Problem]:
             return []
     return [Problem(REQUIREMENTS, None, "does not name prefect (the agent runs "
                                         "`prefect worker start`; add e.g. prefect>=3,<4)")]
+
+
+_OPTION_WITH_FILE = re.compile(r"^(-r|-c|-e|--requirement|--constraint|--editable)(=|\s+|$)(.*)$")
+
+
+def check_requirement_files(data: bytes, tree: Tree) -> list[Problem]:
+    """Lines that read files (``-r``, ``-c``, ``-e``, local paths, ``file:`` URLs) must name files
+    inside the module: the image is built from the module's folder alone."""
+    problems = []
+    for line, content in _join_continuations(data.decode("utf-8", "replace").splitlines()):
+        content = re.sub(r"(^|\s)#.*$", "", content).strip()
+        if not content:
+            continue
+        target = None
+        option = _OPTION_WITH_FILE.match(content)
+        if option:
+            target = option.group(3).strip()
+        elif content.startswith((".", "/", "~")) or content.lower().startswith("file:"):
+            target = content.split()[0]
+        if target is None:
+            continue
+        path = re.sub(r"^file:(//)?", "", target, flags=re.IGNORECASE).split("#", 1)[0]
+        if "://" in path:  # -e git+https://... : a URL, not a file
+            continue
+        parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
+        if path.startswith(("/", "~")) or ".." in parts:
+            problems.append(Problem(REQUIREMENTS, line, f"{target} is outside the module: the "
+                                    "image is built from the module's folder alone; copy what it "
+                                    "needs into the module"))
+        elif parts and not (tree.has("/".join(parts)) or any(
+                f.path.startswith("/".join(parts) + "/") for f in tree.files)):
+            problems.append(Problem(REQUIREMENTS, line, f"{target} does not exist in the module"))
+    return problems
+
+
+def check_code_location(data: bytes, module: str) -> list[Problem]:
+    """Some COPY or ADD must put files in the module's code folder, the working directory of its
+    registered deployments (WORKDIR is followed, as Docker does)."""
+    code_dir = CODE_DIR.format(module=module)
+    workdir = "/"
+    last_from = 1
+    for line, content in _join_continuations(data.decode("utf-8", "replace").splitlines()):
+        words = content.strip().split(None, 1)
+        if not words:
+            continue
+        instruction = words[0].upper()
+        if instruction == "FROM":
+            workdir, last_from = "/", line
+        elif instruction == "WORKDIR" and len(words) == 2:
+            workdir = _join(workdir, words[1].strip().strip('"'))
+        elif instruction in ("COPY", "ADD") and len(words) == 2:
+            args = words[1].strip()
+            if _copy_sources(args) is None:  # COPY --from another stage: not the module's files
+                continue
+            dest = _copy_dest(args)
+            if dest and _within(_join(workdir, dest), code_dir):
+                return []
+    return [Problem(DOCKERFILE, last_from, f"no COPY or ADD puts the module's code in {code_dir}, "
+                    "where its deployments run; add e.g. WORKDIR "
+                    f"{code_dir} and COPY . ./ (with .env in .dockerignore)")]
+
+
+def _copy_dest(args: str) -> str:
+    rest = args.strip()
+    while rest.startswith("--"):
+        rest = rest.partition(" ")[2].lstrip()
+    if rest.startswith("["):
+        try:
+            parts = json.loads(rest)
+        except ValueError:
+            return ""
+        return str(parts[-1]) if isinstance(parts, list) and parts else ""
+    items = rest.split()
+    return items[-1] if len(items) >= 2 else ""
+
+
+def _join(base: str, path: str) -> str:
+    joined = path if path.startswith("/") else f"{base.rstrip('/')}/{path}"
+    parts: list[str] = []
+    for part in joined.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def check_dockerfile(data: bytes, dockerignore: bytes) -> list[Problem]:

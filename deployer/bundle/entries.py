@@ -50,6 +50,12 @@ class Extraction:
     bytes: int = 0
 
 
+def printable(name: str) -> str:
+    """A name as it may be shown: control characters escaped (a name is input; shown raw, it
+    could rewrite the terminal or forge lines of a log)."""
+    return "".join(c if ord(c) >= 32 and c != "\x7f" else f"\\x{ord(c):02x}" for c in name)
+
+
 def safe_name(raw: str) -> tuple[str | None, str | None]:
     """Return (normalized relative POSIX path, None) or (None, reason)."""
     if any(ord(c) < 32 or c == "\x7f" for c in raw):
@@ -81,7 +87,7 @@ class EntryWriter:
         self._compressed_read = 0
 
     def problem(self, name: str, reason: str) -> None:
-        self.result.problems.append(Problem(name, None, reason))
+        self.result.problems.append(Problem(printable(name), None, reason))
 
     def count_entry(self) -> None:
         self._entries += 1

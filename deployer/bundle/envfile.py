@@ -15,6 +15,15 @@ from deployer.errors import Problem
 
 ENV_FILE = ".env"
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+#: a value reaches the agent as one environment variable; Linux refuses a variable longer than
+#: 128 KiB (MAX_ARG_STRLEN) and every value rides in the container group's ARM request, so keep
+#: each well under that
+MAX_VALUE_BYTES = 32 * 1024
+#: all values together (the whole environment of a process is bounded by ARG_MAX, 2 MiB)
+MAX_TOTAL_BYTES = 256 * 1024
+#: keys the deployer sets for the agent itself; a .env value for them would be overridden
+RESERVED_KEYS = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_WORKER_QUERY_SECONDS",
+                 "PREFECT_HOME")
 
 
 @dataclass(frozen=True)
@@ -73,8 +82,23 @@ def parse_env(data: bytes, *, filename: str = ENV_FILE) -> EnvFile:
                 Problem(filename, number, f"duplicate key {key} (first set on line {first_line[key]})")
             )
             continue
+        if len(value.encode()) > MAX_VALUE_BYTES:
+            problems.append(Problem(filename, number, f"the value of {key} is larger than "
+                                    f"{MAX_VALUE_BYTES // 1024} KiB, too large for an environment "
+                                    "variable of the agent; put large data in a file or a secret "
+                                    "store the flow reads"))
+            continue
+        if key in RESERVED_KEYS:
+            problems.append(Problem(filename, number, f"{key} is set by the deployer for the agent "
+                                    "(DEPLOYER settings); remove it from .env"))
+            continue
         first_line[key] = number
         pairs.append((key, value))
+    total = sum(len(k.encode()) + len(v.encode()) + 2 for k, v in pairs)
+    if total > MAX_TOTAL_BYTES:
+        problems.append(Problem(filename, None, f"its values add up to {total // 1024} KiB, more "
+                                f"than the {MAX_TOTAL_BYTES // 1024} KiB an agent's environment "
+                                "can carry"))
     return EnvFile(pairs=tuple(pairs), problems=tuple(problems))
 
 

@@ -25,6 +25,7 @@ class FlowDef:
     is_flow: bool
     flow_name: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
+    accepts_kwargs: bool = False
 
 
 def find_flow(tree: ast.Module, name: str) -> FlowDef | None:
@@ -34,7 +35,8 @@ def find_flow(tree: ast.Module, name: str) -> FlowDef | None:
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name == name:
             decorator = next((d for d in stmt.decorator_list if is_flow_expr(d)), None)
             result = FlowDef(stmt.lineno, decorator is not None,
-                             _flow_name(decorator, stmt.name), parameter_schema(stmt.args))
+                             _flow_name(decorator, stmt.name), parameter_schema(stmt.args),
+                             stmt.args.kwarg is not None)
         elif isinstance(stmt, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == name for t in stmt.targets
         ):
@@ -43,7 +45,8 @@ def find_flow(tree: ast.Module, name: str) -> FlowDef | None:
             default = wrapped.name if wrapped is not None else name
             result = FlowDef(stmt.lineno, is_flow_expr(stmt.value),
                              _flow_name(stmt.value, default),
-                             parameter_schema(wrapped.args) if wrapped is not None else {})
+                             parameter_schema(wrapped.args) if wrapped is not None else {},
+                             wrapped is None or wrapped.args.kwarg is not None)
     return result
 
 

@@ -19,6 +19,7 @@ from deployer.bundle.entries import (
     LimitExceeded,
     Readable,
     chunks,
+    printable,
     safe_name,
 )
 
@@ -154,7 +155,7 @@ def _zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, writer: EntryWr
             info.compress_size, 1
         ):
             raise LimitExceeded(
-                f"entry {shown} has a compression ratio above {writer.limits.max_ratio}:1"
+                f"entry {printable(shown)} has a compression ratio above {writer.limits.max_ratio}:1"
             )
         with archive.open(info) as source:
             writer.file(name or "", info.file_size, mode & 0o111 != 0, chunks(source))

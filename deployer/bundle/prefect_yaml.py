@@ -2,7 +2,9 @@
 
 Each deployment needs a unique ``name`` and an ``entrypoint`` ``path/to/file.py:function`` whose
 file exists in the module and defines that function as a Prefect flow (decorated with ``@flow``,
-or assigned from ``flow(...)``). Problems carry the line in ``prefect.yaml`` or in the flow file.
+or assigned from ``flow(...)``); the rest of each deployment is checked by ``deployment_config``.
+Problems carry the line in ``prefect.yaml`` or in the flow file. The document is bounded: its
+size, the values it expands to, and how deeply it nests.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ PREFECT_YAML = "prefect.yaml"
 #: anchors and aliases are allowed, but the expanded document must stay small
 MAX_YAML_VALUES = 100_000
 MAX_YAML_BYTES = 1024 * 1024
+#: no deployment needs more; deeper documents exhaust the YAML composer's recursion
+MAX_YAML_DEPTH = 32
+#: a flow file larger than this is not parsed (its syntax tree alone would take hundreds of MB)
+MAX_FLOW_FILE_BYTES = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,17 @@ class DeploymentSpec:
     #: the flow's name as Prefect will report it, and its parameters, read from the code's AST
     flow_name: str = ""
     parameter_schema: dict[str, Any] = field(default_factory=dict, compare=False)
+    accepts_kwargs: bool = False  # the flow takes **kwargs: any parameter name is fine
+    #: line in prefect.yaml of each key below the deployment ("schedules.0.cron": 12)
+    lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def line_of(self, path: str) -> int:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path.rpartition(".")[0]
+        return self.line
 
     @property
     def flow_path(self) -> str:
@@ -50,6 +67,9 @@ def parse_deployments(root: Path) -> tuple[list[DeploymentSpec], list[Problem]]:
     if path.stat().st_size > MAX_YAML_BYTES:
         return [], [Problem(PREFECT_YAML, None, f"is larger than {MAX_YAML_BYTES} bytes")]
     text = path.read_bytes()
+    deep = _too_deep(text)
+    if deep is not None:
+        return [], [Problem(PREFECT_YAML, deep, f"nests more than {MAX_YAML_DEPTH} levels deep")]
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.load(text, Loader=yaml.SafeLoader)
@@ -58,8 +78,12 @@ def parse_deployments(root: Path) -> tuple[list[DeploymentSpec], list[Problem]]:
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or "not valid YAML"
         return [], [Problem(PREFECT_YAML, line, f"is not valid YAML: {reason}")]
+    except RecursionError:  # nesting the text scan could not see (aliases of deep values)
+        return [], [Problem(PREFECT_YAML, None, f"nests more than {MAX_YAML_DEPTH} levels deep")]
     if _too_big(data):
         return [], [Problem(PREFECT_YAML, None, f"expands to more than {MAX_YAML_VALUES} values")]
+    if _depth(data) > MAX_YAML_DEPTH:
+        return [], [Problem(PREFECT_YAML, None, f"nests more than {MAX_YAML_DEPTH} levels deep")]
     if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
         return [], [Problem(PREFECT_YAML, 1, "must be a mapping with a 'deployments' list")]
     items = data.get("deployments")
@@ -67,9 +91,12 @@ def parse_deployments(root: Path) -> tuple[list[DeploymentSpec], list[Problem]]:
         return [], [Problem(PREFECT_YAML, _key_line(node, "deployments"),
                             "has no deployments (add a 'deployments:' list)")]
     seq = _child(node, "deployments")
-    lines = [n.start_mark.line + 1 for n in seq.value] if isinstance(seq, yaml.SequenceNode) else []
+    nodes = list(seq.value) if isinstance(seq, yaml.SequenceNode) else []
+    lines = [n.start_mark.line + 1 for n in nodes]
     specs: list[DeploymentSpec] = []
-    problems: list[Problem] = []
+    from deployer.bundle.deployment_config import check_top_level
+
+    problems: list[Problem] = check_top_level(data, {k: _key_line(node, k) for k in data})
     seen: dict[str, int] = {}
     for index, item in enumerate(items):
         line = lines[index] if index < len(lines) else 1
@@ -89,7 +116,9 @@ def parse_deployments(root: Path) -> tuple[list[DeploymentSpec], list[Problem]]:
             problems.append(Problem(PREFECT_YAML, line, f"deployment {name!r} needs an "
                                     "'entrypoint' of the form path/to/file.py:flow_function"))
             continue
-        specs.append(DeploymentSpec(name=name, entrypoint=entrypoint, line=line, config=item))
+        item_lines = _lines(nodes[index]) if index < len(nodes) else {}
+        specs.append(DeploymentSpec(name=name, entrypoint=entrypoint, line=line, config=item,
+                                    lines=item_lines))
     checked = []
     for spec in specs:
         flow, found = inspect_entrypoint(root, spec)
@@ -112,12 +141,17 @@ def inspect_entrypoint(root: Path, spec: DeploymentSpec) -> tuple[DeploymentSpec
     path = root / rel
     if not path.is_file():
         return None, [Problem(PREFECT_YAML, spec.line, f"{where}: entrypoint file {rel} does not exist")]
+    if path.stat().st_size > MAX_FLOW_FILE_BYTES:
+        return None, [Problem(rel, None, f"is larger than {MAX_FLOW_FILE_BYTES // (1024 * 1024)} MiB; "
+                              "a flow file that big is not parsed")]
     try:
         tree = ast.parse(path.read_bytes(), filename=rel)
     except SyntaxError as exc:
         return None, [Problem(rel, exc.lineno, f"syntax error: {exc.msg}")]
     except ValueError as exc:  # e.g. NUL bytes
         return None, [Problem(rel, None, f"cannot be parsed: {exc}")]
+    except (RecursionError, MemoryError):
+        return None, [Problem(rel, None, "cannot be parsed: it nests too deeply for Python's parser")]
     found = find_flow(tree, spec.flow_function)
     if found is None:
         return None, [Problem(PREFECT_YAML, spec.line,
@@ -125,7 +159,49 @@ def inspect_entrypoint(root: Path, spec: DeploymentSpec) -> tuple[DeploymentSpec
     if not found.is_flow:
         return None, [Problem(rel, found.line, f"{spec.flow_function} is not a Prefect flow "
                               "(decorate it with @flow)")]
-    return replace(spec, flow_name=found.flow_name, parameter_schema=found.parameters), []
+    return replace(spec, flow_name=found.flow_name, parameter_schema=found.parameters,
+                   accepts_kwargs=found.accepts_kwargs), []
+
+
+def _too_deep(text: bytes) -> int | None:
+    """The line where the document first nests deeper than allowed, from the text alone:
+    flow collections (``[[[...``, ``{{...``) and block indentation both count."""
+    depth = 0
+    for number, raw in enumerate(text.decode("utf-8", "replace").splitlines(), start=1):
+        stripped = raw.lstrip(" ")
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = (len(raw) - len(stripped)) // 2 + stripped.count("- ")
+        if indent > MAX_YAML_DEPTH:
+            return number
+        for char in stripped:
+            if char in "[{":
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    return number
+            elif char in "]}":
+                depth = max(depth - 1, 0)
+    return None
+
+
+def _lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
+    """Dotted key paths below ``node`` (a deployment) and the line where each starts."""
+    out: dict[str, int] = {}
+    stack: list[tuple[str, yaml.Node]] = [(prefix, node)]
+    while stack:
+        path, current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                if isinstance(key, yaml.ScalarNode):
+                    child = f"{path}.{key.value}" if path else str(key.value)
+                    out[child] = key.start_mark.line + 1
+                    stack.append((child, value))
+        elif isinstance(current, yaml.SequenceNode):
+            for index, value in enumerate(current.value):
+                child = f"{path}.{index}" if path else str(index)
+                out[child] = value.start_mark.line + 1
+                stack.append((child, value))
+    return out
 
 
 def _child(node: yaml.MappingNode, key: str) -> yaml.Node | None:
@@ -140,6 +216,21 @@ def _key_line(node: yaml.MappingNode, key: str) -> int:
         if isinstance(k, yaml.ScalarNode) and k.value == key:
             return k.start_mark.line + 1
     return 1
+
+
+def _depth(data: object) -> int:
+    deepest = 0
+    stack: list[tuple[object, int]] = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_YAML_DEPTH:
+            return depth
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
 
 
 def _too_big(data: object) -> bool:

@@ -69,13 +69,16 @@ def _summary(module: Module, code_digest: str) -> dict[str, Any]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from deployer.bootstrap import deployment_checker
+
     path: Path = args.path
     if path.is_dir():
-        module = load_folder(path, limits(args))
+        module = load_folder(path, limits(args), checker=deployment_checker())
         summary = _summary(module, module.code_digest())
     elif path.is_file():
         with tempfile.TemporaryDirectory(prefix="validate-") as work, open(path, "rb") as stream:
-            module = load_archive(stream, Path(work), limits(args), label=str(path))
+            module = load_archive(stream, Path(work), limits(args), label=str(path),
+                                  checker=deployment_checker())
             summary = _summary(module, module.code_digest())
     else:
         raise UsageError(f"{path} does not exist", hint="give a flows/<module> folder or an archive")
@@ -92,8 +95,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
+    from deployer.bootstrap import deployment_checker
+
     key = read_one(environ(args), "config_digest_key")
-    module = load_folder(args.path, limits(args))
+    module = load_folder(args.path, limits(args), checker=deployment_checker())
     target: Path = args.output or Path(f"{module.name}.tar.gz")
     partial = target.with_name(target.name + ".partial")
     with open(partial, "wb") as handle:

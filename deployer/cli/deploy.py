@@ -91,13 +91,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             out.print(f"  {number}. {step}", markup=False)
         out.print("dry run: nothing was changed", style="dim")
         return 0
-    uploaded = upload_module(services, args.path)
+    uploaded = upload_module(services, args.path, explicit=True)
     if not args.json:
         err.print(f"deploying [bold]{uploaded.module}[/] (bundle {uploaded.blob})")
     request = Request(
         request_id=uploaded.request_id, kind=RequestKind.DEPLOY, module=uploaded.module,
         trigger=Trigger("cli", uploaded.blob, {"blob": uploaded.blob, "etag": uploaded.etag,
-                                               "container": services.settings.bundles_container}),
+                                               "container": services.settings.bundles_container,
+                                               "explicit": "true"}),
         revision=uploaded.revision, intent=uploaded.intent)
     return run_here(services, request, as_json=args.json)
 
@@ -118,7 +119,8 @@ def run_here(services: Any, request: Any, *, as_json: bool) -> int:
         emit_json(record)
     else:
         report(record)
-    return 0 if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP, RunStatus.DRAINING) else 1
+    return 0 if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP, RunStatus.DRAINING,
+                                  RunStatus.BAKING) else 1
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

@@ -56,9 +56,12 @@ def follow_request(services: Services, module: str, request_id: str, *, timeout:
 
 def report(record: RunRecord) -> None:
     revision = record.revision.id if record.revision else "-"
-    if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP, RunStatus.DRAINING):
+    if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP, RunStatus.DRAINING, RunStatus.BAKING):
         what = "nothing to do: already current" if record.status is RunStatus.NOOP else "deployed"
         err.print(f"[green]{record.status.value}[/]: {record.module} {what} (revision {revision})")
+        if record.status is RunStatus.BAKING and record.waiting is not None:
+            err.print(f"  baking: {record.waiting.what}; the previous agent stays ready and takes "
+                      "over on its own if the new revision's runs fail", markup=False)
         if record.status is RunStatus.DRAINING and record.waiting is not None:
             err.print(f"  old agents finish their runs first: {record.waiting.what}; the function "
                       "app stops them when they are done (`deployer status` shows them)",

@@ -86,6 +86,15 @@ def activity(statuses: list[Any]) -> list[str]:
                     line += f" (next look {ago(record.waiting.next_look_at)})"
             lines.append(line)
         state = status.state
+        if state is not None and state.baking is not None:
+            baking = state.baking
+            lines.append(f"{status.module}: revision {baking.revision_id} is baking until "
+                         f"{baking.until:%Y-%m-%d %H:%M:%S} UTC (or {baking.runs} finished runs); "
+                         f"agent {baking.previous_agent} stays ready to take over")
+        for refused in state.refused if state else ():
+            lines.append(f"{status.module}: revision {refused.revision_id} was rolled back on its "
+                         f"own {ago(refused.at)}: {refused.reason}; only an explicit deploy or "
+                         "rollback brings it back")
         for draining in state.draining if state else ():
             lines.append(f"{status.module}: agent {draining.name} is draining since "
                          f"{ago(draining.since)} (deadline {draining.deadline:%Y-%m-%d %H:%M} UTC)")
@@ -99,5 +108,5 @@ def _worker(status: str) -> str:
 def _outcome(status: str) -> str:
     colour = {"succeeded": "green", "noop": "green", "failed": "red", "rejected": "red",
               "running": "yellow", "queued": "yellow", "waiting": "yellow", "draining": "cyan",
-              "superseded": "dim"}.get(status, "white")
+              "baking": "cyan", "superseded": "dim", "rolled_back": "red"}.get(status, "white")
     return f"[{colour}]{status}[/]"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer.bundle import load_folder
+from deployer.errors import BundleInvalid
 from deployer.models import Request, RequestKind, Revision, Trigger
 from deployer.ports import Services
 from deployer.rotation.inputs import gather
@@ -14,11 +15,14 @@ from deployer.rotation.plan import plan_rotation
 
 
 def dry_run(services: Services, path: Path) -> dict[str, Any]:
-    module = load_folder(path, services.limits)
+    module = load_folder(path, services.limits, checker=services.checker)
     revision = Revision(module.name, module.code_digest(),
                         module.config_digest(services.settings.config_digest_key.reveal()))
     request = Request("dry-run", RequestKind.DEPLOY, module.name, Trigger("cli", str(path)),
                       revision)
-    plan = plan_rotation(gather(services, request, [d.name for d in module.deployments]))
+    conflicts = services.orchestrator.conflicts(module.name, module.deployments)
+    if conflicts:
+        raise BundleInvalid(conflicts, source=f"module {module.name}")
+    plan = plan_rotation(gather(services, request, module.deployments))
     return {"module": module.name, "revision": revision.id, "noop": plan.noop,
             "reason": plan.reason, "steps": plan.steps(), "operations": list(plan.to_data())}

@@ -9,12 +9,11 @@ same upload maps to the same request and enqueues it once.
 from __future__ import annotations
 
 import logging
-import tempfile
-from pathlib import Path
 
-from deployer.bundle import load_archive, module_from_blob_name
+from deployer.bundle import blob_name_problem, load_archive, module_from_blob_name
 from deployer.bundle.archive import ChunkReader
 from deployer.bundle.contract import MODULE_NAME
+from deployer.bundle.entries import printable
 from deployer.errors import BundleInvalid, NotFound, Problem, StateConflict
 from deployer.models import (
     Intent,
@@ -30,6 +29,7 @@ from deployer.models import (
 )
 from deployer.ports import BundleInfo, Services
 from deployer.rotation.messages import new_record, submit
+from deployer.workdir import sweep, work_folder
 
 logger = logging.getLogger(__name__)
 #: run records of bundles whose name names no valid module are kept under this key
@@ -42,28 +42,34 @@ def accept_bundle(services: Services, blob_name: str) -> RunRecord:
     info, chunks = services.bundles.open(blob_name)
     request_id = Request.make_id("blob", blob_name, info.etag)
     trigger = Trigger("blob", f"{blob_name}@{info.etag}", {
-        "blob": blob_name, "etag": info.etag, "container": services.settings.bundles_container})
+        "blob": blob_name, "etag": info.etag, "container": services.settings.bundles_container,
+        **({"explicit": "true"} if info.metadata.get("explicit") == "true" else {})})
     existing = services.state.run(record_module, request_id)
     if existing is not None and existing.value.status is not RunStatus.QUEUED:
-        logger.info("intake.duplicate blob=%s request=%s status=%s", blob_name, request_id,
+        logger.info("intake.duplicate blob=%r request=%s status=%s", blob_name, request_id,
                     existing.value.status)
         return existing.value
     started = utcnow()
     limits = services.limits
+    label = printable(blob_name)  # a name is input: never shown with its control characters
     try:
+        misnamed = blob_name_problem(blob_name)
+        if misnamed:
+            raise BundleInvalid([Problem(label, None, misnamed)], source=label)
         if info.size > limits.max_bytes:
-            raise BundleInvalid([Problem(blob_name, None, f"is {info.size} bytes, more than the "
+            raise BundleInvalid([Problem(label, None, f"is {info.size} bytes, more than the "
                                          f"size limit of {limits.max_bytes} (DEPLOYER_MAX_BUNDLE_MB)")],
-                                source=blob_name)
-        with tempfile.TemporaryDirectory(prefix="bundle-") as work:
-            module = load_archive(ChunkReader(chunks), Path(work), limits, label=blob_name,
-                                  expected_name=hinted)
+                                source=label)
+        sweep()
+        with work_folder() as work:
+            module = load_archive(ChunkReader(chunks), work, limits, label=label,
+                                  expected_name=hinted, checker=services.checker)
             revision = Revision(module=module.name, code_digest=module.code_digest(),
                                 config_digest=module.config_digest(
                                     services.settings.config_digest_key.reveal()),
                                 bundle=blob_name)
     except BundleInvalid as exc:
-        logger.warning("intake.rejected blob=%s problems=%d", blob_name, len(exc.problems))
+        logger.warning("intake.rejected blob=%r problems=%d", blob_name, len(exc.problems))
         rejected = RunRecord(
             request_id=request_id, kind=RequestKind.DEPLOY, module=record_module, trigger=trigger,
             status=RunStatus.REJECTED, created_at=started, updated_at=utcnow(),
@@ -78,7 +84,7 @@ def accept_bundle(services: Services, blob_name: str) -> RunRecord:
     # also when an earlier delivery created the record and stopped before enqueueing
     record = submit(services, existing.value if existing is not None
                     else new_record(request, stages=(validated,)))
-    logger.info("intake.queued blob=%s module=%s request=%s revision=%s", blob_name,
+    logger.info("intake.queued blob=%r module=%s request=%s revision=%s", blob_name,
                 revision.module, request_id, revision.id)
     return record
 

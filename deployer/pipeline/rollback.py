@@ -22,8 +22,11 @@ def rollback_request(services: Services, module: str, to: str | None = None,
         raise NotFound(f"module {module} has no deployed revision to roll back from",
                        hint="`deployer status` lists the deployed modules")
     current = got.value.current
-    succeeded = [e for e in services.state.history(module) if e.outcome is RunStatus.SUCCEEDED]
-    entry = _named(succeeded, module, to) if to else _previous(succeeded, module, current.id)
+    history = services.state.history(module)
+    succeeded = [e for e in history if e.outcome is RunStatus.SUCCEEDED]
+    # a revision rolled back on its own is never the default target, but can be asked for by name
+    named = [e for e in history if e.outcome in (RunStatus.SUCCEEDED, RunStatus.ROLLED_BACK)]
+    entry = _named(named, module, to) if to else _previous(succeeded, module, current.id)
     revision = entry.revision
     if not revision.image:
         raise NotFound(f"revision {revision.id} of {module} has no recorded image")

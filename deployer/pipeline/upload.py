@@ -36,8 +36,13 @@ class Uploaded:
                         config_digest=self.config_digest, bundle=self.blob)
 
 
-def upload_module(services: Services, path: Path) -> Uploaded:
-    module = load_folder(path, services.limits)
+#: blob metadata of a `deployer deploy`: an explicit wish, which may bring back a revision that
+#: was rolled back on its own (a plain upload may not)
+EXPLICIT = "explicit"
+
+
+def upload_module(services: Services, path: Path, *, explicit: bool = False) -> Uploaded:
+    module = load_folder(path, services.limits, checker=services.checker)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
         packed = pack(module.tree, spool, prefix=module.name)  # type: ignore[arg-type]
         spool.seek(0)
@@ -47,7 +52,8 @@ def upload_module(services: Services, path: Path) -> Uploaded:
         config = module.config_digest(services.settings.config_digest_key.reveal())
         info = services.bundles.upload(blob, spool, {  # type: ignore[arg-type]
             "module": module.name, "code_digest": packed.code_digest, "config_digest": config,
-            "uploaded_by": "deployer-cli", UPLOADED_AT: uploaded.isoformat()})
+            "uploaded_by": "deployer-cli", UPLOADED_AT: uploaded.isoformat(),
+            **({EXPLICIT: "true"} if explicit else {})})
     return Uploaded(module=module.name, blob=blob, etag=info.etag, code_digest=packed.code_digest,
                     config_digest=config, request_id=Request.make_id("blob", blob, info.etag),
                     intent=upload_intent(info))

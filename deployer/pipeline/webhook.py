@@ -44,10 +44,18 @@ class Reply:
 
 
 def receive_webhook(services: Services, method: str, headers: dict[str, str], body: bytes) -> Reply:
+    """The body of a call is parsed only once its caller is authenticated (the shared-secret
+    header), except Event Grid's subscription handshake, which Event Grid marks with its
+    ``aeg-event-type`` header and answers nothing but the code it was sent."""
     lowered = {k.lower(): v for k, v in headers.items()}
     if method.upper() == "OPTIONS":  # the CloudEvents abuse-protection handshake
         origin = lowered.get("webhook-request-origin", "")
         return Reply(200, {}, {"WebHook-Allowed-Origin": origin} if origin else {})
+    authorized = _authorized(services, lowered.get(TOKEN_HEADER, ""))
+    handshake = lowered.get("aeg-event-type", "").lower() == "subscriptionvalidation"
+    if not authorized and not handshake:
+        logger.warning("webhook.unauthorized bytes=%d", len(body))
+        return Reply(401, {"error": f"missing or wrong {TOKEN_HEADER} header"})
     try:
         events = parse(body)
     except WebhookInvalid as exc:
@@ -55,7 +63,7 @@ def receive_webhook(services: Services, method: str, headers: dict[str, str], bo
     validations = [e for e in events if isinstance(e, Validation)]
     if validations:  # Event Grid's subscription handshake: echoing its code changes nothing
         return Reply(200, {"validationResponse": validations[0].code})
-    if not _authorized(services, lowered.get(TOKEN_HEADER, "")):
+    if not authorized:
         logger.warning("webhook.unauthorized events=%d", len(events))
         return Reply(401, {"error": f"missing or wrong {TOKEN_HEADER} header"})
     accepted: list[dict[str, str]] = []

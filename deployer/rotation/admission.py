@@ -79,9 +79,10 @@ def release(services: Services, module: str, request_id: str) -> None:
     wake(services, module, request_id)
 
 
-def wake(services: Services, module: str, waker: str) -> None:
+def wake(services: Services, module: str, waker: str) -> int:
     """Give every pending request of the module a message now (a new token makes its delayed
-    look stale), so the next one starts at once instead of at its next look."""
+    look stale), so the next one starts at once instead of at its next look. Returns how many."""
+    woken = 0
     for claim in services.state.pending(module):
         if claim.request_id == waker:
             continue
@@ -95,6 +96,8 @@ def wake(services: Services, module: str, waker: str) -> None:
         services.state.save_run(replace(got.value, token=token, waiting=replace(
             waiting, next_look_at=services.now()) if waiting else None), got.etag)
         logger.info("admission.woke module=%s request=%s", module, claim.request_id)
+        woken += 1
+    return woken
 
 
 def _live(services: Services, module: str, claim: Claim) -> bool:

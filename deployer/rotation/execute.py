@@ -9,50 +9,50 @@ exists is not started twice; re-registering is an upsert; a stopped agent stays 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
-from deployer import codec
-from deployer.errors import AgentUnhealthy, BuildFailed
-from deployer.models import AgentRef, DrainingAgent, ModuleState, Request
-from deployer.ports import AgentSpec, AgentState, BuildState, Image, Services
+from deployer import codec, preflight
+from deployer.bundle.deployment_config import smoke_of
+from deployer.bundle.prefect_yaml import PREFECT_YAML
+from deployer.errors import AgentUnhealthy, BuildFailed, BundleInvalid, HealthCheckFailed, Problem
+from deployer.models import AgentRef, Baking, DrainingAgent, ModuleState, Request
+from deployer.ports import SMOKE_TAG, AgentSpec, AgentState, BuildState, Image, Services
 from deployer.rotation import admission
-from deployer.rotation.looks import BUILD_CAP_SECONDS, DRAIN, START_CAP_SECONDS, expecting
+from deployer.rotation.bake import look as bake_look
+from deployer.rotation.looks import (
+    BUILD_CAP_SECONDS,
+    DRAIN,
+    SMOKE,
+    START_CAP_SECONDS,
+    Backoff,
+    expecting,
+)
 from deployer.rotation.operations import (
     AwaitOnline,
+    AwaitReady,
+    Bake,
     BuildImage,
+    CheckEntrypoints,
     Commit,
     Drain,
     HoldQueue,
     Operation,
     Register,
     ReuseImage,
+    SmokeRun,
     StartAgent,
     StopAgent,
 )
+from deployer.rotation.outcomes import Done, Outcome, Wait
 from deployer.rotation.source import RevisionSource
 from deployer.rotation.tracker import RunTracker
 
 logger = logging.getLogger(__name__)
 #: an ACR run may sit in the registry's queue before its own timeout starts counting
 BUILD_QUEUE_ALLOWANCE_SECONDS = 600
-
-
-@dataclass(frozen=True)
-class Done:
-    detail: dict[str, Any] = field(default_factory=dict)
-    skipped: bool = False
-
-
-@dataclass(frozen=True)
-class Wait:
-    pause: float
-    what: str
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-Outcome = Done | Wait
+#: the preflight line is among the first an agent prints; read this much of its log for it
+PREFLIGHT_LOG_LINES = 2000
 
 
 class Executor:
@@ -129,8 +129,34 @@ class Executor:
             name=op.agent, module=self.module, revision_id=op.revision_id, image=self.image(),
             pool=self.pool, queue=op.queue, env=secrets,
             settings={"PREFECT_API_URL": settings.prefect_api_url,
-                      "PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_poll_seconds)}))
+                      "PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_poll_seconds)},
+            entrypoints=tuple((d.name, d.entrypoint) for d in self.source.module.deployments)))
         return Done({"agent": op.agent, "queue": op.queue})
+
+    def _check_entrypoints(self, op: CheckEntrypoints, looks: int) -> Outcome:
+        runtime = self.s.runtime
+        info = runtime.get(op.agent)
+        results = preflight.parse(runtime.logs(op.agent, tail=PREFLIGHT_LOG_LINES))
+        if results is None:
+            if info is None or info.state in (AgentState.STOPPED, AgentState.FAILED):
+                raise self._unhealthy(op.agent, "stopped before it reported whether its flows "
+                                      f"load ({info.detail if info else 'gone'})")
+            timeout = self.s.settings.health_timeout_seconds
+            if self._since(op) >= timedelta(seconds=timeout):
+                raise self._unhealthy(op.agent, f"did not report within {timeout}s whether its "
+                                      "flows load (DEPLOYER_HEALTH_TIMEOUT_SECONDS)")
+            pace = expecting(runtime.expected_start_seconds, START_CAP_SECONDS)
+            return Wait(pace.pause(looks), f"agent {op.agent} to load its flows")
+        failed = [r for r in results if not r.get("ok")]
+        if failed:
+            secrets = [*self.source.module.env.as_dict().values(),
+                       self.s.settings.prefect_api_key.reveal()]
+            raise BundleInvalid([Problem(
+                str(r.get("file") or PREFECT_YAML), r.get("line"), preflight.redact(
+                    f"deployment {r.get('deployment')!r}: {r.get('exception')}: {r.get('message')} "
+                    f"(loading {r.get('entrypoint')} in the revision's own environment)", secrets))
+                for r in failed], source=f"revision {self.request.revision.id} of {self.module}")
+        return Done({"entrypoints": len(results)})
 
     def _wait_online(self, op: AwaitOnline, looks: int) -> Outcome:
         info = self.s.runtime.get(op.agent)
@@ -162,6 +188,47 @@ class Executor:
                                                self.image().working_dir, self.request.revision.id)
         return Done({"deployments": [d.name for d in module.deployments], "removed": removed})
 
+    def _wait_ready(self, op: AwaitReady, looks: int) -> Outcome:
+        specs = [d for d in self.source.module.deployments if d.name in op.deployments]
+        readiness = self.s.orchestrator.readiness(self.pool, op.queue, specs)
+        if readiness.ready:
+            return Done({"queue": readiness.queue, "deployments": readiness.deployments})
+        timeout = self.s.settings.health_timeout_seconds
+        if self._since(op) >= timedelta(seconds=timeout):
+            states = ", ".join(f"{n} {s}" for n, s in readiness.deployments.items())
+            raise HealthCheckFailed(f"Prefect did not report queue {op.queue} and its deployments "
+                                    f"READY within {timeout}s (queue {readiness.queue}; {states})",
+                                    hint="the worker must poll its queue; its log tail shows why "
+                                    "not. The old agent serves again")
+        pace = Backoff(0.5, 1.5, max(float(self.s.settings.worker_poll_seconds), 1.0))
+        return Wait(pace.pause(looks), f"Prefect to report queue {op.queue} READY "
+                    f"(now {readiness.queue})")
+
+    def _smoke_run(self, op: SmokeRun, looks: int) -> Outcome:
+        orchestrator = self.s.orchestrator
+        spec = next(d for d in self.source.module.deployments if d.name == op.deployment)
+        smoke = smoke_of(spec) or {"parameters": {}, "timeout_seconds": 600}
+        run_id = self.t.begun(op.key).get("run_id")
+        if not run_id:
+            started = orchestrator.start_run(
+                op.flow, op.deployment, smoke["parameters"], tags=[SMOKE_TAG],
+                idempotency_key=f"smoke:{self.request.request_id}:{op.deployment}")
+            run_id = started.id
+            self.t.checkpoint(op.key, {"run_id": run_id, "run_name": started.name})
+        run = orchestrator.run_status(run_id)
+        if run.state == "COMPLETED":
+            return Done({"run_id": run_id, "state": run.state})
+        if run.state in ("FAILED", "CRASHED", "CANCELLED"):
+            raise HealthCheckFailed(f"the smoke run {run.name} ({run_id}) of deployment "
+                                    f"{op.flow}/{op.deployment} ended {run.state}",
+                                    hint="its logs are in Prefect; the old agent serves again")
+        timeout = int(smoke["timeout_seconds"])
+        if self._since(op) >= timedelta(seconds=timeout):
+            raise HealthCheckFailed(f"the smoke run {run.name} ({run_id}) of deployment "
+                                    f"{op.flow}/{op.deployment} did not finish within {timeout}s "
+                                    "(deployer.smoke.timeout_seconds)")
+        return Wait(SMOKE.pause(looks), f"smoke run {run.name} of {op.deployment}: {run.state}")
+
     def _hold_queue(self, op: HoldQueue, looks: int) -> Outcome:
         self.s.orchestrator.pause_queue(self.pool, op.queue)
         moved = self.s.orchestrator.rehome_scheduled(self.pool, op.queue, op.to_queue)
@@ -182,13 +249,23 @@ class Executor:
                 olds[name] = DrainingAgent(name, queues.get(name, name), revision,
                                            self.request.request_id, now, deadline)
         owner = doc.owner if doc.owner and doc.owner.request_id != self.request.request_id else None
+        bake = next((b for b in self.plan if isinstance(b, Bake)), None)
+        baking = Baking(self.request.request_id, op.revision_id, now, now + timedelta(
+            seconds=self.s.settings.bake_seconds), self.s.settings.bake_runs,
+            bake.previous) if bake is not None else None
         committed = replace(doc, current=serving, agent=AgentRef(op.agent, op.revision_id, op.agent, now),
                             request_id=self.request.request_id, updated_at=now, owner=owner,
-                            draining=tuple(olds.values()))
+                            draining=tuple(olds.values()), baking=baking,
+                            refused=tuple(r for r in doc.refused if doc.refusal(serving) is not r))
         state.save_module(committed, got.etag if got else None)
         state.remove_pending(self.module, self.request.request_id)  # no longer competing
-        admission.wake(self.s, self.module, self.request.request_id)
-        return Done({"revision": op.revision_id, "agent": op.agent, "draining": list(op.draining)})
+        woken = admission.wake(self.s, self.module, self.request.request_id)
+        return Done({"revision": op.revision_id, "agent": op.agent, "draining": list(op.draining),
+                     "woke": woken,
+                     "previous": codec.to_data(doc.current), "previous_agent": codec.to_data(doc.agent)})
+
+    def _bake(self, op: Bake, looks: int) -> Outcome:
+        return bake_look(self, op, looks)
 
     # -- retire -----------------------------------------------------------------------------
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from deployer.bundle.deployment_config import smoke_of
+from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.errors import NotFound
 from deployer.models import ModuleState, Request, RequestKind
 from deployer.ports import Image, Services
 from deployer.rotation.plan import Inputs
 
 
-def gather(services: Services, request: Request, deployments: Sequence[str]) -> Inputs:
+def gather(services: Services, request: Request, deployments: Sequence[DeploymentSpec]) -> Inputs:
     module, revision = request.module, request.revision
     got = services.state.module(module)
     state = got.value if got else None
@@ -22,9 +24,11 @@ def gather(services: Services, request: Request, deployments: Sequence[str]) -> 
     image = (services.builder.find(module, revision.code_digest)
              if request.kind is RequestKind.DEPLOY else known_image(services, request))
     return Inputs(kind=request.kind, revision=revision, state=state, image=image, agents=agents,
-                  online=online, deployments=list(deployments),
+                  online=online, deployments=[d.name for d in deployments],
                   prefix=services.settings.agent_prefix, now=services.now(),
-                  drained_elsewhere=drained_elsewhere(services, state, request.request_id))
+                  drained_elsewhere=drained_elsewhere(services, state, request.request_id),
+                  smoke=[(d.name, d.flow_name) for d in deployments if smoke_of(d) is not None],
+                  bake=services.settings.bake_seconds > 0)
 
 
 def known_image(services: Services, request: Request) -> Image:

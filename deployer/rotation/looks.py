@@ -37,6 +37,10 @@ BUILD_CAP_SECONDS = 30.0
 START_CAP_SECONDS = 15.0
 #: old agents' in-flight runs may take hours; looking every five minutes at most costs nothing
 DRAIN = Backoff(first=2.0, growth=1.5, cap=300.0)
+#: a smoke run of a flow: seconds to minutes
+SMOKE = Backoff(first=1.0, growth=1.5, cap=10.0)
+#: a baking revision's runs: a failure is noticed within 15 s, so a rollback follows at once
+BAKE = Backoff(first=2.0, growth=1.5, cap=15.0)
 #: a request whose module is busy: the owner wakes it when done; this is only the fallback
 ADMISSION = Backoff(first=5.0, growth=2.0, cap=60.0)
 #: a step whose module lock another step holds (steps are short)

@@ -77,6 +77,18 @@ class StartAgent(Operation):
 
 
 @dataclass(frozen=True)
+class CheckEntrypoints(Operation):
+    kind = "check-entrypoints"
+    phase = Phase.PREPARE
+    agent: str
+    deployments: tuple[str, ...]
+
+    def describe(self) -> str:
+        return (f"check that agent {self.agent} loads every entrypoint "
+                f"({', '.join(self.deployments)}) in the revision's own environment")
+
+
+@dataclass(frozen=True)
 class AwaitOnline(Operation):
     kind = "wait-online"
     phase = Phase.PREPARE
@@ -95,6 +107,32 @@ class Register(Operation):
 
     def describe(self) -> str:
         return f"re-point deployments {', '.join(self.deployments) or '-'} to queue {self.queue}"
+
+
+@dataclass(frozen=True)
+class AwaitReady(Operation):
+    kind = "wait-ready"
+    phase = Phase.CUTOVER
+    queue: str
+    deployments: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"wait until Prefect reports queue {self.queue} and its deployments READY"
+
+
+@dataclass(frozen=True)
+class SmokeRun(Operation):
+    kind = "smoke-run"
+    phase = Phase.CUTOVER
+    deployment: str
+    flow: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind} {self.deployment}"
+
+    def describe(self) -> str:
+        return f"run deployment {self.flow}/{self.deployment} once on the new agent (smoke run)"
 
 
 @dataclass(frozen=True)
@@ -125,6 +163,19 @@ class Commit(Operation):
     def describe(self) -> str:
         return (f"record revision {self.revision_id} (agent {self.agent}) as current; the module "
                 "is free for its next request")
+
+
+@dataclass(frozen=True)
+class Bake(Operation):
+    kind = "bake"
+    phase = Phase.RETIRE
+    agent: str  # the new agent
+    queue: str
+    previous: str  # the agent that takes over again if the new revision's runs fail
+
+    def describe(self) -> str:
+        return (f"watch the new revision's runs on queue {self.queue}; if they fail, hand the "
+                f"deployments back to {self.previous} (kept ready, its queue paused)")
 
 
 @dataclass(frozen=True)
@@ -159,7 +210,8 @@ class StopAgent(Operation):
 
 
 KINDS: dict[str, type[Operation]] = {cls.kind: cls for cls in (
-    BuildImage, ReuseImage, StartAgent, AwaitOnline, Register, HoldQueue, Commit, Drain, StopAgent)}
+    BuildImage, ReuseImage, StartAgent, CheckEntrypoints, AwaitOnline, Register, AwaitReady,
+    SmokeRun, HoldQueue, Commit, Bake, Drain, StopAgent)}
 
 
 def from_dict(data: dict[str, Any]) -> Operation:

@@ -16,13 +16,17 @@ from deployer.models import ModuleState, RequestKind, Revision
 from deployer.ports import AgentInfo, AgentState, Image
 from deployer.rotation.operations import (
     AwaitOnline,
+    AwaitReady,
+    Bake,
     BuildImage,
+    CheckEntrypoints,
     Commit,
     Drain,
     HoldQueue,
     Operation,
     Register,
     ReuseImage,
+    SmokeRun,
     StartAgent,
     StopAgent,
 )
@@ -41,6 +45,9 @@ class Inputs:
     now: datetime
     #: agents that other requests are draining right now: theirs to retire, not this plan's
     drained_elsewhere: Collection[str] = ()
+    #: (deployment, flow) of the deployments that ask for a smoke run before cutover
+    smoke: Sequence[tuple[str, str]] = ()
+    bake: bool = False  # watch the new revision's runs before the previous agent goes
 
 
 @dataclass(frozen=True)
@@ -98,10 +105,16 @@ def plan_rotation(inputs: Inputs) -> Plan:
         if inputs.kind is not RequestKind.DEPLOY:
             raise ValueError("only a bundle deploy can build an image")
         ops.append(BuildImage(revision.module, revision.code_digest))
-    ops += [StartAgent(new, new, revision.id), AwaitOnline(new),
-            Register(new, tuple(inputs.deployments))]
+    deployments = tuple(inputs.deployments)
+    ops += [StartAgent(new, new, revision.id), CheckEntrypoints(new, deployments),
+            AwaitOnline(new), Register(new, deployments), AwaitReady(new, deployments)]
+    ops += [SmokeRun(name, flow) for name, flow in inputs.smoke]
     ops += [HoldQueue(old.name, old.queue, new) for old in mine]
     ops.append(Commit(revision.id, new, tuple(old.name for old in mine)))
+    previous = current.name if current is not None else (
+        state.agent.name if state is not None and state.agent is not None else "")
+    if inputs.bake and previous and any(a.name == previous for a in mine):
+        ops.append(Bake(new, new, previous))
     ops += [Drain(old.name, old.queue) for old in mine]
     ops += [StopAgent(old.name, old.queue) for old in mine]
     return Plan(False, _reason(inputs), new, tuple(ops))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from deployer.errors import DeployerError, LockBusy, is_transient
+from deployer.errors import BundleInvalid, DeployerError, LockBusy, RevisionRefused, is_transient
 from deployer.models import (
     HistoryEntry,
     RequestKind,
@@ -35,14 +35,17 @@ from deployer.models import (
 )
 from deployer.ports import Services
 from deployer.rotation import admission
-from deployer.rotation.execute import Done, Executor
+from deployer.rotation.execute import Executor
+from deployer.rotation.handback import hand_back
 from deployer.rotation.inputs import gather
 from deployer.rotation.looks import ADMISSION, INLINE_PAUSE_SECONDS, LOCK_BUSY_SECONDS
 from deployer.rotation.messages import StepMessage, new_token
 from deployer.rotation.operations import Operation, Phase, from_dict
+from deployer.rotation.outcomes import Done
 from deployer.rotation.plan import plan_rotation
-from deployer.rotation.source import RevisionSource, sweep
+from deployer.rotation.source import RevisionSource
 from deployer.rotation.tracker import LogProgress, Progress, RunTracker
+from deployer.workdir import sweep
 
 logger = logging.getLogger(__name__)
 #: the host's maxDequeueCount (host.json; a test ties them): the last attempt records a failure
@@ -148,14 +151,36 @@ class Step:
         self.t.start("plan")
         if self.request.kind is RequestKind.REDEPLOY:
             self.refresh_configuration(source)
+        refusal = self.refused()
+        if refusal is not None:
+            raise refusal
         module = source.module
-        inputs = gather(self.s, self.request, [d.name for d in module.deployments])
+        conflicts = self.s.orchestrator.conflicts(self.request.module, module.deployments)
+        if conflicts:  # refused before anything starts, not at cutover
+            raise BundleInvalid(conflicts, source=f"module {self.request.module}")
+        inputs = gather(self.s, self.request, module.deployments)
         plan = plan_rotation(inputs)
         self.t.finish("plan", {"noop": plan.noop, "reason": plan.reason,
                                "new_agent": plan.new_agent, "steps": plan.steps(),
                                "files": len(module.tree.files)},
                       changes={"status": RunStatus.RUNNING, "plan": plan.to_data(), "waiting": None})
         self.t.progress.note(f"plan: {plan.reason}")
+
+    def refused(self) -> DeployerError | None:
+        """A revision rolled back on its own comes back only when asked for explicitly (a
+        rollback, or ``deployer deploy``), never through a push or a re-upload."""
+        got = self.s.state.module(self.request.module)
+        refused = got.value.refusal(self.request.revision) if got else None
+        explicit = self.request.kind is RequestKind.ROLLBACK or \
+            self.request.trigger.detail.get("explicit") == "true"
+        if refused is None or explicit:
+            return None
+        return RevisionRefused(
+            f"revision {refused.revision_id} of {self.request.module} was rolled back on its own "
+            f"at {refused.at:%Y-%m-%d %H:%M} UTC by request {refused.request_id}: {refused.reason}; "
+            "a push or a re-upload of it does not bring it back",
+            hint=f"to deploy it anyway, ask explicitly: `deployer deploy flows/{self.request.module}` "
+            f"or `deployer rollback {self.request.module} --to {refused.revision_id}`")
 
     def refresh_configuration(self, source: RevisionSource) -> None:
         """A pushed image runs with the module's configuration as it is now (the newest bundle
@@ -174,9 +199,12 @@ class Step:
     # -- operations -------------------------------------------------------------------------
 
     def operate(self, source: RevisionSource) -> StepResult:
-        plan = tuple(from_dict(d) for d in self.record.plan)
-        executor = Executor(self.s, self.request, self.t, source, plan)
-        for op in plan:
+        plan = [from_dict(d) for d in self.record.plan]
+        executor = Executor(self.s, self.request, self.t, source, tuple(plan))
+        index = 0
+        while index < len(plan):
+            op = plan[index]
+            index += 1
             if self.t.done(op.key) is not None:
                 continue
             if self.s.now() >= self.deadline:
@@ -187,13 +215,13 @@ class Step:
                 outcome = executor.look(op, looks)
                 looks += 1
                 if isinstance(outcome, Done):
-                    status = StageStatus.SKIPPED if outcome.skipped else StageStatus.DONE
-                    changes: dict[str, Any] = {}
-                    if op.kind == "commit":
-                        changes["status"] = RunStatus.DRAINING if _drains(plan) else RunStatus.RUNNING
-                    self.t.finish(op.key, outcome.detail, status, changes)
-                    if op.kind == "commit":
-                        self.append_history(RunStatus.SUCCEEDED, None)
+                    if outcome.replan is not None:
+                        plan = [*plan[:index], *outcome.replan]
+                        executor.plan = tuple(plan)
+                    self.done(op, outcome, plan)
+                    if op.kind == "commit" and outcome.detail.get("woke"):
+                        # others wait for this module: end the step, so that its lock is free
+                        return self.continue_later(0, "cut over; the module is free", op.key)
                     break
                 if outcome.pause <= INLINE_PAUSE_SECONDS and \
                         self.s.now() + timedelta(seconds=outcome.pause) <= self.deadline:
@@ -204,6 +232,32 @@ class Step:
                 return self.continue_later(outcome.pause, outcome.what, op.key, stage=op.key,
                                            looks=looks, detail=outcome.detail)
         return self.finish(plan)
+
+    def done(self, op: Operation, outcome: Done, plan: list[Operation]) -> None:
+        """Record a finished operation; after commit and bake, the request's status and history
+        say where it stands (baking, draining; succeeded or rolled back)."""
+        status = StageStatus.SKIPPED if outcome.skipped else StageStatus.DONE
+        changes: dict[str, Any] = {}
+        if outcome.replan is not None:
+            changes["plan"] = tuple(o.to_dict() for o in plan)
+        baking = any(o.kind == "bake" for o in plan)
+        drains = any(o.kind == "drain" for o in plan)
+        if op.kind == "commit":
+            changes["status"] = RunStatus.BAKING if baking else (
+                RunStatus.DRAINING if drains else RunStatus.RUNNING)
+        elif op.kind == "bake":
+            changes["status"] = RunStatus.DRAINING if drains else RunStatus.RUNNING
+        self.t.finish(op.key, outcome.detail, status, changes)
+        if op.kind == "commit" and not baking:
+            self.append_history(RunStatus.SUCCEEDED, None)
+        elif op.kind == "bake":
+            if outcome.detail.get("outcome") == "rolled_back":
+                self.append_history(RunStatus.ROLLED_BACK, {
+                    "code": "rolled_back", "message": outcome.detail.get("reason", ""),
+                    "runs": outcome.detail.get("runs", [])})
+                self.t.progress.note(f"rolled back: {outcome.detail.get('reason', '')}")
+            else:
+                self.append_history(RunStatus.SUCCEEDED, None)
 
     def continue_later(self, pause: float, what: str, on: str, *,
                        status: RunStatus | None = None, stage: str = "", looks: int = 0,
@@ -227,9 +281,12 @@ class Step:
         logger.info("step.continue request=%s on=%s delay=%ds", self.request.request_id, on, delay)
         return StepResult("continued", self.record, delay)
 
-    def finish(self, plan: tuple[Operation, ...]) -> StepResult:
+    def finish(self, plan: list[Operation]) -> StepResult:
         committed = any(op.kind == "commit" for op in plan)
-        return self.end(RunStatus.SUCCEEDED if committed else RunStatus.NOOP, self.record.error)
+        rolled_back = (self.t.done("bake") or {}).get("outcome") == "rolled_back"
+        status = RunStatus.ROLLED_BACK if rolled_back else (
+            RunStatus.SUCCEEDED if committed else RunStatus.NOOP)
+        return self.end(status, self.record.error)
 
     def end(self, status: RunStatus, error: dict[str, Any] | None, **changes: Any) -> StepResult:
         """The request's last word: its outcome recorded, the module let go of (waking whoever
@@ -245,15 +302,18 @@ class Step:
         error = exc.to_dict() if isinstance(exc, DeployerError) else {
             "code": "internal_error", "message": f"{type(exc).__name__}: {_brief(exc)}"}
         logger.error("step.failed request=%s code=%s", self.request.request_id, error["code"])
+        if isinstance(exc, RevisionRefused):  # nothing was attempted
+            self.t.finish("plan", {"refused": True}, StageStatus.FAILED)
+            return self.end(RunStatus.REJECTED, error)
         phase = self.phase()
         if phase is Phase.RETIRE:
             return self.fail_retiring(error)
-        if phase is Phase.PREPARE:
-            self.remove_new_agent()
-        else:
-            self.t.progress.note("cutover was interrupted: both agents are kept, since "
-                                 "deployments may already point at the new one; deploy again "
+        if phase is Phase.CUTOVER and not self.revert():
+            self.t.progress.note("cutover was interrupted and could not be undone: both agents "
+                                 "are kept, since deployments may point at either; deploy again "
                                  "or roll back")
+        elif phase is not Phase.RETIRE:
+            self.remove_new_agent()
         for stage in self.record.stages:
             if stage.status is StageStatus.RUNNING:
                 self.t.finish(stage.name, {"error": error["message"]}, StageStatus.FAILED)
@@ -277,6 +337,30 @@ class Step:
         if any(op.phase is Phase.CUTOVER and self.record.stage(op.key) is not None for op in plan):
             return Phase.CUTOVER
         return Phase.PREPARE
+
+    def revert(self) -> bool:
+        """During cutover (after the deployments were re-pointed, before commit): hand them
+        back to the agent that serves (``handback``). False when that failed too."""
+        new = self.t.begun("start-agent").get("queue", "")
+        got = self.s.state.module(self.request.module)
+        doc = got.value if got else None
+        previous = doc.current if doc else None
+        previous_queue = doc.agent.queue if doc and doc.agent else ""
+        try:
+            for op in (from_dict(d) for d in self.record.plan):
+                if op.kind == "hold-queue" and self.record.stage(op.key) is not None:
+                    self.s.orchestrator.resume_queue(self.request.module, op.queue)  # type: ignore[attr-defined]
+            handed = hand_back(self.s, self.request.module, previous=previous,
+                               previous_queue=previous_queue, new_queue=new)
+        except DeployerError as exc:
+            logger.warning("step.revert_failed request=%s error=%s", self.request.request_id,
+                           exc.message)
+            return False
+        self.t.update(stages=tuple(
+            replace(st, detail={**st.detail, "reverted": handed}) if st.name == "register" else st
+            for st in self.record.stages))
+        self.t.progress.note("cutover undone: the deployments point at the serving agent again")
+        return True
 
     def remove_new_agent(self) -> None:
         """Before cutover: remove the new agent (if it was started); the old one keeps serving."""
@@ -304,10 +388,6 @@ class Step:
             module=self.request.module, revision=revision, request_id=self.request.request_id,
             kind=self.request.kind, trigger=self.request.trigger, outcome=outcome, at=self.s.now(),
             stages=timings, error=error))
-
-
-def _drains(plan: tuple[Operation, ...]) -> bool:
-    return any(op.kind == "drain" for op in plan)
 
 
 def _brief(exc: BaseException) -> str:

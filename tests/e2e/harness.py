@@ -82,6 +82,7 @@ class Stack:
             "DEPLOYER_BUNDLES_CONTAINER": f"bundles-{tag}", "DEPLOYER_STATE_CONTAINER": f"state-{tag}",
             "DEPLOYER_REQUEST_QUEUE": f"requests-{tag}", "DEPLOYER_WORKER_POLL_SECONDS": "1",
             "DEPLOYER_LOCK_LEASE_SECONDS": "15", "DEPLOYER_HEALTH_TIMEOUT_SECONDS": "60",
+            "DEPLOYER_BAKE_SECONDS": "0",  # tests of the bake window set their own
             **({"DEPLOYER_VENV_DIR": str(self.venvs)} if self.venvs else {}),
             **self.extra,
         }

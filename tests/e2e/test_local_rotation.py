@@ -143,11 +143,13 @@ def test_config_only_change_starts_a_new_agent_from_the_same_image(stack: Stack)
 
 
 def _worker_pids(module: str) -> set[int]:
-    """Every `prefect worker` process of the module's pool on this machine."""
+    """Every worker process of the module's pool on this machine (behind its preflight, the
+    worker's arguments are in the preflight's JSON argument)."""
     pids = set()
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if "worker" in cmdline and "--pool" in cmdline and module in cmdline:
+        if any(f'"--pool","{module}"' in arg for arg in cmdline) or \
+                ("worker" in cmdline and "--pool" in cmdline and module in cmdline):
             pids.add(process.pid)
     return pids
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from deployer.bundle.prefect_yaml import DeploymentSpec
-from deployer.errors import NotFound, UpstreamError
+from deployer.errors import NotFound, Problem, UpstreamError
 from deployer.ports import (
+    SMOKE_TAG,
     AgentInfo,
     AgentSpec,
     AgentState,
@@ -22,6 +23,7 @@ from deployer.ports import (
     BundleInfo,
     Image,
     ManifestInfo,
+    Readiness,
     RunRef,
 )
 
@@ -185,6 +187,10 @@ class FakeAgentRuntime:
         self.started: list[str] = []
         self.stopped: list[str] = []
         self.on_start: Callable[[AgentSpec], None] | None = None
+        #: what an agent's preflight reports, per deployment (``deployer.preflight``): by
+        #: default every entrypoint loads; a function of the spec can say otherwise
+        self.preflight: Callable[[AgentSpec], list[dict[str, Any]]] = lambda spec: [
+            {"deployment": name, "ok": True} for name, _ in spec.entrypoints]
 
     def start(self, spec: AgentSpec) -> AgentInfo:
         if spec.name in self.agents:
@@ -208,7 +214,15 @@ class FakeAgentRuntime:
             self.stopped.append(name)
 
     def logs(self, name: str, tail: int = 50) -> str:
-        return f"log of {name}" if name in self.agents else ""
+        import json
+
+        agent = self.agents.get(name)
+        if agent is None:
+            return ""
+        lines = [f"log of {name}"]
+        if agent.spec.entrypoints:
+            lines.insert(0, "DEPLOYER-PREFLIGHT " + json.dumps(self.preflight(agent.spec)))
+        return "\n".join(lines[-tail:])
 
     def kill(self, name: str) -> None:
         """The agent's process dies (it stays listed, as a stopped agent)."""
@@ -230,7 +244,11 @@ class FakeRun:
     queue: str
     state: str  # SCHEDULED | PENDING | RUNNING | COMPLETED | CRASHED ...
     deployment: str = ""
-    finishes_at: datetime | None = None  # a RUNNING run completes by itself then (simulated)
+    finishes_at: datetime | None = None  # a RUNNING run ends by itself then (simulated) ...
+    final_state: str = "COMPLETED"  # ... in this state
+    started_at: datetime | None = None
+    tags: tuple[str, ...] = ()
+    version: str = ""
 
 
 class FakeOrchestrator:
@@ -247,6 +265,10 @@ class FakeOrchestrator:
         self.live = live  # or: a function naming the pool's workers that run (e.g. fake ACI)
         self.fail_next: dict[str, Exception] = {}
         self.never_online: set[str] = set()  # agents whose worker never shows ONLINE
+        self.never_ready: set[str] = set()  # queues Prefect never reports READY
+        self.run_seconds = 2.0  # how long a run started by start_run takes (simulated)
+        self.run_ends = "COMPLETED"  # and how it ends
+        self._keys: dict[str, str] = {}  # idempotency key -> run id
         self.calls: list[str] = []
         self._ids = 0
 
@@ -271,6 +293,13 @@ class FakeOrchestrator:
             live |= self.live(pool)
         return (self.online | live) - self.never_online
 
+    def conflicts(self, pool: str, deployments: Sequence[DeploymentSpec]) -> list[Problem]:
+        self._call("conflicts")
+        return [Problem("prefect.yaml", spec.line, f"deployment {spec.flow_name}/{spec.name} already "
+                        f"belongs to work pool {other!r} (module {other})")
+                for spec in deployments for (other, name), d in self.deployments.items()
+                if other != pool and name == spec.name and d["flow"] == spec.flow_name]
+
     def register(self, pool: str, queue: str, deployments: Sequence[DeploymentSpec],
                  working_dir: str, revision_id: str) -> list[str]:
         self._call("register")
@@ -288,6 +317,40 @@ class FakeOrchestrator:
         if queue in self.pool_queues.get(pool, {}):
             self.pool_queues[pool][queue] = True
 
+    def resume_queue(self, pool: str, queue: str) -> None:
+        self._call("resume_queue")
+        if queue in self.pool_queues.get(pool, {}):
+            self.pool_queues[pool][queue] = False
+
+    def readiness(self, pool: str, queue: str, deployments: Sequence[DeploymentSpec]) -> Readiness:
+        """A queue is READY while a live worker polls it (its agent runs) and it is not paused;
+        a deployment on it is READY with it."""
+        self._call("readiness")
+        queues = self.pool_queues.get(pool, {})
+        if queue not in queues:
+            status = "missing"
+        elif queues[queue]:
+            status = "PAUSED"
+        elif queue in self.online_workers(pool) and queue not in self.never_ready:
+            status = "READY"
+        else:
+            status = "NOT_READY"
+        found = {}
+        for spec in deployments:
+            d = self.deployments.get((pool, spec.name))
+            found[spec.name] = "missing" if d is None else (
+                "elsewhere" if d["queue"] != queue else ("READY" if status == "READY" else "NOT_READY"))
+        return Readiness(status, found)
+
+    def finished_runs(self, pool: str, queue: str, since: datetime, limit: int = 50) -> list[RunRef]:
+        self._call("finished_runs")
+        self._advance()
+        final = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+        runs = [r for r in self.runs.values() if r.queue == queue and r.state in final
+                and r.started_at is not None and r.started_at >= since and SMOKE_TAG not in r.tags]
+        runs.sort(key=lambda r: r.started_at or since, reverse=True)
+        return [RunRef(r.id, r.name, r.state, r.deployment, r.version) for r in runs[:limit]]
+
     def rehome_scheduled(self, pool: str, from_queue: str, to_queue: str) -> list[tuple[str, str]]:
         self._call("rehome_scheduled")
         moved = []
@@ -298,11 +361,14 @@ class FakeOrchestrator:
                 moved.append((run.id, new.id))
         return moved
 
-    def in_flight(self, pool: str, queue: str) -> list[RunRef]:
-        self._call("in_flight")
+    def _advance(self) -> None:
         for run in self.runs.values():
             if run.finishes_at is not None and run.state == "RUNNING" and run.finishes_at <= self.clock():
-                run.state = "COMPLETED"
+                run.state = run.final_state
+
+    def in_flight(self, pool: str, queue: str) -> list[RunRef]:
+        self._call("in_flight")
+        self._advance()
         return [RunRef(r.id, r.name, r.state) for r in self.runs.values()
                 if r.queue == queue and r.state in ("PENDING", "RUNNING", "CANCELLING", "PAUSED")]
 
@@ -326,24 +392,37 @@ class FakeOrchestrator:
                 for q in self.pool_queues.get(pool, {})}
 
     def start_run(self, flow_name: str, deployment: str,
-                  parameters: dict[str, Any] | None = None) -> RunRef:
+                  parameters: dict[str, Any] | None = None, *, idempotency_key: str = "",
+                  tags: Sequence[str] = ()) -> RunRef:
+        """The run starts at once on the deployment's queue and ends ``run_seconds`` later as
+        ``run_ends`` says (as a worker polling that queue would run it)."""
         self._call("start_run")
+        if idempotency_key and idempotency_key in self._keys:
+            return self.run_status(self._keys[idempotency_key])
         found = [d for (_, n), d in self.deployments.items() if n == deployment and d["flow"] == flow_name]
         if not found:
             raise NotFound(f"no deployment {flow_name}/{deployment} in Prefect")
-        run = self.add_run(found[0]["queue"], "SCHEDULED", deployment=deployment)
-        return RunRef(run.id, run.name, run.state, deployment)
+        run = self.add_run(found[0]["queue"], "RUNNING", deployment=deployment, tags=tuple(tags),
+                           version=found[0]["revision"])
+        run.finishes_at = self.clock() + timedelta(seconds=self.run_seconds)
+        run.final_state = self.run_ends
+        if idempotency_key:
+            self._keys[idempotency_key] = run.id
+        return RunRef(run.id, run.name, run.state, deployment, run.version)
 
     def run_status(self, run_id: str) -> RunRef:
+        self._advance()
         run = self.runs[run_id]
-        return RunRef(run.id, run.name, run.state, run.deployment)
+        return RunRef(run.id, run.name, run.state, run.deployment, run.version)
 
     def run_artifacts(self, run_id: str) -> list[str]:
         return []
 
-    def add_run(self, queue: str, state: str, name: str = "", deployment: str = "") -> FakeRun:
+    def add_run(self, queue: str, state: str, name: str = "", deployment: str = "",
+                tags: tuple[str, ...] = (), version: str = "") -> FakeRun:
         self._ids += 1
-        run = FakeRun(f"run-{self._ids}", name or f"run-{self._ids}", queue, state, deployment)
+        run = FakeRun(f"run-{self._ids}", name or f"run-{self._ids}", queue, state, deployment,
+                      started_at=self.clock(), tags=tags, version=version)
         self.runs[run.id] = run
         return run
 

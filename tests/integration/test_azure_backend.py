@@ -82,8 +82,12 @@ def test_a_full_deploy_builds_with_acr_tasks_and_starts_an_aci_group(world: Azur
     assert props["imageRegistryCredentials"] == [{"server": "fakeacr.azurecr.io", "identity": IDENTITY}]
     container = props["containers"][0]["properties"]
     assert container["image"].startswith("fakeacr.azurecr.io/prefect-flows/demo:")
-    assert container["command"] == ["prefect", "worker", "start", "--pool", "demo", "--name", name,
-                                    "--work-queue", name, "--type", "process"]
+    # the preflight proves the flows load in the image, then becomes the worker
+    python, flag, script, args = container["command"]
+    assert (python, flag) == ("python", "-c") and "load_flow_from_entrypoint" in script
+    assert json.loads(args) == {"workdir": "/opt/prefect/flows/demo", "entrypoints": [["hello", "flow.py:hello"]],
+                                "worker": ["worker", "start", "--pool", "demo", "--name", name,
+                                           "--work-queue", name, "--type", "process"]}
     assert container["resources"] == {"requests": {"cpu": 1.0, "memoryInGB": 1.5}}
     env = {e["name"]: e for e in container["environmentVariables"]}
     assert env["API_TOKEN"] == {"name": "API_TOKEN", "secureValue": "s3cr3t-token-value"}
@@ -166,9 +170,20 @@ def test_a_new_group_that_fails_or_never_starts_is_deleted_and_the_old_one_serve
     assert live_groups(world) == [old]
     assert world.services.state.module("demo").value.agent.name == old  # type: ignore[union-attr]
     if fate == "never-starts":
-        assert "did not come ONLINE" in record.error["message"]  # type: ignore[index]
+        assert "did not report within 300s whether its flows load" in record.error["message"]  # type: ignore[index]
     else:
-        assert "stopped before its worker came ONLINE" in record.error["message"]  # type: ignore[index]
+        assert "stopped before it reported whether its flows load" in record.error["message"]  # type: ignore[index]
+
+
+def test_a_group_whose_flows_do_not_load_in_the_image_is_deleted_and_the_old_one_serves(world: AzureWorld) -> None:
+    deploy(world)
+    [old] = live_groups(world)
+    world.azure.aci.fate = lambda name: "preflight-fails"
+    record = deploy(world, {".env": "GREETING=x\n"})
+    assert record.status is RunStatus.FAILED and record.error["code"] == "bundle_invalid"  # type: ignore[index]
+    [problem] = record.error["problems"]  # type: ignore[index]
+    assert problem["file"] == "flow.py" and "ModuleNotFoundError: No module named 'pandas'" in problem["message"]
+    assert live_groups(world) == [old] and record.stage("register") is None
 
 
 def test_429_storms_are_retried_as_retry_after_says_and_the_deploy_succeeds(world: AzureWorld) -> None:

@@ -40,6 +40,18 @@ def test_validate_of_a_good_module_exits_0(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["deployments"] == [{"name": "hello", "entrypoint": "flow.py:hello"}]
 
 
+def test_validate_checks_prefect_yaml_in_full_with_file_and_line(tmp_path: Path) -> None:
+    text = ("name: demo\ndeployments:\n  - name: hello\n    entrypoint: flow.py:hello\n"
+            "    parameters: {nme: x}\n    triggers: []\n    schedules:\n      - cron: '0 0 30 2 *'\n")
+    root = write_module(tmp_path, files=module_files(changes={"prefect.yaml": text}))
+    done = run_cli("validate", str(root))
+    assert done.returncode == 1, done.stdout
+    assert "prefect.yaml:5: deployment 'hello': parameter 'nme' is not one of hello()'s parameters" in done.stderr
+    assert "prefect.yaml:6: deployment 'hello': 'triggers' is not honoured" in done.stderr
+    assert "prefect.yaml:8: deployment 'hello': schedule 1: never produces a run" in done.stderr
+    assert "(3 problems)" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_validate_of_a_bad_module_exits_1_listing_problems_without_traceback(tmp_path: Path) -> None:
     root = write_module(tmp_path, files=module_files(changes={".env": "oops hunter2\n", "Dockerfile": None}))
     done = run_cli("validate", str(root))

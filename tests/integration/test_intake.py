@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
+
 from deployer import codec
 from deployer.adapters.storage_queue import StorageQueue
 from deployer.bootstrap import AppServices, build
@@ -91,6 +93,18 @@ def test_blob_with_an_invalid_module_name_is_recorded_apart(services: AppService
     services.bundles.upload("Not A Module.zip", io.BytesIO(b"PK\x05\x06" + b"\0" * 18), {})
     record = accept_bundle(services, "Not A Module.zip")
     assert record.status is RunStatus.REJECTED and record.module == REJECTED_MODULE
+
+
+@pytest.mark.parametrize("blob", ["demo.tgz", "demo/readme.txt", "demo/bundle.zip", "demo", ".tar.gz",
+                                  "demo/sub/.tar.gz"])
+def test_a_blob_whose_name_is_no_documented_form_is_never_deployed_and_says_why(
+        services: AppServices, blob: str) -> None:
+    services.bundles.upload(blob, io.BytesIO(module_tar("demo")), {})
+    record = accept_bundle(services, blob)
+    assert record.status is RunStatus.REJECTED
+    message = record.error["problems"][0]["message"]  # type: ignore[index]
+    assert "is not a bundle name the deployer deploys" in message and "<module>.zip" in message
+    assert queued(services) == []
 
 
 def test_blob_over_the_size_limit_is_rejected_before_download(storage_connection: str) -> None:

@@ -114,7 +114,7 @@ def world() -> World:
         "AzureWebJobsStorage": "UseDevelopmentStorage=true", "PREFECT_API_URL": "http://prefect/api",
         "DEPLOYER_CONFIG_DIGEST_KEY": KEY, "DEPLOYER_HEALTH_TIMEOUT_SECONDS": "60",
 "PREFECT_API_KEY": "pnu_secret_key",
-        "DEPLOYER_WEBHOOK_TOKEN": WEBHOOK_TOKEN})
+        "DEPLOYER_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "DEPLOYER_BAKE_SECONDS": "0"})
     runtime = FakeAgentRuntime()
     orchestrator = FakeOrchestrator(runtime)
     builder = FakeImageBuilder()

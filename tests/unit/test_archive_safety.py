@@ -117,6 +117,15 @@ def test_non_utf8_name_in_zip_is_rejected(tmp_path: Path) -> None:
     assert any("not UTF-8" in p for p in problems)
 
 
+@pytest.mark.parametrize("name", ["demo/esc\x1b[31m.py", "demo/new\nline.py", "demo/del\x7f.py"])
+def test_names_with_control_characters_are_rejected_in_both_formats(tmp_path: Path, name: str) -> None:
+    for data, label in ((tar_gz([*module_entries(), (name, b"x = 1\n")]), "demo.tar.gz"),
+                        (zip_bytes([*module_entries(), (name, b"x = 1\n")]), "demo.zip")):
+        problems = problems_of(data, tmp_path / label, label=label)
+        assert any("control character in name" in p for p in problems), problems
+        assert all("\x1b" not in p and "\n" not in p.strip() for p in problems)
+
+
 def test_empty_archives_are_rejected(tmp_path: Path) -> None:
     assert any("empty" in p for p in problems_of(tar_gz([]), tmp_path / "t"))
     assert any("empty" in p for p in problems_of(zip_bytes([]), tmp_path / "z", label="demo.zip"))

@@ -59,7 +59,8 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         ".env": f"GOOD=1\nthis line is broken {SECRET}\n",
         "prefect.yaml": "deployments:\n  - name: a\n    entrypoint: missing.py:main\n",
     })
-    assert len(found) == 4, found
+    assert len(found) == 5, found
+    assert any(p.startswith("Dockerfile:1: no COPY or ADD puts the module's code") for p in found)
     assert any(p.startswith("requirements.txt: does not name prefect") for p in found)
     assert any(p.startswith("Dockerfile:2:") and "copies .env" in p for p in found)
     assert any(p.startswith(".env:2: expected KEY=VALUE") for p in found)
@@ -91,7 +92,8 @@ def test_env_syntax_accepts_quotes_export_comments_and_empty_values(tmp_path: Pa
     "-r base.txt\nprefect @ https://example.invalid/prefect.whl\n",
 ])
 def test_requirements_naming_prefect_in_any_spelling_pass(tmp_path: Path, requirements: str) -> None:
-    load_folder(write_module(tmp_path, files=module_files(changes={"requirements.txt": requirements})), LIMITS)
+    files = module_files(changes={"requirements.txt": requirements, "base.txt": "requests\n"})
+    load_folder(write_module(tmp_path, files=files), LIMITS)
 
 
 @pytest.mark.parametrize("requirements", ["prefect-aws\n", "# prefect\n", "-e ./prefect\n"])
@@ -110,7 +112,8 @@ def test_dockerfile_that_would_copy_env_is_rejected(tmp_path: Path, instruction:
 
 @pytest.mark.parametrize("ignore", [".env\n", "**/.env\n", "*.env\n", ".env*\n"])
 def test_copying_the_folder_is_fine_when_dockerignore_excludes_env(tmp_path: Path, ignore: str) -> None:
-    files = module_files(changes={"Dockerfile": "FROM python:3.11\nCOPY . /app\n", ".dockerignore": ignore})
+    files = module_files(changes={"Dockerfile": "FROM python:3.11\nCOPY . /opt/prefect/flows/demo\n",
+                                  ".dockerignore": ignore})
     load_folder(write_module(tmp_path, files=files), LIMITS)
 
 
@@ -120,7 +123,8 @@ def test_dockerignore_negation_brings_env_back(tmp_path: Path) -> None:
 
 
 def test_copy_from_another_stage_is_not_flagged(tmp_path: Path) -> None:
-    files = module_files(changes={"Dockerfile": "FROM x AS build\nFROM y\nCOPY --from=build . /app\n"})
+    files = module_files(changes={"Dockerfile": "FROM x AS build\nFROM y\nCOPY --from=build . /app\n"
+                                                "COPY flow.py /opt/prefect/flows/demo/\n"})
     load_folder(write_module(tmp_path, files=files), LIMITS)
 
 

@@ -25,8 +25,8 @@ def stages(record) -> dict[str, StageStatus]:  # type: ignore[no-untyped-def]
 def test_first_deploy_builds_starts_and_points_deployments_at_the_new_agent(world: World) -> None:
     record = world.run(world.request())
     assert record.status is RunStatus.SUCCEEDED
-    assert list(stages(record)) == ["enqueue", "plan", "build", "start-agent", "wait-online",
-                                    "register", "commit"]
+    assert list(stages(record)) == ["enqueue", "plan", "build", "start-agent", "check-entrypoints",
+                                    "wait-online", "register", "wait-ready", "commit"]
     assert len(world.builder.builds) == 1
     [agent] = world.runtime.running("demo")
     assert world.current_agent() == agent
@@ -41,7 +41,8 @@ def test_first_deploy_builds_starts_and_points_deployments_at_the_new_agent(worl
 
 def test_the_record_holds_the_plan_it_carried_out(world: World) -> None:
     record = world.run(world.request())
-    assert [op["op"] for op in record.plan] == ["build", "start-agent", "wait-online", "register", "commit"]
+    assert [op["op"] for op in record.plan] == ["build", "start-agent", "check-entrypoints", "wait-online",
+                                                "register", "wait-ready", "commit"]
     assert [s.name for s in record.stages if s.name not in ("enqueue", "plan")] == \
         [op["op"] for op in record.plan]
 
@@ -332,7 +333,7 @@ def test_agent_state_stopped_is_not_running(world: World) -> None:
     assert world.runtime.get(world.current_agent()).state is AgentState.STOPPED  # type: ignore[union-attr]
 
 
-def test_a_final_failure_during_cutover_keeps_the_new_agent_that_deployments_may_point_at(world: World) -> None:
+def test_a_cutover_that_can_neither_finish_nor_be_undone_keeps_both_agents(world: World) -> None:
     world.run(world.request())
     old = world.current_agent()
     request = world.request(CONFIG_CHANGE)
@@ -348,6 +349,18 @@ def test_a_final_failure_during_cutover_keeps_the_new_agent_that_deployments_may
     world.orchestrator.rehome_scheduled = original  # type: ignore[method-assign]
     assert record.status is RunStatus.FAILED
     assert len(world.runtime.running("demo")) == 2 and old in world.runtime.running("demo")
-    new = next(n for n in world.runtime.running("demo") if n != old)
-    assert world.orchestrator.deployments[("demo", "hello")]["queue"] == new
+    assert world.orchestrator.deployments[("demo", "hello")]["queue"] in world.runtime.running("demo")
     assert world.state.module("demo").value.owner is None  # type: ignore[union-attr]
+    assert world.current_agent() == old
+
+
+def test_a_deployment_name_another_module_owns_is_refused_before_any_agent_starts(world: World) -> None:
+    world.run(world.request(module="demo"))
+    thief = {"flow.py": "from prefect import flow\n\n@flow(name='demo')\ndef hello():\n    return 1\n"}
+    record = world.run(world.request(thief, module="copy"))
+    assert record.status is RunStatus.FAILED and record.error["code"] == "bundle_invalid"  # type: ignore[index]
+    [problem] = record.error["problems"]  # type: ignore[index]
+    assert problem["file"] == "prefect.yaml" and problem["line"] == 3
+    assert "already belongs to work pool 'demo'" in problem["message"]
+    assert world.runtime.started == [world.current_agent("demo")]  # nothing started for copy
+    assert world.orchestrator.deployments[("demo", "hello")]["flow"] == "demo"

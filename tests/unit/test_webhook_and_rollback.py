@@ -114,14 +114,25 @@ def test_malformed_json_is_400(world: World) -> None:
     assert post(world, b"{oops").status == 400
 
 
+def test_a_body_is_parsed_only_after_the_caller_is_authenticated(world: World) -> None:
+    assert post(world, b"{oops", headers={}).status == 401
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert post(world, deep, headers={}).status == 401
+    reply = post(world, deep)
+    assert reply.status == 400 and "nests more than 32 levels" in reply.body["error"]
+    assert post(world, b'{"a": "' + b"[" * 5000 + b'"}').status == 400  # brackets in a string are text
+
+
 def test_ping_is_acknowledged(world: World) -> None:
     reply = post(world, (DATA / "acr_ping.json").read_bytes())
     assert reply.status == 200 and reply.body["ignored"][0]["reason"] == "ping"
 
 
 def test_event_grid_validation_handshake_is_answered(world: World) -> None:
-    reply = post(world, (DATA / "eventgrid_validation.json").read_bytes(), headers={})
+    body = (DATA / "eventgrid_validation.json").read_bytes()
+    reply = post(world, body, headers={"aeg-event-type": "SubscriptionValidation"})
     assert reply.status == 200 and reply.body == {"validationResponse": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"}
+    assert post(world, body, headers={}).status == 401  # without Event Grid's header: no secret, no answer
     options = post(world, b"", {"WebHook-Request-Origin": "eventgrid.azure.net"}, method="OPTIONS")
     assert options.status == 200 and options.headers == {"WebHook-Allowed-Origin": "eventgrid.azure.net"}
 

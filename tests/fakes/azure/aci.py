@@ -27,7 +27,7 @@ class Group:
     body: dict[str, Any]
     created: datetime
     deleting_since: datetime | None = None
-    fate: str = "runs"  # runs | fails | never-starts
+    fate: str = "runs"  # runs | fails | never-starts | preflight-fails
     logs: str = ""
 
 
@@ -37,8 +37,9 @@ class FakeAci:
     provision_seconds: float = 20.0
     delete_seconds: float = 45.0
     groups: dict[tuple[str, str], Group] = field(default_factory=dict)
-    #: decides a new group's fate from its name: "runs", "fails" (provisioning Failed) or
-    #: "never-starts" (its container keeps waiting)
+    #: decides a new group's fate from its name: "runs", "fails" (provisioning Failed),
+    #: "never-starts" (its container keeps waiting) or "preflight-fails" (it runs, but its
+    #: preflight finds that a flow does not load: ``deployer.preflight``)
     fate: Callable[[str], str] = lambda name: "runs"
 
     def handle(self, req: Request) -> tuple[str, Response] | None:
@@ -105,6 +106,8 @@ class FakeAci:
         if group is None:
             return _not_found(name)
         lines = group.logs.splitlines()
+        if self.state_of(group)[1] == "Running":
+            lines = [*_preflight(group), *lines]
         tail = int(req.query.get("tail", "0") or 0)
         return Response.of_json(200, {"content": "\n".join(lines[-tail:] if tail else lines)})
 
@@ -158,6 +161,24 @@ class FakeAci:
         if instance_view:
             props["instanceView"] = {"state": state, "events": []}
         return body
+
+
+def _preflight(group: Group) -> list[str]:
+    """What the container's preflight prints, as the real one would (``deployer.preflight``)."""
+    import json
+
+    containers = group.body.get("properties", {}).get("containers", [])
+    command = containers[0].get("properties", {}).get("command", []) if containers else []
+    if len(command) < 4 or command[1] != "-c":
+        return []
+    spec = json.loads(command[3])
+    ok = group.fate != "preflight-fails"
+    results = [{"deployment": name, "ok": True} if ok else
+               {"deployment": name, "ok": False, "entrypoint": entrypoint,
+                "exception": "ModuleNotFoundError", "message": "No module named 'pandas'",
+                "file": entrypoint.split(":")[0], "line": 1}
+               for name, entrypoint in spec["entrypoints"]]
+    return ["DEPLOYER-PREFLIGHT " + json.dumps(results)]
 
 
 def _service_rules(name: str, body: dict[str, Any]) -> list[str]:

@@ -1,0 +1,26 @@
+"""What one look at an operation comes to: done (with what it found), or wait and look again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployer.rotation.operations import Operation
+
+
+@dataclass(frozen=True)
+class Done:
+    detail: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
+    #: the operations that follow from here instead of the planned ones (a rollback)
+    replan: tuple[Operation, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Wait:
+    pause: float
+    what: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+Outcome = Done | Wait

@@ -1,0 +1,54 @@
+"""A broken revision never replaces a working one, on real components: the agent's preflight
+in the revision's own venv, and the bake window's automatic rollback against real flow runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployer.models import RunStatus, StageStatus
+from tests.e2e import prefect_runs
+from tests.e2e.harness import FLOW, Stack
+
+pytestmark = pytest.mark.timeout(900)
+FINAL = {"COMPLETED", "FAILED", "CRASHED"}
+
+
+def test_a_flow_importing_a_missing_package_is_rejected_before_cutover(stack: Stack) -> None:
+    stack.start_host()
+    good = stack.deploy()
+    assert good.status is RunStatus.SUCCEEDED, (good.error, stack.host_log())
+    old = stack.current_agent()
+    record = stack.deploy({"flow.py": "import pandas_is_not_installed_here\n" + FLOW})
+    assert record.status is RunStatus.FAILED and record.error["code"] == "bundle_invalid", record.error  # type: ignore[index]
+    [problem] = record.error["problems"]  # type: ignore[index]
+    assert (problem["file"], problem["line"]) == ("flow.py", 1)
+    assert "ModuleNotFoundError" in problem["message"] and "pandas_is_not_installed_here" in problem["message"]
+    assert record.stage("check-entrypoints").status is StageStatus.FAILED  # type: ignore[union-attr]
+    assert stack.running_agents() == [old] and stack.current_agent() == old
+    run_id = prefect_runs.start_run(stack.prefect_api, stack.name)
+    assert prefect_runs.wait_state(stack.prefect_api, run_id, FINAL) == "COMPLETED"
+
+
+def test_a_revision_whose_runs_fail_is_rolled_back_on_its_own(stack: Stack) -> None:
+    stack.extra.update({"DEPLOYER_BAKE_SECONDS": "240", "DEPLOYER_BAKE_RUNS": "1"})
+    stack.start_host()
+    good = stack.deploy()
+    assert good.status is RunStatus.SUCCEEDED, (good.error, stack.host_log())
+    old = stack.current_agent()
+    bad_flow = FLOW.replace('    time.sleep(seconds)\n', '    time.sleep(seconds)\n    raise RuntimeError("broken on purpose")\n')
+    uploaded = stack.upload({"flow.py": bad_flow})
+    settled = stack.wait_request(uploaded, until=lambda r: r.status.settled)
+    assert settled.status is RunStatus.BAKING, (settled.status, settled.error)
+    assert stack.current_agent() != old and old in stack.running_agents()
+    run_id = prefect_runs.start_run(stack.prefect_api, stack.name)
+    assert prefect_runs.wait_state(stack.prefect_api, run_id, FINAL) == "FAILED"
+    record = stack.wait_request(uploaded)
+    assert record.status is RunStatus.ROLLED_BACK, (record.status, record.error)
+    assert record.stage("bake").detail["runs"][0]["id"] == run_id  # type: ignore[union-attr]
+    state = stack.services.state.module(stack.name).value  # type: ignore[union-attr]
+    assert state.current.id == good.revision.id and state.agent.name == old  # type: ignore[union-attr]
+    assert [r.revision_id for r in state.refused] == [uploaded.revision.id]
+    assert stack.running_agents() == [old]
+    again = prefect_runs.start_run(stack.prefect_api, stack.name)
+    assert prefect_runs.wait_state(stack.prefect_api, again, FINAL) == "COMPLETED"
+    assert [r[2] for r in prefect_runs.runs_of(stack.prefect_api, stack.name) if r[0] == again] == [old]

@@ -1,0 +1,138 @@
+"""The orchestrator port's contract: the same cases against the fake the unit tests use and the
+real adapter on a real Prefect server, so that the fake stays honest."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from deployer.adapters.prefect_orchestrator import PrefectOrchestrator
+from deployer.bundle.prefect_yaml import DeploymentSpec
+from deployer.errors import BundleInvalid
+from deployer.ports import SMOKE_TAG, Orchestrator
+from tests.fakes.platform import FakeOrchestrator
+
+Finish = Callable[[str, str], None]  # (run id, final state)
+
+
+def spec(flow: str, name: str = "hello", **config: Any) -> DeploymentSpec:
+    return DeploymentSpec(name=name, entrypoint="flow.py:hello", line=3, config={"name": name, **config},
+                          flow_name=flow, parameter_schema={})
+
+
+@pytest.fixture(params=["fake", "prefect"])
+def port(request: pytest.FixtureRequest) -> Iterator[tuple[Orchestrator, Finish]]:
+    if request.param == "fake":
+        fake = FakeOrchestrator()
+        fake.run_seconds = 3600.0  # runs end only when the test says so, as on a server without workers
+
+        def finish_fake(run_id: str, state: str) -> None:
+            fake.runs[run_id].state = state
+
+        yield fake, finish_fake
+        return
+    api = request.getfixturevalue("prefect_api")
+    real = PrefectOrchestrator(api)
+
+    def finish_real(run_id: str, state: str) -> None:
+        from prefect.client.orchestration import SyncPrefectClient
+        from prefect.states import Completed, Failed, Running
+
+        with SyncPrefectClient(api) as client:
+            client.set_flow_run_state(uuid.UUID(run_id), Running(), force=True)
+            client.set_flow_run_state(uuid.UUID(run_id), Completed() if state == "COMPLETED" else Failed(),
+                                      force=True)
+
+    try:
+        yield real, finish_real
+    finally:
+        real.close()
+
+
+def names() -> tuple[str, str]:
+    tag = uuid.uuid4().hex[:6]
+    return f"pool-{tag}", f"flow-{tag}"
+
+
+def test_a_new_queue_without_a_worker_is_not_ready_and_a_paused_one_says_so(port) -> None:  # type: ignore[no-untyped-def]
+    orchestrator, _ = port
+    pool, flow = names()
+    orchestrator.ensure_pool(pool)
+    orchestrator.ensure_queue(pool, "q1")
+    orchestrator.register(pool, "q1", [spec(flow)], "/work", "rev-1")
+    readiness = orchestrator.readiness(pool, "q1", [spec(flow)])
+    assert readiness.queue == "NOT_READY" and readiness.deployments == {"hello": "NOT_READY"}
+    assert not readiness.ready
+    orchestrator.pause_queue(pool, "q1")
+    assert orchestrator.readiness(pool, "q1", [spec(flow)]).queue == "PAUSED"
+    orchestrator.resume_queue(pool, "q1")
+    assert orchestrator.readiness(pool, "q1", [spec(flow)]).queue == "NOT_READY"
+    orchestrator.ensure_queue(pool, "q2")
+    assert orchestrator.readiness(pool, "q2", [spec(flow)]).deployments == {"hello": "elsewhere"}
+    assert orchestrator.readiness(pool, "nope", [spec(flow, "other")]) .queue == "missing"
+
+
+def test_a_run_started_with_an_idempotency_key_twice_is_one_run(port) -> None:  # type: ignore[no-untyped-def]
+    orchestrator, _ = port
+    pool, flow = names()
+    orchestrator.ensure_pool(pool)
+    orchestrator.ensure_queue(pool, "q1")
+    orchestrator.register(pool, "q1", [spec(flow)], "/work", "rev-1")
+    first = orchestrator.start_run(flow, "hello", {}, idempotency_key="smoke:r1:hello", tags=[SMOKE_TAG])
+    second = orchestrator.start_run(flow, "hello", {}, idempotency_key="smoke:r1:hello", tags=[SMOKE_TAG])
+    assert first.id == second.id and first.version == "rev-1"
+    assert orchestrator.start_run(flow, "hello", {}).id != first.id
+
+
+def test_finished_runs_are_the_queues_final_runs_since_a_time_without_smoke_runs(port) -> None:  # type: ignore[no-untyped-def]
+    orchestrator, finish = port
+    pool, flow = names()
+    orchestrator.ensure_pool(pool)
+    orchestrator.ensure_queue(pool, "q1")
+    orchestrator.register(pool, "q1", [spec(flow)], "/work", "rev-1")
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    ok = orchestrator.start_run(flow, "hello", {})
+    bad = orchestrator.start_run(flow, "hello", {})
+    smoke = orchestrator.start_run(flow, "hello", {}, tags=[SMOKE_TAG])
+    going = orchestrator.start_run(flow, "hello", {})
+    for run_id, state in ((ok.id, "COMPLETED"), (bad.id, "FAILED"), (smoke.id, "COMPLETED")):
+        finish(run_id, state)
+    found = {r.id: r.state for r in orchestrator.finished_runs(pool, "q1", since)}
+    assert found == {ok.id: "COMPLETED", bad.id: "FAILED"}
+    assert going.id not in found
+    assert orchestrator.finished_runs(pool, "q1", datetime.now(UTC) + timedelta(hours=1)) == []
+
+
+def test_a_deployment_name_another_pool_owns_is_a_conflict(port) -> None:  # type: ignore[no-untyped-def]
+    orchestrator, _ = port
+    pool, flow = names()
+    other = f"{pool}-b"
+    for p in (pool, other):
+        orchestrator.ensure_pool(p)
+        orchestrator.ensure_queue(p, "q1")
+    orchestrator.register(pool, "q1", [spec(flow)], "/work", "rev-1")
+    [problem] = orchestrator.conflicts(other, [spec(flow)])
+    assert problem.file == "prefect.yaml" and problem.line == 3 and repr(pool) in problem.message
+    assert orchestrator.conflicts(pool, [spec(flow)]) == []
+
+
+def test_a_deployment_prefect_refuses_names_the_deployment_and_its_line_never_a_pydantic_dump(prefect_api: str) -> None:
+    orchestrator = PrefectOrchestrator(prefect_api)
+    pool, flow = names()
+    try:
+        orchestrator.ensure_pool(pool)
+        orchestrator.ensure_queue(pool, "q1")
+        broken = replace(spec(flow, schedules=[{"cron": "61 * * * *"}]), line=7)
+        with pytest.raises(BundleInvalid) as info:
+            orchestrator.register(pool, "q1", [broken], "/work", "rev-1")
+        [problem] = info.value.problems
+        assert (problem.file, problem.line) == ("prefect.yaml", 7)
+        assert problem.message.startswith(f"deployment 'hello' of module {pool}: ")
+        assert "Invalid cron string" in problem.message and "pydantic" not in problem.message
+    finally:
+        orchestrator.close()
