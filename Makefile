@@ -48,6 +48,7 @@ bench: setup
 	$(BIN)/python bench/azure_rotation.py
 	$(BIN)/python bench/serverless.py
 	$(BIN)/python bench/deploy_safety.py
+	$(BIN)/python bench/fast_deploy.py
 	$(BIN)/python bench/cleanup.py
 
 clean:

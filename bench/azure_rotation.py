@@ -38,7 +38,7 @@ def request_for(world, changes, n):  # type: ignore[no-untyped-def]
     with tempfile.TemporaryDirectory() as work:
         module = load_archive(io.BytesIO(world.services.bundles.blobs[blob][0]), Path(work),
                               BundleLimits(), label=blob)
-        revision = Revision("demo", module.code_digest(), module.config_digest(KEY), bundle=blob)
+        revision = Revision.of(module, KEY, bundle=blob)
     now = world.azure.clock.now()
     return Request(Request.make_id("bench", blob, info.etag), RequestKind.DEPLOY, "demo",
                    Trigger("blob", blob, {"blob": blob, "etag": info.etag}), revision, now, Intent(now, blob))

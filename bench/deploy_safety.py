@@ -156,12 +156,14 @@ def local() -> None:
                   f"({POLL_SECONDS} s) plus an agent start ({online:.2f} s) = {POLL_SECONDS + online:.2f} s: "
                   f"{rollback / (POLL_SECONDS + online):.2f}x")
     finally:
-        if dev is not None:
-            devservices.stop_process(dev, grace=60)  # TERM, then KILL: never left behind
-        if services is not None:
-            for agent in services.runtime.list():
-                services.runtime.stop(agent.name)
-        shutil.rmtree(work, ignore_errors=True)
+        try:
+            if dev is not None:
+                devservices.stop_process(dev, grace=60)  # TERM, then KILL: never left behind
+        finally:
+            if services is not None:
+                for agent in services.runtime.list():  # the agents outlive the host: stop them too
+                    services.runtime.stop(agent.name)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -86,7 +85,8 @@ def irreducible(work: Path, module_root: Path, api: str) -> dict[str, float]:
     orch.ensure_pool(name)
     orch.ensure_queue(name, "bench")
     module = load_folder(module_root, BundleLimits())
-    orch.register(name, "bench", module.deployments, str(module_root), "bench")
+    pull = [{"prefect.deployments.steps.set_working_directory": {"directory": str(module_root)}}]
+    orch.register(name, "bench", module.deployments, pull, "bench")
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"),
            "PREFECT_API_URL": api, "PREFECT_HOME": str(work / "ph"),
            "PREFECT_WORKER_QUERY_SECONDS": POLL_SECONDS}
@@ -103,9 +103,8 @@ def irreducible(work: Path, module_root: Path, api: str) -> dict[str, float]:
         run_s = wait(lambda: orch.run_status(run.id).state in ("COMPLETED", "FAILED", "CRASHED"))
         assert orch.run_status(run.id).state == "COMPLETED"
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
-        orch.register(name, "bench", [], str(module_root), "bench")  # drop the bench deployment
+        devservices.stop_process(worker, grace=30)  # TERM, then KILL: never left behind
+        orch.register(name, "bench", [], pull, "bench")  # drop the bench deployment
         orch.close()
     return {"venv": venv_s, "online": online_s, "run": run_s}
 
@@ -164,9 +163,11 @@ def main() -> None:
                 starts = sum(1 for s in noop.stages + inproc.stages if s.name == "start-agent")
                 same_agents = [a.name for a in services.runtime.list(name)] == agents_before
             finally:
-                devservices.stop_process(dev, grace=60)  # TERM, then KILL: never left behind
-                for agent in services.runtime.list():
-                    services.runtime.stop(agent.name)
+                try:
+                    devservices.stop_process(dev, grace=60)  # TERM, then KILL: never left behind
+                finally:
+                    for agent in services.runtime.list():  # agents outlive the host
+                        services.runtime.stop(agent.name)
 
         online_parts = parts["venv"] + parts["online"]
         all_parts = online_parts + parts["run"]

@@ -60,7 +60,7 @@ def request_for(world: AzureWorld, module: str, n: int, changes: dict | None = N
     info = bundles.put(blob, module_tar(module, changes=changes))
     with tempfile.TemporaryDirectory() as work:
         loaded = load_archive(io.BytesIO(bundles.blobs[blob][0]), Path(work), BundleLimits(), label=blob)
-        revision = Revision(module, loaded.code_digest(), loaded.config_digest(KEY), bundle=blob)
+        revision = Revision.of(loaded, KEY, bundle=blob)
     now = world.azure.clock.now()
     return Request(Request.make_id("bench", blob, info.etag), RequestKind.DEPLOY, module,
                    Trigger("blob", blob, {"blob": blob, "etag": info.etag}), revision, now,

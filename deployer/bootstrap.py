@@ -21,6 +21,7 @@ from deployer.models import utcnow
 from deployer.ports import (
     AgentRuntime,
     BundleStore,
+    CodeStore,
     DeploymentChecker,
     ImageBuilder,
     Orchestrator,
@@ -35,10 +36,12 @@ class AppServices:
     def __init__(self, settings: Settings, state: StateRepository, bundles: BundleStore,
                  queue: RequestQueue, *, builder: ImageBuilder | None = None,
                  runtime: AgentRuntime | None = None, orchestrator: Orchestrator | None = None,
-                 checker: DeploymentChecker | None = None, azure: Any = None,
+                 checker: DeploymentChecker | None = None, code: CodeStore | None = None,
+                 azure: Any = None,
                  sleep: Callable[[float], None] = time.sleep,
                  now: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
+        self._blob_code: CodeStore | None = None
         self.state = state
         self.bundles = bundles
         self.queue = queue
@@ -52,6 +55,8 @@ class AppServices:
             self.__dict__["orchestrator"] = orchestrator
         if checker is not None:
             self.__dict__["checker"] = checker
+        if code is not None:
+            self.__dict__["code"] = code
         if azure is not None:
             self.__dict__["azure"] = azure
 
@@ -87,6 +92,16 @@ class AppServices:
         return AzureClients(self.settings)
 
     @functools.cached_property
+    def code(self) -> CodeStore:
+        """Where code-only revisions live: the local image store, or (azure) the deployer's
+        storage, which ``build`` provides."""
+        if self.settings.backend == "local" or self._blob_code is None:
+            from deployer.adapters.local_code import LocalCodeStore
+
+            return LocalCodeStore(self.settings.home_path)
+        return self._blob_code
+
+    @functools.cached_property
     def checker(self) -> DeploymentChecker:
         return deployment_checker()
 
@@ -117,8 +132,10 @@ def build(settings: Settings, *, interactive: bool = False) -> AppServices:
     storage = storage_from(settings, interactive=interactive)
     state = StateRepository(storage.documents, lease_seconds=settings.lock_lease_seconds,
                             lock_wait_seconds=settings.lock_wait_seconds)
-    return AppServices(settings=settings, state=state, bundles=storage.bundles,
-                       queue=storage.queue)
+    services = AppServices(settings=settings, state=state, bundles=storage.bundles,
+                           queue=storage.queue)
+    services._blob_code = storage.code
+    return services
 
 
 _installed: AppServices | None = None

@@ -151,6 +151,13 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _switch(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("on", "off", "true", "false", "1", "0"):
+        raise ValueError("must be 'on' or 'off'")
+    return value in ("on", "true", "1")
+
+
 def _prefix(raw: str) -> str:
     value = _name(raw)
     if len(value) > 12 or not value[0].isalpha():
@@ -176,6 +183,9 @@ SETTINGS: tuple[Spec, ...] = (
          "blob container holding state documents, run records and locks"),
     Spec("DEPLOYER_REQUEST_QUEUE", "request_queue", _name, "deploy-requests",
          "storage queue of pipeline requests"),
+    Spec("DEPLOYER_CODE_CONTAINER", "code_container", _name, "deployer-code",
+         "azure backend: blob container of revisions' code, which flow runs pull (agents need "
+         "read access to it only)"),
     Spec("DEPLOYER_MAX_BUNDLE_MB", "max_bundle_mb", _positive_int, "200",
          "largest total uncompressed size of a bundle, in MiB"),
     Spec("DEPLOYER_MAX_BUNDLE_ENTRIES", "max_bundle_entries", _positive_int, "10000",
@@ -255,6 +265,9 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("DEPLOYER_AGENT_IDENTITY", "agent_identity", _text, "",
          "azure backend: resource id of the user-assigned identity agents pull images with "
          "(AcrPull); without it, registry credentials are used"),
+    Spec("DEPLOYER_AGENT_IDENTITY_CLIENT_ID", "agent_identity_client_id", _text, "",
+         "azure backend: that identity's client id, given to agents as AZURE_CLIENT_ID so that "
+         "flow runs fetch their code from the code container with it"),
     Spec("DEPLOYER_REGISTRY_USERNAME", "registry_username", _text, "",
          "azure backend: registry user for image pulls, only when no agent identity is set"),
     Spec("DEPLOYER_REGISTRY_PASSWORD", "registry_password", _text, "",
@@ -266,6 +279,12 @@ SETTINGS: tuple[Spec, ...] = (
          "azure backend: memory of an agent container, in GB"),
     Spec("DEPLOYER_BUILD_TIMEOUT_SECONDS", "build_timeout_seconds", _positive_int, "3600",
          "azure backend: an ACR Tasks build is cancelled after this long"),
+    Spec("DEPLOYER_FAST_DEPLOYS", "fast_deploys", _switch, "on",
+         "'on': a change of code alone is published to the code store and re-registered (no "
+         "build, no new agent); 'off': every change builds an image and rotates"),
+    Spec("DEPLOYER_BUILD_CACHE", "build_cache", _switch, "on",
+         "azure backend: 'on' builds with ACR Tasks' layer cache (a task whose build step has "
+         "cache: enabled), 'off' as a plain quick build"),
 )
 
 _BY_ATTR = {s.attr: s for s in SETTINGS}
@@ -281,6 +300,7 @@ class Settings:
     bundles_container: str
     state_container: str
     request_queue: str
+    code_container: str
     max_bundle_mb: int
     max_bundle_entries: int
     max_compression_ratio: int
@@ -319,6 +339,9 @@ class Settings:
     agent_cpu: float
     agent_memory_gb: float
     build_timeout_seconds: int
+    build_cache: bool
+    agent_identity_client_id: str
+    fast_deploys: bool
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

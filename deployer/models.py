@@ -12,9 +12,12 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployer.bundle.digest import short
+
+if TYPE_CHECKING:
+    from deployer.bundle import Module
 
 
 def utcnow() -> datetime:
@@ -90,11 +93,18 @@ class Revision:
     image: str = ""  # image reference; empty until built
     bundle: str = ""  # blob name of the bundle the revision came from (its .env lives there)
     image_digest: str = ""  # the registry's digest of ``image`` (empty for local images)
+    deps_digest: str = ""  # what the image is built from (``bundle.parts``); empty: unknown
 
     @property
     def id(self) -> str:
         """Short, stable name: ``<code 12>-<config 8>``."""
         return f"{short(self.code_digest)}-{short(self.config_digest, 8)}"
+
+    @staticmethod
+    def of(module: Module, config_key: str, bundle: str = "") -> Revision:
+        """The revision a validated module is: its three digests (``bundle.parts``)."""
+        return Revision(module.name, module.code_digest(), module.config_digest(config_key),
+                        bundle=bundle, deps_digest=module.dependencies().digest)
 
     def same_as(self, other: Revision | None) -> bool:
         return (other is not None and other.code_digest == self.code_digest
@@ -199,6 +209,10 @@ class HistoryEntry:
     at: datetime
     stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     error: dict[str, Any] | None = None
+    #: which parts changed from the revision before (dependencies, code, config) and the path
+    #: that took: code (re-registration), config (new agent), dependencies (build), first, repair
+    changed: tuple[str, ...] = ()
+    path: str = ""
 
 
 @dataclass(frozen=True)

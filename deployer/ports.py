@@ -110,6 +110,10 @@ class Image:
     working_dir: str
     digest: str = ""
 
+    def pull_steps(self) -> list[dict[str, Any]]:
+        """A flow run's pull steps when its code is the one baked into this image."""
+        return [{"prefect.deployments.steps.set_working_directory": {"directory": self.working_dir}}]
+
 
 class BuildState(StrEnum):
     RUNNING = "running"  # queued or building
@@ -171,6 +175,40 @@ class ManifestInfo:
     created_at: datetime
 
 
+# -- code ---------------------------------------------------------------------------------------
+
+
+class CodeStore(Protocol):
+    """Content-addressed code of revisions, pulled by each flow run at its start (the
+    deployments' pull steps), so that a code-only change needs no image and no new agent."""
+
+    def requirement(self, requirements: bytes) -> str | None:
+        """What an image needs so that flow runs can pull code from this store: None when
+        ``requirements`` provide it, else a note saying what to add (the change then deploys
+        the slow way)."""
+        ...
+
+    def publish(self, module: str, code_digest: str, source: Path, check_flow: str) -> None:
+        """Store the module folder ``source`` (``.env`` never) as this code, once; with it the
+        deployer's check flow, ``_deployer_check.py`` (``check_flow`` is its source)."""
+        ...
+
+    def exists(self, module: str, code_digest: str) -> bool: ...
+
+    def pull_steps(self, module: str, code_digest: str) -> list[dict[str, Any]]:
+        """The deployment pull steps that fetch this code into a run's working directory.
+        They carry no secret: the agent fetches with its own identity."""
+        ...
+
+    def codes(self, module: str) -> list[str]:
+        """The codes stored for the module, by short digest (``digest.short``)."""
+        ...
+
+    def delete(self, module: str, code_digest: str) -> None:
+        """Remove a code (by full or short digest); a code already gone is no error."""
+        ...
+
+
 # -- agents -------------------------------------------------------------------------------------
 
 
@@ -193,6 +231,8 @@ class AgentSpec:
     settings: dict[str, str] = field(default_factory=dict)  # non-secret agent settings
     #: (deployment, entrypoint) pairs the agent loads before its worker starts (``preflight``)
     entrypoints: tuple[tuple[str, str], ...] = ()
+    #: the pull steps the preflight runs first, when flow runs pull their code (code store)
+    pull_steps: tuple[dict[str, Any], ...] = ()
 
     def __repr__(self) -> str:
         return (f"AgentSpec(name={self.name!r}, revision={self.revision_id!r}, "
@@ -243,6 +283,7 @@ class RunRef:
     state: str
     deployment: str = ""
     version: str = ""  # the deployment version the run ran (the deployer's revision id)
+    message: str = ""  # its state's message (why it failed)
 
 
 @dataclass(frozen=True)
@@ -273,9 +314,21 @@ class Orchestrator(Protocol):
         ...
 
     def register(self, pool: str, queue: str, deployments: Sequence[DeploymentSpec],
-                 working_dir: str, revision_id: str) -> list[str]:
-        """Create or update the deployments on ``queue``; delete the pool's other deployments.
-        Returns the names of deployments that were removed."""
+                 pull_steps: Sequence[dict[str, Any]], revision_id: str) -> list[str]:
+        """Create or update the deployments on ``queue``, each run pulling its code with
+        ``pull_steps``, versioned ``revision_id``; delete the pool's other deployer-made
+        deployments. Returns the names of deployments that were removed."""
+        ...
+
+    def start_code_check(self, pool: str, queue: str, pull_steps: Sequence[dict[str, Any]],
+                         entrypoints: Sequence[tuple[str, str]], *,
+                         idempotency_key: str) -> RunRef:
+        """A run of the deployer's check flow (``preflight.CHECK_FLOW``) on ``queue``, pulling
+        code with ``pull_steps``: it loads ``entrypoints`` where the serving agent runs."""
+        ...
+
+    def finish_code_check(self, pool: str) -> None:
+        """Remove what ``start_code_check`` registered."""
         ...
 
     def pause_queue(self, pool: str, queue: str) -> None: ...
@@ -307,6 +360,11 @@ class Orchestrator(Protocol):
 
     def queues(self, pool: str) -> dict[str, int]:
         """The pool's work queues and how many runs in each are not final yet."""
+        ...
+
+    def versions(self, pool: str) -> dict[str, str]:
+        """The pool's deployments (``flow/name``) and the revision each is registered at (its
+        ``version``; "" when it has none): what their next runs pull."""
         ...
 
     def start_run(self, flow_name: str, deployment: str,
@@ -357,6 +415,9 @@ class Services(Protocol):
 
     @property
     def checker(self) -> DeploymentChecker: ...
+
+    @property
+    def code(self) -> CodeStore: ...
 
     def now(self) -> datetime: ...
 

@@ -50,6 +50,8 @@ class AciAgentRuntime:
 
         env = [m.EnvironmentVariable(name=k, secure_value=v) for k, v in sorted(spec.env.items())]
         env += [m.EnvironmentVariable(name=k, value=v) for k, v in sorted(spec.settings.items())]
+        if self._s.agent_identity_client_id:  # DefaultAzureCredential in the pull steps uses it
+            env.append(m.EnvironmentVariable(name="AZURE_CLIENT_ID", value=self._s.agent_identity_client_id))
         identity = None
         if self._s.agent_identity:
             identity = m.ContainerGroupIdentity(type="UserAssigned", user_assigned_identities={
@@ -161,7 +163,8 @@ def _command(spec: AgentSpec) -> list[str]:
               spec.queue, "--type", "process"]
     if not spec.entrypoints:
         return ["prefect", *worker]
-    return preflight.command("python", spec.image.working_dir, list(spec.entrypoints), worker)
+    return preflight.command("python", spec.image.working_dir, list(spec.entrypoints), worker,
+                             list(spec.pull_steps))
 
 
 def started_at(name: str) -> datetime | None:

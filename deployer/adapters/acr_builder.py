@@ -8,17 +8,34 @@ keeps them in versioned namespaces, and the stable-package route beats the pre-r
 whose run id only arrives when polling ends), so the run id is checkpointed the moment the run
 exists and a restarted execution resumes polling that same run instead of building again.
 
-Images are ``<login server>/<DEPLOYER_IMAGE_REPOSITORY>/<module>:<code digest 12>``; the build
-context is the bundle without ``.env`` (packed deterministically), the Dockerfile the module's.
+Images are ``<login server>/<DEPLOYER_IMAGE_REPOSITORY>/<module>:<digest 12>`` (the digest of
+the revision's dependencies when its flow runs pull code from the code store, else of its code);
+the build context is the bundle without ``.env`` (packed deterministically), the Dockerfile the
+module's.
+
+Why a task definition with ``cache: enabled`` for the layer cache, not BuildKit's registry cache:
+ACR Tasks keep no layers between quick builds (Azure/acr#204). Its own answer is a multi-step
+task whose build step says ``cache: enabled``: ACR runs that step with BuildKit and keeps the
+cache itself, with nothing for us to bootstrap or store. The other route, ``docker buildx
+--cache-to type=registry``, needs a buildx image pushed first and fails on the Tasks agents'
+default docker driver ("cache export is not supported for the docker driver", Azure/acr#351 and
+#775, where the maintainers point to ``cache: enabled``). Expected gain when only the module's
+own files change (the dependency layers hit the cache): 2.3-8.9x, 5-9x on the larger projects,
+measured by the ACR team in Azure/acr#230 (oras 2m48s -> 25s, moby 15m34s -> 1m45s, azure-cli
+7m33s -> 1m15s). ``DEPLOYER_BUILD_CACHE=off`` falls back to a plain quick build
+(``DockerBuildRequest``), e.g. for a private base image, which the cached step has failed to
+pull (Azure/acr#567).
 A build is started (``start_build``: upload the context, schedule the run) and then looked at
 (``build_status``: one ``runs.get``); the pipeline waits between looks, never this adapter.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -127,10 +144,6 @@ class AcrImageBuilder:
         return BuildProgress(BuildState.SUCCEEDED, self._image(module, tag, digest or ""))
 
     def _schedule(self, module: str, image_name: str, source: Path) -> str:
-        from azure.mgmt.containerregistry.v2025_03_01_preview.models import (
-            DockerBuildRequest,
-            PlatformProperties,
-        )
 
         registry, group = self._s.registry, self._s.registry_group
         with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as context:
@@ -141,14 +154,28 @@ class AcrImageBuilder:
                 upload = self._c.acr.registries.get_build_source_upload_url(group, registry)
             with azure_errors(f"upload the build context of {module}"):
                 self._c.blob(upload.upload_url).upload_blob(context, overwrite=True)
-        request = DockerBuildRequest(
-            image_names=[image_name], is_push_enabled=True, source_location=upload.relative_path,
-            docker_file_path="Dockerfile", platform=PlatformProperties(os="Linux", architecture="amd64"),
-            timeout=self._s.build_timeout_seconds)
+        request = self._request(image_name, upload.relative_path)
         with azure_errors(f"schedule the build of {image_name} in registry {registry}"):
             run = self._c.acr.registries.schedule_run(group, registry, request)
         logger.info("acr.scheduled module=%s run=%s image=%s", module, run.run_id, image_name)
         return str(run.run_id)
+
+    def _request(self, image_name: str, source_location: str) -> Any:
+        from azure.mgmt.containerregistry.v2025_03_01_preview.models import (
+            DockerBuildRequest,
+            EncodedTaskRunRequest,
+            PlatformProperties,
+        )
+
+        platform = PlatformProperties(os="Linux", architecture="amd64")
+        timeout = self._s.build_timeout_seconds
+        if not self._s.build_cache:
+            return DockerBuildRequest(image_names=[image_name], is_push_enabled=True,
+                                      source_location=source_location, docker_file_path="Dockerfile",
+                                      platform=platform, timeout=timeout)
+        return EncodedTaskRunRequest(
+            encoded_task_content=base64.b64encode(cached_build_task(image_name, timeout).encode()).decode(),
+            source_location=source_location, platform=platform, timeout=timeout)
 
     def _log_tail(self, run_id: str) -> str:
         try:
@@ -159,3 +186,12 @@ class AcrImageBuilder:
             logger.warning("acr.log_unavailable run=%s error=%s", run_id, exc)
             return ""
         return "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
+
+
+def cached_build_task(image_name: str, timeout: int) -> str:
+    """The ACR task (v1.1.0) that builds the module's Dockerfile with the layer cache and pushes
+    ``image_name`` (``repository:tag``, pushed to the run's own registry)."""
+    image = f"{{{{.Run.Registry}}}}/{image_name}"  # ACR renders it before it parses the YAML
+    return (f"version: v1.1.0\nstepTimeout: {timeout}\nsteps:\n"
+            f"  - id: build\n    build: -t {image} -f Dockerfile .\n    cache: enabled\n"
+            f"  - id: push\n    push:\n      - \"{image}\"\n    when: [build]\n")

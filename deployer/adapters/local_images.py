@@ -37,10 +37,9 @@ from deployer.adapters.local_build import (
     uv_env,
     write,
 )
-from deployer.bundle import BundleLimits
 from deployer.bundle.digest import short
 from deployer.bundle.envfile import ENV_FILE
-from deployer.bundle.tree import scan
+from deployer.bundle.tree import copy_files
 from deployer.models import utcnow
 from deployer.ports import BuildProgress, BuildState, Image, ManifestInfo
 
@@ -122,7 +121,7 @@ class LocalImageBuilder:
         if folder.exists():  # an interrupted or failed build: start again from scratch
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        self._copy_code(source, folder / "code")
+        copy_files(source, folder / "code", leave_out=frozenset({ENV_FILE}))
         build_id = f"local-{short(code_digest)}-{uuid.uuid4().hex[:6]}"
         requirements = (folder / "code" / "requirements.txt").read_bytes()
         record = {"build_id": build_id, "module": module, "code_digest": code_digest,
@@ -165,16 +164,6 @@ class LocalImageBuilder:
                                  "result", log_tail=tail)
         return BuildProgress(BuildState.RUNNING, detail="installing requirements.txt")
 
-    def _copy_code(self, source: Path, target: Path) -> None:
-        # the folder is an extracted bundle that passed validation under the real limits
-        tree = scan(source, BundleLimits(max_bytes=1 << 40, max_entries=1 << 20))
-        for entry in tree.files:
-            if entry.path == ENV_FILE:
-                continue
-            dest = target / entry.path
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / entry.path, dest)
-            dest.chmod(0o755 if entry.executable else 0o644)
 
 
 

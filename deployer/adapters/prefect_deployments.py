@@ -1,10 +1,11 @@
 """A module's prefect.yaml deployment, as the Prefect API's create-deployment payload.
 
 The deployer sets what it owns: the work pool (one per module), the work queue (the serving
-agent's), the pull step (the revision's working directory), the version (the revision id) and a
-``deployer`` tag; the rest (description, parameters, schedules, tags, paused, concurrency, job
-variables) comes from prefect.yaml. Schedules are built as the client's models first, so one it
-rejects fails before anything is re-pointed.
+agent's), the pull steps (the revision's code: from the code store, or the image's working
+directory), the version (the revision id) and a ``deployer`` tag; the rest (description,
+parameters, schedules, tags, paused, concurrency, job variables) comes from prefect.yaml.
+Schedules are built as the client's models first, so one it rejects fails before anything is
+re-pointed.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from deployer.errors import Problem
 MANAGED_TAG = "deployer"
 
 
-def deployment_payload(spec: DeploymentSpec, pool: str, queue: str, working_dir: str,
-             revision_id: str) -> dict[str, Any]:
+def deployment_payload(spec: DeploymentSpec, pool: str, queue: str,
+                       pull_steps: Sequence[dict[str, Any]], revision_id: str) -> dict[str, Any]:
     config = spec.config
     work_pool = config.get("work_pool")
     work_pool = work_pool if isinstance(work_pool, dict) else {}
@@ -38,8 +39,7 @@ def deployment_payload(spec: DeploymentSpec, pool: str, queue: str, working_dir:
         "entrypoint": spec.entrypoint,
         "work_pool_name": pool,
         "work_queue_name": queue,
-        "pull_steps": [{"prefect.deployments.steps.set_working_directory":
-                        {"directory": working_dir}}],
+        "pull_steps": [dict(step) for step in pull_steps],
         "parameters": dict(config.get("parameters") or {}),
         "parameter_openapi_schema": spec.parameter_schema or None,
         # true unless prefect.yaml says otherwise, as `prefect deploy` does

@@ -19,10 +19,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import httpx
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterId,
     FlowRunFilter,
     FlowRunFilterId,
     FlowRunFilterStartTime,
@@ -39,9 +40,11 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPS
 from prefect.states import Crashed, Scheduled
 
 from deployer.adapters.prefect_deployments import MANAGED_TAG, deployment_payload
+from deployer.adapters.prefect_errors import first_error, not_found, refusal_detail, translated
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec
-from deployer.errors import BundleInvalid, NotFound, Problem, UpstreamError
+from deployer.errors import BundleInvalid, NotFound, Problem
 from deployer.ports import SMOKE_TAG, Readiness, RunRef
+from deployer.preflight import CHECK_FILE, CHECK_FLOW_NAME
 
 logger = logging.getLogger(__name__)
 IN_FLIGHT = [StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateType.PAUSED]
@@ -59,10 +62,10 @@ class PrefectOrchestrator:
     def _api(self, what: str) -> Iterator[SyncPrefectClient]:
         if self._client is None:
             client = SyncPrefectClient(self._api_url, api_key=self._api_key)
-            with _translated(what, self._api_url):
+            with translated(what, self._api_url):
                 client.__enter__()
             self._client = client
-        with _translated(what, self._api_url):
+        with translated(what, self._api_url):
             yield self._client
 
     def close(self) -> None:
@@ -91,13 +94,13 @@ class PrefectOrchestrator:
             try:
                 workers = api.read_workers_for_work_pool(pool)
             except (ObjectNotFound, PrefectHTTPStatusError) as exc:
-                if _not_found(exc):
+                if not_found(exc):
                     return set()  # no pool yet: no workers
                 raise
         return {w.name for w in workers if w.status == WorkerStatus.ONLINE}
 
     def register(self, pool: str, queue: str, deployments: Sequence[DeploymentSpec],
-                 working_dir: str, revision_id: str) -> list[str]:
+                 pull_steps: Sequence[dict[str, Any]], revision_id: str) -> list[str]:
         """Upsert the module's deployments on ``queue``; delete the deployer-made ones of the
         pool that the module no longer declares (their runs would be stranded otherwise)."""
         # build every payload first: a schedule the client rejects must fail before anything
@@ -105,10 +108,10 @@ class PrefectOrchestrator:
         payloads, refused = [], []
         for spec in deployments:
             try:
-                payloads.append(deployment_payload(spec, pool, queue, working_dir, revision_id))
+                payloads.append(deployment_payload(spec, pool, queue, pull_steps, revision_id))
             except (ValueError, TypeError) as exc:
                 refused.append(Problem(PREFECT_YAML, spec.line, f"deployment {spec.name!r} of "
-                                       f"module {pool}: {_first_error(exc)}"))
+                                       f"module {pool}: {first_error(exc)}"))
         if refused:
             raise BundleInvalid(refused, source=f"module {pool}")
         with self._api(f"register deployments of pool {pool}") as api:
@@ -125,7 +128,7 @@ class PrefectOrchestrator:
                     if 400 <= status < 500 and status not in (401, 403, 408, 429):
                         raise BundleInvalid([Problem(PREFECT_YAML, spec.line, (
                             f"deployment {spec.name!r} of module {pool}: Prefect refused it "
-                            f"({status}: {_refusal_detail(exc)})"))], source=f"module {pool}") from exc
+                            f"({status}: {refusal_detail(exc)})"))], source=f"module {pool}") from exc
                     raise
                 keep.add((flow_id, spec.name))
             removed = []
@@ -137,6 +140,31 @@ class PrefectOrchestrator:
         logger.info("orchestrator.registered pool=%s queue=%s deployments=%d removed=%d", pool,
                     queue, len(payloads), len(removed))
         return removed
+
+    def start_code_check(self, pool: str, queue: str, pull_steps: Sequence[dict[str, Any]],
+                         entrypoints: Sequence[tuple[str, str]], *,
+                         idempotency_key: str) -> RunRef:
+        with self._api(f"start the code check of pool {pool}") as api:
+            flow_id = api.create_flow_from_name(CHECK_FLOW_NAME)
+            deployment_id = api.create_deployment(
+                flow_id=flow_id, name=pool, entrypoint=f"{CHECK_FILE}:check",
+                work_pool_name=pool, work_queue_name=queue, pull_steps=[dict(s) for s in pull_steps],
+                parameters={"entrypoints": [list(e) for e in entrypoints]},
+                tags=[CHECK_FLOW_NAME], enforce_parameter_schema=False)
+            run = api.create_flow_run_from_deployment(deployment_id, idempotency_key=idempotency_key,
+                                                      tags=[SMOKE_TAG, CHECK_FLOW_NAME])
+        return _ref(run)
+
+    def finish_code_check(self, pool: str) -> None:
+        with self._api(f"remove the code check of pool {pool}") as api:
+            try:
+                found = api.read_deployment_by_name(f"{CHECK_FLOW_NAME}/{pool}")
+            except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                if not_found(exc):
+                    return
+                raise
+            with contextlib.suppress(ObjectNotFound):
+                api.delete_deployment(found.id)
 
     def conflicts(self, pool: str, deployments: Sequence[DeploymentSpec]) -> list[Problem]:
         with self._api(f"look up the deployments of pool {pool}") as api:
@@ -171,7 +199,7 @@ class PrefectOrchestrator:
                 try:
                     deployment = api.read_deployment_by_name(f"{spec.flow_name}/{spec.name}")
                 except (ObjectNotFound, PrefectHTTPStatusError) as exc:
-                    if not _not_found(exc):
+                    if not not_found(exc):
                         raise
                     statuses[spec.name] = "missing"
                     continue
@@ -252,7 +280,7 @@ class PrefectOrchestrator:
             try:
                 found = api.read_work_queues(work_pool_name=pool)
             except (ObjectNotFound, PrefectHTTPStatusError) as exc:
-                if _not_found(exc):
+                if not_found(exc):
                     return {}
                 raise
             return {q.name: len(api.read_flow_runs(
@@ -260,6 +288,14 @@ class PrefectOrchestrator:
                 work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[q.name])),
                 flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
                     type=FlowRunFilterStateType(any_=waiting))))) for q in found}
+
+    def versions(self, pool: str) -> dict[str, str]:
+        with self._api(f"read the deployments of pool {pool}") as api:
+            found = api.read_deployments(work_pool_filter=_pool_filter(pool))
+            ids = list({d.flow_id for d in found})
+            flows = {f.id: f.name for f in api.read_flows(
+                flow_filter=FlowFilter(id=FlowFilterId(any_=ids)))} if ids else {}
+        return {f"{flows.get(d.flow_id, d.flow_id)}/{d.name}": d.version or "" for d in found}
 
     def start_run(self, flow_name: str, deployment: str,
                   parameters: dict[str, Any] | None = None, *, idempotency_key: str = "",
@@ -269,7 +305,7 @@ class PrefectOrchestrator:
             try:
                 found = api.read_deployment_by_name(name)
             except (ObjectNotFound, PrefectHTTPStatusError) as exc:
-                if _not_found(exc):
+                if not_found(exc):
                     raise NotFound(f"no deployment {name} in Prefect",
                                    hint="`deployer status` shows what is deployed") from exc
                 raise
@@ -291,32 +327,8 @@ class PrefectOrchestrator:
 
 def _ref(run: Any) -> RunRef:
     return RunRef(str(run.id), run.name, run.state.type.value if run.state else "UNKNOWN",
-                  str(run.deployment_id or ""), str(getattr(run, "deployment_version", "") or ""))
-
-
-def _first_error(exc: BaseException) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        try:
-            first = errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            return f"{where}: {first.get('msg')}".removeprefix(": ").replace("Value error, ", "")
-        except (IndexError, TypeError, AttributeError):
-            pass
-    return (str(exc) or type(exc).__name__).splitlines()[0][:300]
-
-
-def _refusal_detail(exc: PrefectHTTPStatusError) -> str:
-    """What Prefect said, short: the first validation error's place and message."""
-    try:
-        detail = exc.response.json().get("detail")
-    except ValueError:
-        return exc.response.text[:300]
-    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-        first = detail[0]
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return f"{where}: {first.get('msg', '')}"[:300]
-    return str(detail)[:300]
+                  str(run.deployment_id or ""), str(getattr(run, "deployment_version", "") or ""),
+                  str(run.state.message or "") if run.state else "")
 
 
 def _status(value: Any) -> str:
@@ -331,7 +343,7 @@ def _foreign(api: SyncPrefectClient, pool: str, deployments: Sequence[Deployment
         try:
             found = api.read_deployment_by_name(f"{spec.flow_name}/{spec.name}")
         except (ObjectNotFound, PrefectHTTPStatusError) as exc:
-            if _not_found(exc):
+            if not_found(exc):
                 continue
             raise
         if found.work_pool_name not in (None, pool):
@@ -340,12 +352,6 @@ def _foreign(api: SyncPrefectClient, pool: str, deployments: Sequence[Deployment
                 f"{found.work_pool_name!r} (module {found.work_pool_name}); rename the "
                 "deployment or the flow")))
     return problems
-
-
-def _not_found(exc: Exception) -> bool:
-    if isinstance(exc, ObjectNotFound):
-        return True
-    return isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code == 404
 
 
 def _pool_filter(pool: str) -> WorkPoolFilter:
@@ -358,19 +364,3 @@ def _deployment_exists(api: SyncPrefectClient, deployment_id: UUID) -> bool:
     except ObjectNotFound:
         return False
     return True
-
-
-@contextlib.contextmanager
-def _translated(what: str, url: str) -> Iterator[None]:
-    try:
-        yield
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout) as exc:
-        raise UpstreamError(f"{what}: cannot reach the Prefect API at {url}",
-                            hint="is the Prefect server running? check PREFECT_API_URL") from exc
-    except PrefectHTTPStatusError as exc:
-        status = exc.response.status_code
-        hint = ("check PREFECT_API_KEY and that it may use this workspace"
-                if status in (401, 403) else None)
-        raise UpstreamError(f"{what}: the Prefect API answered {status}", hint=hint) from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamError(f"{what}: Prefect API request failed ({type(exc).__name__})") from exc

@@ -13,6 +13,7 @@ from typing import Any
 from azure.storage.blob import BlobServiceClient, LinearRetry
 
 from deployer.adapters.blob_bundles import BlobBundleStore
+from deployer.adapters.blob_code import BlobCodeStore
 from deployer.adapters.blob_documents import BlobDocumentStore
 from deployer.adapters.storage_queue import StorageQueue, queue_client
 from deployer.config import Settings
@@ -26,6 +27,7 @@ class Storage:
     documents: BlobDocumentStore
     bundles: BlobBundleStore
     queue: StorageQueue
+    code: BlobCodeStore
 
 
 def storage_from(settings: Settings, *, interactive: bool = False) -> Storage:
@@ -36,4 +38,5 @@ def storage_from(settings: Settings, *, interactive: bool = False) -> Storage:
     blobs = BlobServiceClient.from_connection_string(connection, **options)
     return Storage(documents=BlobDocumentStore(blobs, settings.state_container),
                    bundles=BlobBundleStore(blobs, settings.bundles_container),
-                   queue=StorageQueue(queue_client(connection, settings.request_queue, **options)))
+                   queue=StorageQueue(queue_client(connection, settings.request_queue, **options)),
+                   code=BlobCodeStore(blobs, settings.code_container))

@@ -19,6 +19,7 @@ from deployer.bundle.contract import check_module
 from deployer.bundle.digest import config_digest, short
 from deployer.bundle.envfile import EnvFile
 from deployer.bundle.pack import Packed, code_digest_of, pack
+from deployer.bundle.parts import Dependencies, dependencies_of
 from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.bundle.tree import Tree, scan
 from deployer.errors import BundleInvalid, Problem
@@ -51,6 +52,10 @@ class Module:
 
     def config_digest(self, key: str) -> str:
         return config_digest(self.env.pairs, key)
+
+    def dependencies(self) -> Dependencies:
+        """What the image is built from, by the rule of ``bundle.parts``."""
+        return dependencies_of(self.tree)
 
 
 def load_folder(path: Path, limits: BundleLimits, *, name: str | None = None,

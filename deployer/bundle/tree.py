@@ -8,6 +8,7 @@ pull a file from outside the module into the image); tool and cache folders are 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,3 +98,16 @@ def scan(root: Path, limits: BundleLimits) -> Tree:
                                           f"{limits.max_bytes} (DEPLOYER_MAX_BUNDLE_MB)"))
     files.sort(key=lambda f: f.path)
     return Tree(root=root, files=tuple(files), problems=tuple(problems))
+
+
+def copy_files(source: Path, target: Path, *, leave_out: frozenset[str] = frozenset()) -> None:
+    """Copy the files of a module folder that passed validation (under the real limits) to
+    ``target``, keeping only whether each is executable, without the paths in ``leave_out``."""
+    tree = scan(source, BundleLimits(max_bytes=1 << 40, max_entries=1 << 20))
+    for entry in tree.files:
+        if entry.path in leave_out:
+            continue
+        dest = target / entry.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / entry.path, dest)
+        dest.chmod(0o755 if entry.executable else 0o644)

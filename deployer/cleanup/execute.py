@@ -21,8 +21,8 @@ from deployer.ports import Services
 
 logger = logging.getLogger(__name__)
 #: agents go first (they cost money), queues after their agents, reports last
-ORDER = ("agent", "manifest", "tag", "bundle", "record", "queue", "report")
-LOCKED_KINDS = ("agent", "manifest", "tag")  # what a rotation of the module uses
+ORDER = ("agent", "manifest", "tag", "code", "bundle", "record", "queue", "report")
+LOCKED_KINDS = ("agent", "manifest", "tag", "code")  # what a rotation of the module uses
 
 
 class Executor:
@@ -96,6 +96,8 @@ class Executor:
             s.builder.delete_manifest(action.module, action.target)
         elif action.kind == "tag":
             s.builder.delete_tag(action.module, action.target)
+        elif action.kind == "code":
+            s.code.delete(action.module, action.target)
         elif action.kind == "bundle":
             s.bundles.delete(action.target)
         elif action.kind == "record":

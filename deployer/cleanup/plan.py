@@ -16,6 +16,10 @@ bundles,   the last K per module are kept, and bundles of revisions that can sti
 records    to or are in progress; the rest older than the retention are deleted. Run records
            that are queued or running are never deleted.
 queues     of pools of known modules: a queue no agent polls any more, with no run waiting in it.
+code       (the code store) never the code of a revision kept by the rules for images, nor of
+           a revision a registered deployment is at (what its next run pulls); all of a
+           module's code stays while Prefect cannot say what its deployments are at, or one is
+           at a revision the history does not know.
 """
 
 from __future__ import annotations
@@ -55,11 +59,15 @@ class Inventory:
     runs: list[RunRecord]
     queues: dict[str, dict[str, int]]  # pool -> queue -> runs not final
     reports: list[tuple[str, datetime]] = field(default_factory=list)  # cleanup reports
+    codes: dict[str, list[str]] = field(default_factory=dict)  # module -> short code digests
+    #: module -> deployment -> the revision it is registered at; a module missing here could
+    #: not be asked (Prefect down): its code all stays
+    deployed: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # agent | manifest | tag | bundle | record | queue | report
+    kind: str  # agent | manifest | tag | code | bundle | record | queue | report
     module: str
     target: str
     delete: bool
@@ -71,6 +79,7 @@ def plan_cleanup(inv: Inventory, policy: Policy) -> list[Action]:
     kept_agents = {a.target for a in actions if a.kind == "agent" and not a.delete}
     protected = _protected(inv, policy, kept_agents)
     actions += _images(inv, policy, protected)
+    actions += _codes(inv, protected)
     actions += _bundles(inv, policy, protected)
     actions += _records(inv, policy)
     actions += _queues(inv, {a.target for a in actions if a.kind == "agent" and a.delete})
@@ -145,6 +154,7 @@ class Protected:
     digests: dict[str, set[str]] = field(default_factory=dict)  # module -> digests
     tags: dict[str, set[str]] = field(default_factory=dict)  # module -> tags
     bundles: dict[str, str] = field(default_factory=dict)  # bundle -> why
+    codes: dict[tuple[str, str], str] = field(default_factory=dict)  # (module, short code) -> why
     why: dict[tuple[str, str], str] = field(default_factory=dict)  # (module, digest|tag) -> why
 
     def add(self, revision: Revision | None, why: str) -> None:
@@ -158,6 +168,7 @@ class Protected:
                 self.why.setdefault((module, value), why)
         if revision.bundle:
             self.bundles.setdefault(revision.bundle, why)
+        self.codes.setdefault((module, short(revision.code_digest)), why)
 
 
 def _protected(inv: Inventory, policy: Policy, kept_agents: set[str]) -> Protected:
@@ -181,6 +192,9 @@ def _protected(inv: Inventory, policy: Policy, kept_agents: set[str]) -> Protect
     for record in inv.runs:
         if not record.status.finished:
             p.add(record.revision, f"request {record.request_id} is in progress")
+    for module, deployments in inv.deployed.items():
+        for deployment, version in sorted(deployments.items()):
+            p.add(by_revision.get((module, version)), f"deployment {deployment} is registered at it")
     return p
 
 
@@ -213,6 +227,31 @@ def _images(inv: Inventory, policy: Policy, p: Protected) -> list[Action]:
                                   f"among {module}'s newest {policy.keep_revisions} tags"))
                 out += [Action("tag", module, t, True, f"beyond {module}'s newest "
                                f"{policy.keep_revisions} tags") for t in manifest.tags if t not in newest]
+    return out
+
+
+# -- code ---------------------------------------------------------------------------------------
+
+
+def _codes(inv: Inventory, p: Protected) -> list[Action]:
+    out = []
+    known = {(e.module, e.revision.id) for h in inv.history.values() for e in h}
+    for module, codes in sorted(inv.codes.items()):
+        deployed = inv.deployed.get(module)
+        unknown = sorted(f"{d} (at {v or 'no version'})" for d, v in (deployed or {}).items()
+                         if (module, v) not in known)
+        for code in codes:
+            if (module, code) in p.codes:
+                out.append(Action("code", module, code, False, p.codes[(module, code)]))
+            elif deployed is None:
+                out.append(Action("code", module, code, False, "Prefect could not say what "
+                                  f"{module}'s deployments pull: kept until it can"))
+            elif unknown:
+                out.append(Action("code", module, code, False, f"deployment {unknown[0]} is at a "
+                                  "revision the deployer's history does not know"))
+            else:
+                out.append(Action("code", module, code, True, "no kept revision and no registered "
+                                  "deployment uses it"))
     return out
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from deployer.bundle import BundleLimits, Module, load_archive, load_folder, pack
 from deployer.bundle.digest import short
+from deployer.bundle.parts import BLOB_PULL_REQUIREMENT, pulls_from_blob
 from deployer.cli import environ
 from deployer.cli.output import emit_json, out
 from deployer.config import MIB, read_one
@@ -62,10 +63,19 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def _summary(module: Module, code_digest: str) -> dict[str, Any]:
+    deps = module.dependencies()
+    notes = [] if pulls_from_blob((module.root / "requirements.txt").read_bytes()) else [
+        f"on Azure, code-only changes deploy the slow way (an image build and an agent rotation): "
+        f"add {BLOB_PULL_REQUIREMENT} to requirements.txt so that flow runs can fetch their code "
+        "from the deployer's storage"]
+    if deps.everything:
+        notes.append(f"every file builds the image, so every change rebuilds: {deps.why}")
     return {"module": module.name, "files": len(module.tree.files),
             "bytes": module.tree.total_bytes, "code_digest": code_digest,
+            "dependencies": {"digest": deps.digest, "files": list(deps.files), "why": deps.why},
             "env_keys": list(module.env.keys),
-            "deployments": [{"name": d.name, "entrypoint": d.entrypoint} for d in module.deployments]}
+            "deployments": [{"name": d.name, "entrypoint": d.entrypoint} for d in module.deployments],
+            "notes": notes}
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -91,6 +101,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         out.print(f"  deployment {deployment['name']} -> {deployment['entrypoint']}", markup=False)
     out.print(f"  env keys: {', '.join(summary['env_keys']) or '(none)'}", markup=False)
     out.print(f"  code digest: {summary['code_digest']}", markup=False)
+    deps = summary["dependencies"]
+    out.print(f"  dependencies ({', '.join(deps['files'])}): {deps['digest'][:19]}", markup=False)
+    for note in summary["notes"]:
+        out.print(f"note: {note}", markup=False, highlight=False)
     return 0
 
 

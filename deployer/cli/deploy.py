@@ -87,6 +87,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             emit_json(plan)
             return 0
         out.print(f"[bold]{plan['module']}[/] revision {plan['revision']}: {plan['reason']}")
+        if plan["changed"]:
+            out.print(f"  changed: {', '.join(plan['changed'])}; path: {plan['path']}", markup=False)
+        if plan["why"]:
+            out.print(f"  why: {plan['why']}", markup=False)
         for number, step in enumerate(plan["steps"], start=1):
             out.print(f"  {number}. {step}", markup=False)
         out.print("dry run: nothing was changed", style="dim")

@@ -49,18 +49,23 @@ def cmd_history(args: argparse.Namespace) -> int:
         out.print(f"no history for {args.module} yet")
         return 0
     table = Table(title=f"history of {args.module} (newest last)")
-    for column in ("", "when", "revision", "kind", "trigger", "outcome", "took", "error"):
+    for column in ("", "when", "revision", "kind", "trigger", "changed", "path", "outcome", "took",
+                   "error"):
         table.add_column(column)
     for entry in shown:
         took = sum(entry.stages.values())
         error = (entry.error or {}).get("message", "")
         table.add_row("●" if entry.request_id == current else "", ago(entry.at), entry.revision.id,
                       entry.kind.value, f"{entry.trigger.source}: {entry.trigger.ref}",
+                      ", ".join(entry.changed) or "-", entry.path or "-",
                       entry.outcome.value, f"{took:.0f}s", str(error).splitlines()[0][:60] if error else "")
     for record in active:
         waiting = record.waiting.what if record.waiting else ""
+        plan = record.stage("plan")
         table.add_row("…", ago(record.created_at), record.revision.id if record.revision else "-",
                       record.kind.value, f"{record.trigger.source}: {record.trigger.ref}",
+                      ", ".join(plan.detail.get("changed", [])) if plan else "",
+                      str(plan.detail.get("path", "")) if plan else "",
                       record.status.value, "", waiting[:60])
     out.print(table)
     if current:

@@ -55,9 +55,16 @@ class HostOptions:
         if "batchSize" in queues:
             found["batch_size"] = int(queues["batchSize"])
         if "visibilityTimeout" in queues:
-            h, m, s = (int(x) for x in str(queues["visibilityTimeout"]).split(":"))
-            found["retry_delay_seconds"] = h * 3600 + m * 60 + s
+            found["retry_delay_seconds"] = round(timespan(queues["visibilityTimeout"]))
+        if "maxPollingInterval" in queues:  # the host polls an empty queue at most this far apart
+            found["poll_seconds"] = timespan(queues["maxPollingInterval"])
         return cls(**{**found, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def timespan(text: object) -> float:
+    """A host.json time span, ``hh:mm:ss`` with optional fractions of a second, in seconds."""
+    hours, minutes, seconds = str(text).split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def load_app(path: Path) -> func.FunctionApp:

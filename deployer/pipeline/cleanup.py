@@ -81,17 +81,20 @@ def take_inventory(services: Services, *, probe_locks: bool = True) -> Inventory
     owned = {m for m, doc in modules.items() if doc.owner is not None}
     busy = frozenset(owned | ({m for m in modules if _locked(services, m)} if probe_locks else set()))
     queues: dict[str, dict[str, int]] = {}
+    deployed: dict[str, dict[str, str]] = {}
     for module in modules:
         try:
             queues[module] = services.orchestrator.queues(module)
-        except UpstreamError as exc:  # Prefect down: leave queues for the next run
-            logger.warning("cleanup.queues_unavailable module=%s error=%s", module, exc.message)
+            deployed[module] = services.orchestrator.versions(module)
+        except UpstreamError as exc:  # Prefect down: leave queues and code for the next run
+            logger.warning("cleanup.prefect_unavailable module=%s error=%s", module, exc.message)
     return Inventory(
         now=services.now(), modules=modules,
         history={m: state.history(m) for m in modules}, busy=busy, agents=agents,
         manifests={m: services.builder.manifests(m) for m in sorted(image_modules)},
         bundles=services.bundles.list(), runs=runs, queues=queues,
-        reports=[(key, _report_time(key)) for key in state.docs.list(REPORTS)])
+        reports=[(key, _report_time(key)) for key in state.docs.list(REPORTS)],
+        codes={m: services.code.codes(m) for m in modules}, deployed=deployed)
 
 
 def last_report(services: Services) -> CleanupReport | None:

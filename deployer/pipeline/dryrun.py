@@ -16,13 +16,14 @@ from deployer.rotation.plan import plan_rotation
 
 def dry_run(services: Services, path: Path) -> dict[str, Any]:
     module = load_folder(path, services.limits, checker=services.checker)
-    revision = Revision(module.name, module.code_digest(),
-                        module.config_digest(services.settings.config_digest_key.reveal()))
+    revision = Revision.of(module, services.settings.config_digest_key.reveal())
     request = Request("dry-run", RequestKind.DEPLOY, module.name, Trigger("cli", str(path)),
                       revision)
     conflicts = services.orchestrator.conflicts(module.name, module.deployments)
     if conflicts:
         raise BundleInvalid(conflicts, source=f"module {module.name}")
-    plan = plan_rotation(gather(services, request, module.deployments))
+    inputs = gather(services, request, module)
+    plan = plan_rotation(inputs)
     return {"module": module.name, "revision": revision.id, "noop": plan.noop,
-            "reason": plan.reason, "steps": plan.steps(), "operations": list(plan.to_data())}
+            "reason": plan.reason, "path": plan.path, "changed": list(plan.changed),
+            "why": inputs.parts_why, "steps": plan.steps(), "operations": list(plan.to_data())}

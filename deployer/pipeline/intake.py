@@ -64,10 +64,8 @@ def accept_bundle(services: Services, blob_name: str) -> RunRecord:
         with work_folder() as work:
             module = load_archive(ChunkReader(chunks), work, limits, label=label,
                                   expected_name=hinted, checker=services.checker)
-            revision = Revision(module=module.name, code_digest=module.code_digest(),
-                                config_digest=module.config_digest(
-                                    services.settings.config_digest_key.reveal()),
-                                bundle=blob_name)
+            revision = Revision.of(module, services.settings.config_digest_key.reveal(),
+                                   bundle=blob_name)
     except BundleInvalid as exc:
         logger.warning("intake.rejected blob=%r problems=%d", blob_name, len(exc.problems))
         rejected = RunRecord(

@@ -29,11 +29,13 @@ class Uploaded:
     config_digest: str
     request_id: str
     intent: Intent
+    deps_digest: str = ""
 
     @property
     def revision(self) -> Revision:
         return Revision(module=self.module, code_digest=self.code_digest,
-                        config_digest=self.config_digest, bundle=self.blob)
+                        config_digest=self.config_digest, bundle=self.blob,
+                        deps_digest=self.deps_digest)
 
 
 #: blob metadata of a `deployer deploy`: an explicit wish, which may bring back a revision that
@@ -56,4 +58,4 @@ def upload_module(services: Services, path: Path, *, explicit: bool = False) -> 
             **({EXPLICIT: "true"} if explicit else {})})
     return Uploaded(module=module.name, blob=blob, etag=info.etag, code_digest=packed.code_digest,
                     config_digest=config, request_id=Request.make_id("blob", blob, info.etag),
-                    intent=upload_intent(info))
+                    intent=upload_intent(info), deps_digest=module.dependencies().digest)

@@ -146,22 +146,35 @@ def _is_current(state: ModuleState, push: Push) -> bool:
     assert current is not None
     if current.image_digest:
         return current.image_digest == push.digest
-    return bool(push.tag) and current.image.rsplit("/", 1)[-1] == push.tag  # local images: by tag
+    return bool(push.tag) and image_tag(current.image) == push.tag  # local images: by tag
 
 
 def _own_build(records: list[RunRecord], push: Push) -> str | None:
-    """A bundle deploy in progress whose image this push is (its tag is the code digest)."""
+    """A bundle deploy in progress whose image this push is (its tag is the digest of the
+    revision's dependencies, or of its code when its image carries the code)."""
     for record in records:
-        if record.kind is RequestKind.DEPLOY and record.revision is not None and push.tag \
-                and short(record.revision.code_digest) == push.tag:
+        revision = record.revision
+        if record.kind is RequestKind.DEPLOY and revision is not None and push.tag \
+                and push.tag in {short(revision.code_digest), short(revision.deps_digest)}:
             return record.request_id
     return None
 
 
 def _code_of(services: Services, module: str, push: Push) -> str:
-    """The code digest of an image we built (its tag is the code digest); else the image's own."""
-    for entry in reversed(services.state.history(module)):
-        if push.tag and short(entry.revision.code_digest) == push.tag:
-            return entry.revision.code_digest
+    """The code inside an image we built: that of the first revision that ran it (later
+    code-only revisions reuse the image but pull their code); else the image's own digest."""
+    if push.tag:
+        history = services.state.history(module)
+        for entry in history:
+            if image_tag(entry.revision.image) == push.tag:
+                return entry.revision.code_digest
+        for entry in reversed(history):  # recorded before images were named by dependencies
+            if short(entry.revision.code_digest) == push.tag:
+                return entry.revision.code_digest
     return f"oci:{push.digest.split(':', 1)[1]}"
 
+
+def image_tag(reference: str) -> str:
+    """``registry/repo:tag@sha256:...`` -> ``tag``; a local image's folder name is its tag."""
+    last = reference.rsplit("/", 1)[-1].split("@", 1)[0]
+    return last.rsplit(":", 1)[-1]

@@ -56,13 +56,16 @@ def look(ex: Executor, op: Bake, looks: int) -> Outcome:
     previous_agent = codec.loads_data(AgentRef, detail.get("previous_agent"))
     previous_ratio = begun.get("previous_ratio")
     if previous_ratio is None:
-        previous_runs = s.orchestrator.finished_runs(module, previous_agent.queue,
-                                                     since - PREVIOUS_LOOKBACK,
-                                                     limit=max(settings.bake_runs * 3, 10)) \
+        previous_runs = [r for r in s.orchestrator.finished_runs(
+            module, previous_agent.queue, since - PREVIOUS_LOOKBACK,
+            limit=max(settings.bake_runs * 3, 10)) if r.version != ex.request.revision.id] \
             if previous_agent else []
         previous_ratio = _ratio(previous_runs)
         t.checkpoint(op.key, {"previous_ratio": previous_ratio})
-    runs = s.orchestrator.finished_runs(module, op.queue, since)
+    revision = ex.request.revision.id
+    # on a queue the previous revision shared (a code-only change), its runs carry its version
+    runs = [r for r in s.orchestrator.finished_runs(module, op.queue, since)
+            if r.version in ("", revision)]
     ratio = _ratio(runs)
     evidence = [{"id": r.id, "name": r.name, "state": r.state} for r in runs]
     if runs and ratio > settings.bake_failure_ratio and ratio > previous_ratio:
@@ -109,15 +112,18 @@ def _roll_back(ex: Executor, op: Bake, evidence: list[dict[str, Any]], ratio: fl
     if alive and previous is not None and previous_agent is not None:
         handed = hand_back(s, module, previous=previous, previous_queue=previous_agent.queue,
                            new_queue=op.queue)
+        same_agent = op.agent == previous_agent.name  # a code-only revision: only its code goes
         deadline = now + timedelta(seconds=s.settings.drain_timeout_seconds)
-        draining = (*(d for d in doc.draining if d.name != previous_agent.name),
-                    DrainingAgent(op.agent, op.queue, revision.id, request.request_id, now, deadline))
+        draining = tuple(d for d in doc.draining if d.name != previous_agent.name) if same_agent \
+            else (*(d for d in doc.draining if d.name != previous_agent.name),
+                  DrainingAgent(op.agent, op.queue, revision.id, request.request_id, now, deadline))
         s.state.save_module(replace(
             doc, current=previous, agent=replace(previous_agent, started_at=now),
             request_id=request.request_id, draining=draining, baking=None,
             refused=(*doc.refused, refused), updated_at=now), got.etag)
         return Done({**outcome, **handed, "serving": previous_agent.name},
-                    replan=(Drain(op.agent, op.queue), StopAgent(op.agent, op.queue)))
+                    replan=() if same_agent else (Drain(op.agent, op.queue),
+                                                  StopAgent(op.agent, op.queue)))
     # the previous agent is gone: a rollback request rotates back to its revision (no build)
     s.state.save_module(replace(doc, baking=None, refused=(*doc.refused, refused), updated_at=now),
                         got.etag)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from deployer import codec, preflight
 from deployer.bundle.deployment_config import smoke_of
@@ -23,6 +24,7 @@ from deployer.rotation.bake import look as bake_look
 from deployer.rotation.looks import (
     BUILD_CAP_SECONDS,
     DRAIN,
+    RUN_START_SECONDS,
     SMOKE,
     START_CAP_SECONDS,
     Backoff,
@@ -33,11 +35,13 @@ from deployer.rotation.operations import (
     AwaitReady,
     Bake,
     BuildImage,
+    CheckCode,
     CheckEntrypoints,
     Commit,
     Drain,
     HoldQueue,
     Operation,
+    PublishCode,
     Register,
     ReuseImage,
     SmokeRun,
@@ -71,11 +75,28 @@ class Executor:
         return method(op, looks)  # type: ignore[no-any-return]
 
     def image(self) -> Image:
+        """The revision's image: built or reused by this plan, or (a code-only revision) the
+        one the serving revision runs in."""
         for op in self.plan:
             done = self.t.done(op.key) if isinstance(op, BuildImage | ReuseImage) else None
             if done is not None:
                 return Image(**done["image"])
+        if not any(isinstance(op, BuildImage | ReuseImage) for op in self.plan):
+            got = self.s.state.module(self.module)
+            current = got.value.current if got else None
+            if current is not None:
+                return Image(ref=current.image, working_dir="", digest=current.image_digest)
         raise AssertionError("no image stage finished before it was needed")
+
+    def pull_steps(self) -> list[dict[str, Any]]:
+        """How a flow run of this revision gets its code: from the code store, or from the
+        image it runs in."""
+        if any(isinstance(op, PublishCode) for op in self.plan):
+            return self.s.code.pull_steps(self.module, self.request.revision.code_digest)
+        return self.image().pull_steps()
+
+    def _pulls_code(self) -> bool:
+        return any(isinstance(op, PublishCode) for op in self.plan)
 
     def _since(self, op: Operation) -> timedelta:
         stage = self.t.record.stage(op.key)
@@ -83,14 +104,68 @@ class Executor:
 
     # -- prepare ----------------------------------------------------------------------------
 
+    def _publish_code(self, op: PublishCode, looks: int) -> Outcome:
+        code = self.s.code
+        if code.exists(op.module, op.code_digest):
+            return Done({"published": False}, skipped=True)
+        code.publish(op.module, op.code_digest, self.source.module.root, preflight.CHECK_FLOW)
+        return Done({"published": True})
+
+    def _check_code(self, op: CheckCode, looks: int) -> Outcome:
+        """One run of the deployer's check flow on the serving agent, pulling the new code:
+        the proof that it loads in the current image, before anything points at it."""
+        orchestrator = self.s.orchestrator
+        run_id = self.t.begun(op.key).get("run_id")
+        if not run_id:
+            entrypoints = [(d.name, d.entrypoint) for d in self.source.module.deployments]
+            started = orchestrator.start_code_check(
+                self.pool, op.queue, self.pull_steps(), entrypoints,
+                idempotency_key=f"check:{self.request.request_id}")
+            run_id = started.id
+            self.t.checkpoint(op.key, {"run_id": run_id})
+            # the run needs the worker's next poll and a process start: wait for that on the
+            # queue, not inside this invocation
+            return Wait(float(self.s.settings.worker_poll_seconds) + RUN_START_SECONDS,
+                        f"the check of the new code on agent {op.agent}: started", inline=False)
+        run = orchestrator.run_status(run_id)
+        if run.state == "COMPLETED":
+            orchestrator.finish_code_check(self.pool)
+            return Done({"run_id": run_id})
+        if run.state in ("FAILED", "CRASHED", "CANCELLED"):
+            orchestrator.finish_code_check(self.pool)
+            results = preflight.parse(run.message)
+            secrets = [*self.source.module.env.as_dict().values(),
+                       self.s.settings.prefect_api_key.reveal()]
+            if results:
+                raise self._not_loading(results, secrets)
+            raise HealthCheckFailed(preflight.redact(
+                f"the check run of the new code on agent {op.agent} ended {run.state}: "
+                f"{run.message or 'no message'}", secrets),
+                hint="the run's logs in Prefect say why; the serving revision is untouched")
+        timeout = self.s.settings.health_timeout_seconds
+        if self._since(op) >= timedelta(seconds=timeout):
+            raise HealthCheckFailed(f"the check run of the new code on agent {op.agent} did not "
+                                    f"finish within {timeout}s (DEPLOYER_HEALTH_TIMEOUT_SECONDS)",
+                                    hint="is the agent's worker polling? `deployer status`")
+        pace = Backoff(0.5, 1.5, max(float(self.s.settings.worker_poll_seconds), 1.0))
+        return Wait(pace.pause(looks), f"the check of the new code on agent {op.agent}: {run.state}")
+
+    def _not_loading(self, results: list[dict[str, Any]], secrets: list[str]) -> BundleInvalid:
+        failed = [r for r in results if not r.get("ok")]
+        return BundleInvalid([Problem(
+            str(r.get("file") or PREFECT_YAML), r.get("line"), preflight.redact(
+                f"deployment {r.get('deployment')!r}: {r.get('exception')}: {r.get('message')} "
+                f"(loading {r.get('entrypoint')} in the revision's own environment)", secrets))
+            for r in failed], source=f"revision {self.request.revision.id} of {self.module}")
+
     def _build(self, op: BuildImage, looks: int) -> Outcome:
         builder = self.s.builder
         build_id = self.t.begun(op.key).get("build_id")
         if not build_id:  # the plan found no image for this code (under this module's ownership)
-            build_id = builder.start_build(op.module, op.code_digest, self.source.module.root)
+            build_id = builder.start_build(op.module, op.image_key, self.source.module.root)
             self.t.checkpoint(op.key, {"build_id": build_id})
             logger.info("rotation.build_started module=%s build=%s", op.module, build_id)
-        progress = builder.build_status(op.module, op.code_digest, build_id)
+        progress = builder.build_status(op.module, op.image_key, build_id)
         if progress.state is BuildState.SUCCEEDED:
             assert progress.image is not None
             return Done({"image": codec.to_data(progress.image), "built": True})
@@ -130,7 +205,8 @@ class Executor:
             pool=self.pool, queue=op.queue, env=secrets,
             settings={"PREFECT_API_URL": settings.prefect_api_url,
                       "PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_poll_seconds)},
-            entrypoints=tuple((d.name, d.entrypoint) for d in self.source.module.deployments)))
+            entrypoints=tuple((d.name, d.entrypoint) for d in self.source.module.deployments),
+            pull_steps=tuple(self.pull_steps()) if self._pulls_code() else ()))
         return Done({"agent": op.agent, "queue": op.queue})
 
     def _check_entrypoints(self, op: CheckEntrypoints, looks: int) -> Outcome:
@@ -147,15 +223,9 @@ class Executor:
                                       "flows load (DEPLOYER_HEALTH_TIMEOUT_SECONDS)")
             pace = expecting(runtime.expected_start_seconds, START_CAP_SECONDS)
             return Wait(pace.pause(looks), f"agent {op.agent} to load its flows")
-        failed = [r for r in results if not r.get("ok")]
-        if failed:
-            secrets = [*self.source.module.env.as_dict().values(),
-                       self.s.settings.prefect_api_key.reveal()]
-            raise BundleInvalid([Problem(
-                str(r.get("file") or PREFECT_YAML), r.get("line"), preflight.redact(
-                    f"deployment {r.get('deployment')!r}: {r.get('exception')}: {r.get('message')} "
-                    f"(loading {r.get('entrypoint')} in the revision's own environment)", secrets))
-                for r in failed], source=f"revision {self.request.revision.id} of {self.module}")
+        if any(not r.get("ok") for r in results):
+            raise self._not_loading(results, [*self.source.module.env.as_dict().values(),
+                                              self.s.settings.prefect_api_key.reveal()])
         return Done({"entrypoints": len(results)})
 
     def _wait_online(self, op: AwaitOnline, looks: int) -> Outcome:
@@ -185,7 +255,7 @@ class Executor:
     def _register(self, op: Register, looks: int) -> Outcome:
         module = self.source.module
         removed = self.s.orchestrator.register(self.pool, op.queue, module.deployments,
-                                               self.image().working_dir, self.request.revision.id)
+                                               self.pull_steps(), self.request.revision.id)
         return Done({"deployments": [d.name for d in module.deployments], "removed": removed})
 
     def _wait_ready(self, op: AwaitReady, looks: int) -> Outcome:

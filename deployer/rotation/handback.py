@@ -23,11 +23,13 @@ def hand_back(services: Services, module: str, *, previous: Revision | None, pre
     orchestrator = services.orchestrator
     if previous is None or not previous_queue:
         # a first deploy: there is nothing to hand back to, so the deployments it registered go
-        removed = orchestrator.register(module, new_queue, [], "", "")
+        removed = orchestrator.register(module, new_queue, [], [], "")
         orchestrator.pause_queue(module, new_queue)
         return {"removed": removed}
-    specs, working_dir = previous_deployments(services, previous)
-    orchestrator.register(module, previous_queue, specs, working_dir, previous.id)
+    specs, pull_steps = previous_deployments(services, previous)
+    orchestrator.register(module, previous_queue, specs, pull_steps, previous.id)
+    if previous_queue == new_queue:  # a code-only revision: same agent, only its code goes back
+        return {"deployments": [d.name for d in specs], "to": previous_queue, "rehomed": []}
     orchestrator.resume_queue(module, previous_queue)
     orchestrator.pause_queue(module, new_queue)
     moved = orchestrator.rehome_scheduled(module, new_queue, previous_queue)
@@ -35,12 +37,17 @@ def hand_back(services: Services, module: str, *, previous: Revision | None, pre
             "rehomed": [list(pair) for pair in moved]}
 
 
-def previous_deployments(services: Services, revision: Revision) -> tuple[list[DeploymentSpec], str]:
-    """The revision's deployments (from its own bundle) and its image's working directory."""
-    image = services.builder.resolve(revision.module, revision.image)
-    if image is None:
-        raise NotFound(f"image {revision.image} of revision {revision.id} is gone from the registry")
+def previous_deployments(services: Services,
+                         revision: Revision) -> tuple[list[DeploymentSpec], list[dict[str, Any]]]:
+    """The revision's deployments (from its own bundle) and how its runs got their code: from
+    the code store when its code is there, else from its image's working directory."""
     request = Request(f"handback-{revision.id}", RequestKind.ROLLBACK, revision.module,
                       Trigger("handback", revision.id), revision)
     with RevisionSource(services, request) as source:
-        return list(source.module.deployments), image.working_dir
+        specs = list(source.module.deployments)
+    if services.code.exists(revision.module, revision.code_digest):
+        return specs, services.code.pull_steps(revision.module, revision.code_digest)
+    image = services.builder.resolve(revision.module, revision.image)
+    if image is None:
+        raise NotFound(f"image {revision.image} of revision {revision.id} is gone from the registry")
+    return specs, image.pull_steps()

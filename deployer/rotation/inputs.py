@@ -3,32 +3,45 @@ and ``deploy --dry-run`` both call ``gather``, so a dry run shows exactly what w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+from deployer.bundle import Module
 from deployer.bundle.deployment_config import smoke_of
-from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.errors import NotFound
 from deployer.models import ModuleState, Request, RequestKind
 from deployer.ports import Image, Services
-from deployer.rotation.plan import Inputs
+from deployer.rotation.plan import Inputs, image_key
 
 
-def gather(services: Services, request: Request, deployments: Sequence[DeploymentSpec]) -> Inputs:
+def gather(services: Services, request: Request, source: Module) -> Inputs:
+    """What the planner looks at, for ``request`` and the module its bundle holds."""
+    deployments = source.deployments
+    requirements = (source.root / "requirements.txt").read_bytes()
+    parts_why = source.dependencies().why
     module, revision = request.module, request.revision
     got = services.state.module(module)
     state = got.value if got else None
     agents = services.runtime.list(module)
-    same = state is not None and revision.same_as(state.current)
-    # whether workers are ONLINE only decides anything when this revision is already current
-    online = services.orchestrator.online_workers(module) if same else set()
-    image = (services.builder.find(module, revision.code_digest)
+    current = state.current if state else None
+    if request.kind is RequestKind.REDEPLOY:  # its runs use that code, never the code store
+        note: str | None = "a pushed image runs the code it carries"
+    elif not services.settings.fast_deploys:
+        note = "fast deploys are off (DEPLOYER_FAST_DEPLOYS=off): the image carries the code"
+    else:
+        note = services.code.requirement(requirements)
+    code_store = note is None
+    # whether workers are ONLINE decides something only when the serving agent may stay: the
+    # revision is current already, or only its code changed
+    keeps_agent = current is not None and current.config_digest == revision.config_digest and (
+        revision.same_as(current) or (code_store and revision.deps_digest == current.deps_digest))
+    online = services.orchestrator.online_workers(module) if keeps_agent else set()
+    image = (services.builder.find(module, image_key(revision, code_store))
              if request.kind is RequestKind.DEPLOY else known_image(services, request))
     return Inputs(kind=request.kind, revision=revision, state=state, image=image, agents=agents,
                   online=online, deployments=[d.name for d in deployments],
                   prefix=services.settings.agent_prefix, now=services.now(),
                   drained_elsewhere=drained_elsewhere(services, state, request.request_id),
                   smoke=[(d.name, d.flow_name) for d in deployments if smoke_of(d) is not None],
-                  bake=services.settings.bake_seconds > 0)
+                  bake=services.settings.bake_seconds > 0, code_store=code_store,
+                  parts_why="; ".join(w for w in (parts_why, note or "") if w))
 
 
 def known_image(services: Services, request: Request) -> Image:

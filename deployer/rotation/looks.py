@@ -37,6 +37,9 @@ BUILD_CAP_SECONDS = 30.0
 START_CAP_SECONDS = 15.0
 #: old agents' in-flight runs may take hours; looking every five minutes at most costs nothing
 DRAIN = Backoff(first=2.0, growth=1.5, cap=300.0)
+#: a flow run's own start on a process worker, once the worker has picked it up: a process,
+#: Python and prefect imported, the pull steps run (3-7 s measured locally)
+RUN_START_SECONDS = 3.0
 #: a smoke run of a flow: seconds to minutes
 SMOKE = Backoff(first=1.0, growth=1.5, cap=10.0)
 #: a baking revision's runs: a failure is noticed within 15 s, so a rollback follows at once

@@ -42,14 +42,39 @@ class Operation:
 
 
 @dataclass(frozen=True)
-class BuildImage(Operation):
-    kind = "build"
+class PublishCode(Operation):
+    kind = "publish-code"
     phase = Phase.PREPARE
     module: str
     code_digest: str
 
     def describe(self) -> str:
-        return f"build the image of {self.module} for code {self.code_digest[:19]}"
+        return (f"publish code {self.code_digest[:19]} of {self.module} to the code store, "
+                "where flow runs pull it from")
+
+
+@dataclass(frozen=True)
+class CheckCode(Operation):
+    kind = "check-code"
+    phase = Phase.PREPARE
+    agent: str
+    queue: str
+    deployments: tuple[str, ...]
+
+    def describe(self) -> str:
+        return (f"check on agent {self.agent} that the new code loads ({', '.join(self.deployments)}) "
+                "in the current image")
+
+
+@dataclass(frozen=True)
+class BuildImage(Operation):
+    kind = "build"
+    phase = Phase.PREPARE
+    module: str
+    image_key: str  # what names the image: its dependencies (or its code, without a code store)
+
+    def describe(self) -> str:
+        return f"build the image of {self.module} for {self.image_key[:19]}"
 
 
 @dataclass(frozen=True)
@@ -174,6 +199,9 @@ class Bake(Operation):
     previous: str  # the agent that takes over again if the new revision's runs fail
 
     def describe(self) -> str:
+        if self.previous == self.agent:  # a code-only revision: the same agent serves both
+            return (f"watch the new revision's runs on queue {self.queue}; if they fail, "
+                    "re-register the deployments at the previous revision's code")
         return (f"watch the new revision's runs on queue {self.queue}; if they fail, hand the "
                 f"deployments back to {self.previous} (kept ready, its queue paused)")
 
@@ -210,8 +238,8 @@ class StopAgent(Operation):
 
 
 KINDS: dict[str, type[Operation]] = {cls.kind: cls for cls in (
-    BuildImage, ReuseImage, StartAgent, CheckEntrypoints, AwaitOnline, Register, AwaitReady,
-    SmokeRun, HoldQueue, Commit, Bake, Drain, StopAgent)}
+    PublishCode, CheckCode, BuildImage, ReuseImage, StartAgent, CheckEntrypoints, AwaitOnline,
+    Register, AwaitReady, SmokeRun, HoldQueue, Commit, Bake, Drain, StopAgent)}
 
 
 def from_dict(data: dict[str, Any]) -> Operation:

@@ -21,6 +21,9 @@ class Wait:
     pause: float
     what: str
     detail: dict[str, Any] = field(default_factory=dict)
+    #: False: the pause is not slept inside the invocation even when short (a wait whose length
+    #: is known and mostly someone else's: billed time for nothing)
+    inline: bool = True
 
 
 Outcome = Done | Wait

@@ -19,11 +19,13 @@ from deployer.rotation.operations import (
     AwaitReady,
     Bake,
     BuildImage,
+    CheckCode,
     CheckEntrypoints,
     Commit,
     Drain,
     HoldQueue,
     Operation,
+    PublishCode,
     Register,
     ReuseImage,
     SmokeRun,
@@ -48,6 +50,10 @@ class Inputs:
     #: (deployment, flow) of the deployments that ask for a smoke run before cutover
     smoke: Sequence[tuple[str, str]] = ()
     bake: bool = False  # watch the new revision's runs before the previous agent goes
+    #: flow runs pull their code from the code store (``CodeStore.requirement`` says when not)
+    code_store: bool = False
+    #: why the dependencies are what they are, and why the code store cannot serve (if so)
+    parts_why: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,12 +62,23 @@ class Plan:
     reason: str
     new_agent: str
     operations: tuple[Operation, ...]
+    #: which parts of the revision changed, and the path it takes: code (re-registered, no
+    #: image, no agent) | code-rebuild (a code change built into an image: no code store, or a
+    #: serving agent that is not healthy) | config | dependencies | first | repair | none
+    path: str = "none"
+    changed: tuple[str, ...] = ()
 
     def to_data(self) -> tuple[dict[str, object], ...]:
         return tuple(op.to_dict() for op in self.operations)
 
     def steps(self) -> list[str]:
         return [op.describe() for op in self.operations]
+
+
+def image_key(revision: Revision, code_store: bool) -> str:
+    """What names a revision's image: its dependencies when flow runs pull code from the code
+    store (a code change reuses the image), else its code (the image carries the code)."""
+    return revision.deps_digest if code_store and revision.deps_digest else revision.code_digest
 
 
 def agent_name(prefix: str, module: str, now: datetime, taken: Collection[str]) -> str:
@@ -90,22 +107,27 @@ def plan_rotation(inputs: Inputs) -> Plan:
     revision, state = inputs.revision, inputs.state
     mine = [a for a in inputs.agents if a.name not in inputs.drained_elsewhere]
     current = healthy_current(state, mine, inputs.online)
+    changed = _changed(revision, state.current if state else None)
     if state is not None and revision.same_as(state.current) and current is not None:
         extras = [a for a in mine if a.name != current.name]
         if not extras:
             return Plan(True, "the module already runs this revision and its agent is healthy",
                         current.name, ())
         return Plan(False, "already current; retiring agents an interrupted rotation left behind",
-                    current.name, tuple(StopAgent(a.name, a.queue) for a in extras))
+                    current.name, tuple(StopAgent(a.name, a.queue) for a in extras), "repair")
+    deployments = tuple(inputs.deployments)
+    publish: list[Operation] = [PublishCode(revision.module, revision.code_digest)] \
+        if inputs.code_store else []
+    if changed == ("code",) and inputs.code_store and current is not None:
+        return _code_only(inputs, current, publish, deployments)
     new = agent_name(inputs.prefix, revision.module, inputs.now, {a.name for a in inputs.agents})
-    ops: list[Operation] = []
+    ops: list[Operation] = list(publish)
     if inputs.image is not None:
         ops.append(ReuseImage(inputs.image.ref, inputs.image.working_dir, inputs.image.digest))
     else:
         if inputs.kind is not RequestKind.DEPLOY:
             raise ValueError("only a bundle deploy can build an image")
-        ops.append(BuildImage(revision.module, revision.code_digest))
-    deployments = tuple(inputs.deployments)
+        ops.append(BuildImage(revision.module, image_key(revision, inputs.code_store)))
     ops += [StartAgent(new, new, revision.id), CheckEntrypoints(new, deployments),
             AwaitOnline(new), Register(new, deployments), AwaitReady(new, deployments)]
     ops += [SmokeRun(name, flow) for name, flow in inputs.smoke]
@@ -117,14 +139,53 @@ def plan_rotation(inputs: Inputs) -> Plan:
         ops.append(Bake(new, new, previous))
     ops += [Drain(old.name, old.queue) for old in mine]
     ops += [StopAgent(old.name, old.queue) for old in mine]
-    return Plan(False, _reason(inputs), new, tuple(ops))
+    path = "first" if state is None or state.current is None else (
+        "repair" if not changed else ("dependencies" if "dependencies" in changed else
+                                      "config" if "config" in changed else "code-rebuild"))
+    return Plan(False, _reason(inputs, changed), new, tuple(ops), path, changed)
 
 
-def _reason(inputs: Inputs) -> str:
+def _code_only(inputs: Inputs, current: AgentInfo, publish: list[Operation],
+               deployments: tuple[str, ...]) -> Plan:
+    """Only code changed and flow runs pull code: no image, no new agent. The serving agent
+    proves that the new code loads, then its deployments are re-registered to pull it."""
+    revision = inputs.revision
+    ops: list[Operation] = [*publish, CheckCode(current.name, current.queue, deployments),
+                            Register(current.queue, deployments),
+                            AwaitReady(current.queue, deployments)]
+    ops += [SmokeRun(name, flow) for name, flow in inputs.smoke]
+    ops.append(Commit(revision.id, current.name, ()))
+    if inputs.bake:
+        ops.append(Bake(current.name, current.queue, current.name))
+    return Plan(False, "code-only change: the serving agent's deployments pull the new code "
+                "(no image build, no new agent)", current.name, tuple(ops), "code", ("code",))
+
+
+def _changed(revision: Revision, current: Revision | None) -> tuple[str, ...]:
+    """Which of the three parts differ from the serving revision (``bundle.parts``)."""
+    if current is None:
+        return ("dependencies", "code", "config")
+    out = []
+    if revision.deps_digest and current.deps_digest:
+        deps_changed = revision.deps_digest != current.deps_digest
+    else:  # a revision recorded before dependencies had a digest: any code change may be one
+        deps_changed = revision.code_digest != current.code_digest
+    if deps_changed:
+        out.append("dependencies")
+    if revision.code_digest != current.code_digest:
+        out.append("code")
+    if revision.config_digest != current.config_digest:
+        out.append("config")
+    return tuple(out)
+
+
+def _reason(inputs: Inputs, changed: tuple[str, ...]) -> str:
     revision, state = inputs.revision, inputs.state
     if state is not None and revision.same_as(state.current):
         return "same revision, but its agent is not healthy: starting a fresh one"
-    if state is not None and state.current is not None and \
-            state.current.code_digest == revision.code_digest:
+    if changed == ("config",):
         return "configuration change: new agent from the same image"
+    if "dependencies" not in changed and inputs.image is not None:
+        why = "" if inputs.code_store else f" ({inputs.parts_why})" if inputs.parts_why else ""
+        return f"code change: new agent from an existing image{why}"
     return "new revision" if inputs.image is None else "new revision from an existing image"

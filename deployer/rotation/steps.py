@@ -158,9 +158,10 @@ class Step:
         conflicts = self.s.orchestrator.conflicts(self.request.module, module.deployments)
         if conflicts:  # refused before anything starts, not at cutover
             raise BundleInvalid(conflicts, source=f"module {self.request.module}")
-        inputs = gather(self.s, self.request, module.deployments)
+        inputs = gather(self.s, self.request, module)
         plan = plan_rotation(inputs)
-        self.t.finish("plan", {"noop": plan.noop, "reason": plan.reason,
+        self.t.finish("plan", {"noop": plan.noop, "reason": plan.reason, "path": plan.path,
+                               "changed": list(plan.changed), "why": inputs.parts_why,
                                "new_agent": plan.new_agent, "steps": plan.steps(),
                                "files": len(module.tree.files)},
                       changes={"status": RunStatus.RUNNING, "plan": plan.to_data(), "waiting": None})
@@ -223,7 +224,7 @@ class Step:
                         # others wait for this module: end the step, so that its lock is free
                         return self.continue_later(0, "cut over; the module is free", op.key)
                     break
-                if outcome.pause <= INLINE_PAUSE_SECONDS and \
+                if outcome.inline and outcome.pause <= INLINE_PAUSE_SECONDS and \
                         self.s.now() + timedelta(seconds=outcome.pause) <= self.deadline:
                     self.t.progress.note(outcome.what)
                     self.s.sleep(outcome.pause)
@@ -384,10 +385,17 @@ class Step:
             image = (self.t.done(key) or {}).get("image")
             if image:
                 revision = replace(revision, image=image["ref"], image_digest=image.get("digest", ""))
+        if not revision.image:  # a code-only revision: it runs in the image it was committed with
+            got = state.module(self.request.module)
+            current = got.value.current if got else None
+            if current is not None and current.id == revision.id:
+                revision = replace(revision, image=current.image, image_digest=current.image_digest)
+        plan = self.t.begun("plan")
         state.append_history(HistoryEntry(
             module=self.request.module, revision=revision, request_id=self.request.request_id,
             kind=self.request.kind, trigger=self.request.trigger, outcome=outcome, at=self.s.now(),
-            stages=timings, error=error))
+            stages=timings, error=error, changed=tuple(plan.get("changed", ())),
+            path=str(plan.get("path", ""))))
 
 
 def _brief(exc: BaseException) -> str:

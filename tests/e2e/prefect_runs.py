@@ -59,3 +59,48 @@ def runs_of(api: str, module: str) -> list[Any]:
                  r.expected_start_time) for r in runs]
     finally:
         c.__exit__(None, None, None)
+
+
+def printed(api: str, run_id: str, containing: str = "", timeout: float = 20.0) -> list[str]:
+    """The flow run's log lines that contain ``containing``, in order. A run's logs reach the
+    server in batches, after its final state: wait until at least one such line is there."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + timeout
+    c = client(api)
+    try:
+        while True:
+            logs = c.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))  # type: ignore[list-item]
+            lines = [log.message for log in sorted(logs, key=lambda log: log.timestamp)]
+            found = [line for line in lines if containing in line]
+            if found or time.monotonic() > deadline:
+                return found if found else lines
+            time.sleep(0.5)
+    finally:
+        c.__exit__(None, None, None)
+
+
+def everything_of(api: str, module: str) -> str:
+    """Every Prefect object of the module's pool as one text: its work pool, deployments,
+    flow runs (parameters, job variables, state messages) and their logs."""
+    from prefect.client.schemas.filters import (
+        LogFilter,
+        LogFilterFlowRunId,
+        WorkPoolFilter,
+        WorkPoolFilterName,
+    )
+
+    c = client(api)
+    try:
+        pool = c.read_work_pool(module)
+        pools = WorkPoolFilter(name=WorkPoolFilterName(any_=[module]))
+        deployments = c.read_deployments(work_pool_filter=pools)
+        runs = c.read_flow_runs(work_pool_filter=pools)
+        logs = c.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs]))) if runs else []
+        queues = c.read_work_queues(work_pool_name=module)
+        parts = [pool.model_dump_json(), *(q.model_dump_json() for q in queues),
+                 *(d.model_dump_json() for d in deployments), *(r.model_dump_json() for r in runs),
+                 *(log.model_dump_json() for log in logs)]
+        return "\n".join(parts)
+    finally:
+        c.__exit__(None, None, None)

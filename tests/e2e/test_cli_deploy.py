@@ -20,7 +20,9 @@ def test_deploy_dry_run_changes_nothing_then_deploy_runs_the_pipeline(stack: Sta
     dry = stack.cli("deploy", str(root), "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     plan = json.loads(dry.stdout)
-    assert [op["op"] for op in plan["operations"]] == ["build", "start-agent", "wait-online", "register", "commit"]
+    assert [op["op"] for op in plan["operations"]] == ["publish-code", "build", "start-agent", "check-entrypoints",
+                                                       "wait-online", "register", "wait-ready", "commit"]
+    assert (plan["path"], plan["changed"]) == ("first", ["dependencies", "code", "config"])
     assert stack.agents() == [] and stack.services.bundles.list() == []
 
     done = stack.cli("deploy", str(root))
@@ -30,6 +32,9 @@ def test_deploy_dry_run_changes_nothing_then_deploy_runs_the_pipeline(stack: Sta
 
     again = stack.cli("deploy", str(root), "--dry-run")
     assert again.returncode == 0 and "already runs this revision" in again.stdout
+    (root / "flow.py").write_text((root / "flow.py").read_text() + "\n# a code change\n")
+    code = stack.cli("deploy", str(root), "--dry-run")
+    assert "changed: code; path: code" in code.stdout and "check on agent" in code.stdout, code.stdout
 
     status = stack.cli("status", stack.name, "--json")
     [module] = json.loads(status.stdout)["modules"]

@@ -13,23 +13,30 @@ pytestmark = pytest.mark.timeout(900)
 FINAL = {"COMPLETED", "FAILED", "CRASHED"}
 
 
-def test_a_flow_importing_a_missing_package_is_rejected_before_cutover(stack: Stack) -> None:
+@pytest.mark.parametrize("path,check", [("code", "check-code"), ("dependencies", "check-entrypoints")])
+def test_a_flow_importing_a_missing_package_is_rejected_before_cutover(stack: Stack, path: str, check: str) -> None:
+    """Code-only: the serving agent's check run loads the new code; with new dependencies: the
+    new agent's preflight loads it in the new image. Either way nothing is re-pointed."""
     stack.start_host()
     good = stack.deploy()
     assert good.status is RunStatus.SUCCEEDED, (good.error, stack.host_log())
     old = stack.current_agent()
-    record = stack.deploy({"flow.py": "import pandas_is_not_installed_here\n" + FLOW})
+    deps = {"requirements.txt": "prefect>=3.4,<4\n# new dependencies\n"} if path == "dependencies" else {}
+    record = stack.deploy({"flow.py": "import pandas_is_not_installed_here\n" + FLOW, **deps})
     assert record.status is RunStatus.FAILED and record.error["code"] == "bundle_invalid", record.error  # type: ignore[index]
     [problem] = record.error["problems"]  # type: ignore[index]
     assert (problem["file"], problem["line"]) == ("flow.py", 1)
     assert "ModuleNotFoundError" in problem["message"] and "pandas_is_not_installed_here" in problem["message"]
-    assert record.stage("check-entrypoints").status is StageStatus.FAILED  # type: ignore[union-attr]
+    assert record.stage(check).status is StageStatus.FAILED  # type: ignore[union-attr]
+    assert record.stage("plan").detail["path"] == path  # type: ignore[union-attr]
     assert stack.running_agents() == [old] and stack.current_agent() == old
     run_id = prefect_runs.start_run(stack.prefect_api, stack.name)
     assert prefect_runs.wait_state(stack.prefect_api, run_id, FINAL) == "COMPLETED"
 
 
-def test_a_revision_whose_runs_fail_is_rolled_back_on_its_own(stack: Stack) -> None:
+def test_a_code_only_revision_whose_runs_fail_is_rolled_back_on_its_own(stack: Stack) -> None:
+    """Its bake watches the serving agent's runs of the new version; the rollback re-registers
+    the previous code there (the image path's handback to another agent: test_health_ladder)."""
     stack.extra.update({"DEPLOYER_BAKE_SECONDS": "240", "DEPLOYER_BAKE_RUNS": "1"})
     stack.start_host()
     good = stack.deploy()
@@ -39,7 +46,7 @@ def test_a_revision_whose_runs_fail_is_rolled_back_on_its_own(stack: Stack) -> N
     uploaded = stack.upload({"flow.py": bad_flow})
     settled = stack.wait_request(uploaded, until=lambda r: r.status.settled)
     assert settled.status is RunStatus.BAKING, (settled.status, settled.error)
-    assert stack.current_agent() != old and old in stack.running_agents()
+    assert stack.current_agent() == old and stack.running_agents() == [old]
     run_id = prefect_runs.start_run(stack.prefect_api, stack.name)
     assert prefect_runs.wait_state(stack.prefect_api, run_id, FINAL) == "FAILED"
     record = stack.wait_request(uploaded)

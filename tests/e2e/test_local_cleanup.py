@@ -12,7 +12,7 @@ import pytest
 from deployer.models import RunStatus
 from deployer.pipeline.cleanup import last_report
 from deployer.ports import AgentSpec, AgentState, Image
-from tests.e2e.harness import FLOW, Stack
+from tests.e2e.harness import Stack
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -38,7 +38,7 @@ def test_cli_cleanup_plans_then_deletes_stale_local_images_and_agents(stack: Sta
     stack.extra.update({"DEPLOYER_KEEP_REVISIONS": "1", "DEPLOYER_ROLLBACK_WINDOW_DAYS": "0"})
     stack.start_host()
     for n in range(3):
-        assert stack.deploy({"flow.py": FLOW + f"\n# revision {n}\n"}).status is RunStatus.SUCCEEDED
+        assert stack.deploy({"requirements.txt": f"prefect>=3.4,<4\n# revision {n}\n"}).status is RunStatus.SUCCEEDED
     images = stack.work / "home" / "images" / stack.name
     assert len(list(images.iterdir())) == 3
     dead = dead_agent(stack)

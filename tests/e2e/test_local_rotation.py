@@ -13,11 +13,14 @@ import pytest
 
 from deployer.models import RunStatus, StageStatus
 from tests.e2e import prefect_runs
-from tests.e2e.harness import FLOW, Stack
+from tests.e2e.harness import Stack
 
 pytestmark = pytest.mark.timeout(900)
 
-CODE_CHANGE = {"flow.py": FLOW + "\n# revision two\n"}
+#: a change of dependencies builds an image and rotates; a change of config rotates with the
+#: same image (a change of code alone does neither: tests/e2e/test_fast_deploys.py)
+DEPS_CHANGE = {"requirements.txt": "prefect>=3.4,<4\n# revision two\n"}
+CONFIG_CHANGE = {".env": "GREETING=bonjour\nAPI_TOKEN=s3cr3t-token-value\n"}
 
 
 def deployed(stack: Stack, changes: dict | None = None) -> str:  # type: ignore[type-arg]
@@ -43,7 +46,7 @@ def test_the_same_bundle_again_is_a_noop_with_the_same_agent(stack: Stack) -> No
     assert stack.running_agents() == [agent] and stack.current_agent() == agent
 
 
-def test_code_change_rotates_with_an_online_worker_at_every_poll(stack: Stack) -> None:
+def test_a_dependency_change_builds_and_rotates_with_an_online_worker_at_every_poll(stack: Stack) -> None:
     stack.start_host()
     old = deployed(stack)
     serving: list[int] = []
@@ -58,10 +61,14 @@ def test_code_change_rotates_with_an_online_worker_at_every_poll(stack: Stack) -
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        new = deployed(stack, CODE_CHANGE)
+        record = stack.deploy(DEPS_CHANGE)
     finally:
         stop.set()
         watcher.join()
+    assert record.status is RunStatus.SUCCEEDED, (record.error, stack.host_log())
+    assert record.stage("build").status is StageStatus.DONE  # type: ignore[union-attr]
+    assert record.stage("plan").detail["path"] == "dependencies"  # type: ignore[union-attr]
+    new = stack.current_agent()
     assert new != old
     assert stack.running_agents() == [new]
     assert len(serving) > 10 and min(serving) >= 1, serving
@@ -74,7 +81,7 @@ def test_a_long_run_on_the_old_agent_completes_while_the_new_revision_serves(sta
     old = deployed(stack)
     long_id = prefect_runs.start_run(stack.prefect_api, stack.name, {"seconds": 40})
     prefect_runs.wait_state(stack.prefect_api, long_id, {"RUNNING"}, timeout=60)
-    uploaded = stack.upload(CODE_CHANGE)
+    uploaded = stack.upload(CONFIG_CHANGE)
     settled = stack.wait_request(uploaded, until=lambda r: r.status.settled)
     assert settled.status is RunStatus.DRAINING, (settled.status, settled.error)
     new = stack.current_agent()
@@ -102,7 +109,7 @@ def test_scheduled_runs_follow_the_deployment_to_the_new_agent(stack: Stack) -> 
     [(old_id, name, queue, _, _)] = [r for r in prefect_runs.runs_of(stack.prefect_api, stack.name)
                                          if r[3] == "SCHEDULED"]
     assert queue == old
-    new = deployed(stack, CODE_CHANGE)
+    new = deployed(stack, CONFIG_CHANGE)
     scheduled = [r for r in prefect_runs.runs_of(stack.prefect_api, stack.name) if r[3] == "SCHEDULED"]
     assert [(r[1], r[2]) for r in scheduled] == [(name, new)]
     assert scheduled[0][0] != old_id and abs((scheduled[0][4] - later).total_seconds()) < 1
@@ -159,7 +166,7 @@ def test_a_host_killed_in_a_step_converges_with_one_build_one_agent_and_no_lefto
         stack: Stack, kill_in: str) -> None:
     stack.start_host(lease_seconds=5)
     deployed(stack)
-    change = {"requirements.txt": "prefect>=3.4,<4\nsix\n"} if kill_in == "build" else CODE_CHANGE
+    change = {"requirements.txt": "prefect>=3.4,<4\nsix\n"} if kill_in == "build" else DEPS_CHANGE
     long_id = ""
     if kill_in == "commit":  # killed while the old agent drains a run
         long_id = prefect_runs.start_run(stack.prefect_api, stack.name, {"seconds": 25})
@@ -201,7 +208,7 @@ def test_storage_down_for_20_seconds_during_a_wait_the_request_resumes(prefect_a
         old = deployed(stack)
         long_id = prefect_runs.start_run(stack.prefect_api, stack.name, {"seconds": 30})
         prefect_runs.wait_state(stack.prefect_api, long_id, {"RUNNING"}, timeout=60)
-        uploaded = stack.upload(CODE_CHANGE)
+        uploaded = stack.upload(CONFIG_CHANGE)
         stack.wait_request(uploaded, until=lambda r: r.status is RunStatus.DRAINING)  # a wait step
         server.stop()
         time.sleep(20)

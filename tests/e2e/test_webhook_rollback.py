@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from deployer.bundle.digest import short
 from deployer.models import RequestKind, RunStatus, StageStatus
-from tests.e2e.harness import FLOW, Stack
+from deployer.pipeline.webhook import image_tag
+from tests.e2e.harness import Stack
 
 pytestmark = pytest.mark.timeout(900)
 TOKEN = "e2e-webhook-shared-secret"
@@ -47,13 +47,13 @@ def test_push_webhook_redeploys_then_rollback_goes_back(stack: Stack) -> None:
     stack.start_host()
     first = stack.deploy()
     assert first.status is RunStatus.SUCCEEDED
-    second = stack.deploy({"flow.py": FLOW + "\n# revision two\n"})
+    second = stack.deploy({"requirements.txt": "prefect>=3.4,<4\n# revision two\n"})  # a new image
     assert second.status is RunStatus.SUCCEEDED
     agent_before = stack.current_agent()
 
     payload = json.loads(PAYLOAD.read_text())
     payload["target"].update({"repository": f"prefect-flows/{stack.name}",
-                              "tag": short(first.revision.code_digest), "digest": "sha256:" + "5e" * 32})
+                              "tag": image_tag(stack.services.state.history(stack.name)[0].revision.image), "digest": "sha256:" + "5e" * 32})
     # pushed now (the recorded payload's time is older than the uploads: it would be superseded)
     payload["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     body = json.dumps(payload).encode()

@@ -172,6 +172,42 @@ class FakeImageBuilder:
         return BuildProgress(BuildState.SUCCEEDED, image)
 
 
+class FakeCodeStore:
+    """A code store with state: which codes are published. ``capable``: whether modules' images
+    can pull code from it (else every change takes the image path, as without prefect-azure)."""
+
+    def __init__(self, capable: bool = False) -> None:
+        self.capable = capable
+        self.stored: dict[tuple[str, str], dict[str, bytes]] = {}
+        self.published: list[tuple[str, str]] = []
+
+    def requirement(self, requirements: bytes) -> str | None:
+        return None if self.capable else "code-only changes deploy the slow way (no code store here)"
+
+    def publish(self, module: str, code_digest: str, source: Path, check_flow: str) -> None:
+        key = (module, code_digest[7:19])
+        if key in self.stored:
+            return
+        files = {str(p.relative_to(source)): p.read_bytes() for p in source.rglob("*")
+                 if p.is_file() and p.name != ".env"}
+        files["_deployer_check.py"] = check_flow.encode()
+        self.stored[key] = files
+        self.published.append(key)
+
+    def exists(self, module: str, code_digest: str) -> bool:
+        return (module, code_digest.split(":")[-1][:12]) in self.stored
+
+    def pull_steps(self, module: str, code_digest: str) -> list[dict[str, Any]]:
+        return [{"prefect.deployments.steps.set_working_directory":
+                 {"directory": f"/code/{module}/{code_digest.split(':')[-1][:12]}"}}]
+
+    def codes(self, module: str) -> list[str]:
+        return sorted(code for (m, code) in self.stored if m == module)
+
+    def delete(self, module: str, code_digest: str) -> None:
+        self.stored.pop((module, code_digest.split(":")[-1][:12]), None)
+
+
 @dataclass
 class FakeAgent:
     spec: AgentSpec
@@ -249,6 +285,7 @@ class FakeRun:
     started_at: datetime | None = None
     tags: tuple[str, ...] = ()
     version: str = ""
+    message: str = ""
 
 
 class FakeOrchestrator:
@@ -268,6 +305,10 @@ class FakeOrchestrator:
         self.never_ready: set[str] = set()  # queues Prefect never reports READY
         self.run_seconds = 2.0  # how long a run started by start_run takes (simulated)
         self.run_ends = "COMPLETED"  # and how it ends
+        #: what a code check run finds (``deployer.preflight``): every entrypoint loads by default
+        self.code_check: Callable[[Sequence[dict[str, Any]], Sequence[tuple[str, str]]], list[dict[str, Any]]] = \
+            lambda pull, entrypoints: [{"deployment": name, "ok": True} for name, _ in entrypoints]
+        self.code_checks: list[tuple[str, str, list[dict[str, Any]]]] = []
         self._keys: dict[str, str] = {}  # idempotency key -> run id
         self.calls: list[str] = []
         self._ids = 0
@@ -301,16 +342,41 @@ class FakeOrchestrator:
                 if other != pool and name == spec.name and d["flow"] == spec.flow_name]
 
     def register(self, pool: str, queue: str, deployments: Sequence[DeploymentSpec],
-                 working_dir: str, revision_id: str) -> list[str]:
+                 pull_steps: Sequence[dict[str, Any]], revision_id: str) -> list[str]:
         self._call("register")
         names = {d.name for d in deployments}
         removed = sorted(n for (p, n) in self.deployments if p == pool and n not in names)
         for name in removed:
             del self.deployments[(pool, name)]
+        directory = next((step["prefect.deployments.steps.set_working_directory"]["directory"]
+                          for step in pull_steps if "prefect.deployments.steps.set_working_directory" in step), "")
         for spec in deployments:
-            self.deployments[(pool, spec.name)] = {"queue": queue, "working_dir": working_dir,
+            self.deployments[(pool, spec.name)] = {"queue": queue, "working_dir": directory,
+                                                   "pull_steps": [dict(s) for s in pull_steps],
                                                    "revision": revision_id, "flow": spec.flow_name}
         return removed
+
+    def start_code_check(self, pool: str, queue: str, pull_steps: Sequence[dict[str, Any]],
+                         entrypoints: Sequence[tuple[str, str]], *, idempotency_key: str) -> RunRef:
+        """The check run ends ``run_seconds`` later: FAILED with the preflight line in its message
+        when ``code_check`` says a flow does not load, else COMPLETED."""
+        import json
+
+        self._call("start_code_check")
+        if idempotency_key in self._keys:
+            return self.run_status(self._keys[idempotency_key])
+        self.code_checks.append((pool, queue, [dict(s) for s in pull_steps]))
+        results = self.code_check(pull_steps, entrypoints)
+        run = self.add_run(queue, "RUNNING", name=f"check-{len(self.code_checks)}", tags=(SMOKE_TAG,))
+        run.finishes_at = self.clock() + timedelta(seconds=self.run_seconds)
+        if not all(r["ok"] for r in results):
+            run.final_state = "FAILED"
+            run.message = "Flow run encountered an exception: RuntimeError: DEPLOYER-PREFLIGHT " + json.dumps(results)
+        self._keys[idempotency_key] = run.id
+        return RunRef(run.id, run.name, run.state)
+
+    def finish_code_check(self, pool: str) -> None:
+        self._call("finish_code_check")
 
     def pause_queue(self, pool: str, queue: str) -> None:
         self._call("pause_queue")
@@ -391,6 +457,10 @@ class FakeOrchestrator:
         return {q: sum(1 for r in self.runs.values() if r.queue == q and r.state in waiting)
                 for q in self.pool_queues.get(pool, {})}
 
+    def versions(self, pool: str) -> dict[str, str]:
+        self._call("versions")
+        return {f"{d['flow']}/{name}": d["revision"] for (p, name), d in self.deployments.items() if p == pool}
+
     def start_run(self, flow_name: str, deployment: str,
                   parameters: dict[str, Any] | None = None, *, idempotency_key: str = "",
                   tags: Sequence[str] = ()) -> RunRef:
@@ -413,7 +483,8 @@ class FakeOrchestrator:
     def run_status(self, run_id: str) -> RunRef:
         self._advance()
         run = self.runs[run_id]
-        return RunRef(run.id, run.name, run.state, run.deployment, run.version)
+        return RunRef(run.id, run.name, run.state, run.deployment, run.version,
+                      run.message if run.state == run.final_state else "")
 
     def run_artifacts(self, run_id: str) -> list[str]:
         return []

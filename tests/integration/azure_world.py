@@ -11,11 +11,11 @@ from deployer.adapters.azure_clients import AzureClients
 from deployer.bootstrap import AppServices
 from deployer.config import Settings
 from deployer.models import Request, RunRecord
-from deployer.ports import BundleStore, RequestQueue
+from deployer.ports import BundleStore, CodeStore, RequestQueue
 from deployer.rotation.messages import new_record, submit
 from deployer.state import StateRepository
 from tests.fakes.azure import FakeAzure
-from tests.fakes.platform import FakeOrchestrator, FakeQueue
+from tests.fakes.platform import FakeCodeStore, FakeOrchestrator, FakeQueue
 from tests.fakes.trigger import QueueTrigger
 
 IDENTITY = "/subscriptions/sub-1/resourceGroups/ids/providers/Microsoft.ManagedIdentity/userAssignedIdentities/agent-pull"
@@ -24,7 +24,7 @@ AZURE_SETTINGS = {
     "DEPLOYER_LOCATION": "westeurope", "DEPLOYER_REGISTRY": "fakeacr", "DEPLOYER_AGENT_IDENTITY": IDENTITY,
     "PREFECT_API_URL": "https://api.prefect.cloud/api/accounts/acc/workspaces/ws",
     "PREFECT_API_KEY": "pnu_cloud_api_key_secret", "DEPLOYER_HEALTH_TIMEOUT_SECONDS": "300",
-    "DEPLOYER_DRAIN_TIMEOUT_SECONDS": "600",
+    "DEPLOYER_DRAIN_TIMEOUT_SECONDS": "600", "DEPLOYER_AGENT_IDENTITY_CLIENT_ID": "00000000-0000-0000-0000-0000000c11e7",
 }
 
 
@@ -53,9 +53,11 @@ class AzureWorld:
 
 
 def azure_world(base: dict[str, str], state: StateRepository, bundles: BundleStore,
-                queue: RequestQueue | None = None, azure: FakeAzure | None = None) -> AzureWorld:
+                queue: RequestQueue | None = None, azure: FakeAzure | None = None,
+                code: CodeStore | None = None) -> AzureWorld:
     """The azure backend on the fake endpoints. Without ``queue``, a simulated queue and queue
-    trigger on the fake's clock (``world.run``)."""
+    trigger on the fake's clock (``world.run``); without ``code``, a code store that no image
+    can pull from (every change takes the image path)."""
     azure = azure or FakeAzure()
     clock = azure.clock
 
@@ -72,6 +74,7 @@ def azure_world(base: dict[str, str], state: StateRepository, bundles: BundleSto
     services = AppServices(settings, state, bundles, queue,
                         builder=AcrImageBuilder(clients),
                         runtime=AciAgentRuntime(clients), orchestrator=orchestrator, azure=clients,
+                        code=code or FakeCodeStore(),
                         sleep=azure.clock.sleep, now=azure.clock.now)
     if isinstance(queue, FakeQueue):
         trigger = QueueTrigger(services, queue, advance_to)

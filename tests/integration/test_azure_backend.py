@@ -39,7 +39,7 @@ def request(world: AzureWorld, changes: dict | None = None, n: list[int] = [0]) 
     info = bundles.put(blob, module_tar(changes=changes))
     with tempfile.TemporaryDirectory() as work:
         module = load_archive(io.BytesIO(bundles.blobs[blob][0]), Path(work), BundleLimits(), label=blob)
-        revision = Revision("demo", module.code_digest(), module.config_digest(KEY), bundle=blob)
+        revision = Revision.of(module, KEY, bundle=blob)
     now = world.azure.clock.now()
     return Request(Request.make_id("blob", blob, info.etag), RequestKind.DEPLOY, "demo",
                    Trigger("blob", blob, {"blob": blob, "etag": info.etag}), revision, now,
@@ -69,7 +69,8 @@ def test_a_full_deploy_builds_with_acr_tasks_and_starts_an_aci_group(world: Azur
     assert record.status is RunStatus.SUCCEEDED, record.error
     [run] = world.azure.acr.runs.values()
     assert run.request["platform"] == {"os": "Linux", "architecture": "amd64"}
-    assert run.request["isPushEnabled"] is True and run.request["timeout"] == 3600
+    assert run.request["type"] == "EncodedTaskRunRequest" and run.request["timeout"] == 3600
+    assert run.cached and run.images == [f"prefect-flows/demo:{record.revision.code_digest[7:19]}"]
     assert ".env" not in run.context and "flow.py" in run.context and "Dockerfile" in run.context
     [name] = live_groups(world)
     assert re.fullmatch(r"agent-demo-\d{14}", name)
@@ -93,6 +94,8 @@ def test_a_full_deploy_builds_with_acr_tasks_and_starts_an_aci_group(world: Azur
     assert env["API_TOKEN"] == {"name": "API_TOKEN", "secureValue": "s3cr3t-token-value"}
     assert env["PREFECT_API_KEY"] == {"name": "PREFECT_API_KEY", "secureValue": "pnu_cloud_api_key_secret"}
     assert env["PREFECT_API_URL"]["value"].startswith("https://api.prefect.cloud/")
+    # what DefaultAzureCredential in the code store's pull step authenticates as: not a secret
+    assert env["AZURE_CLIENT_ID"] == {"name": "AZURE_CLIENT_ID", "value": "00000000-0000-0000-0000-0000000c11e7"}
     assert world.orchestrator.deployments[("demo", "hello")]["working_dir"] == "/opt/prefect/flows/demo"
     state = world.services.state.module("demo").value  # type: ignore[union-attr]
     assert state.current.image == container["image"]  # type: ignore[union-attr]
@@ -242,3 +245,59 @@ def test_the_fake_rejects_what_aci_would_reject(world: AzureWorld) -> None:
     assert info.value.status_code == 400
     for expected in ("container group name", "exactly one of value, secureValue", "cpu must be"):
         assert expected in message
+
+
+def test_with_the_build_cache_off_a_build_is_a_plain_quick_build() -> None:
+    state = StateRepository(MemoryDocumentStore(), lease_seconds=15, lock_wait_seconds=1, sleep=lambda s: None)
+    world = azure_world({**BASE, "DEPLOYER_BUILD_CACHE": "off"}, state, FakeBundleStore())
+    assert deploy(world).status is RunStatus.SUCCEEDED
+    [run] = world.azure.acr.runs.values()
+    assert run.request["type"] == "DockerBuildRequest" and run.request["isPushEnabled"] is True
+    assert not run.cached
+
+
+@pytest.mark.parametrize("task,error", [
+    ("version: v1.0.0\nsteps: []\n", "v1.1.0 task"),
+    ("version: v1.1.0\nsteps:\n  - build: -t {{.Run.Registry}}/x:1 .\n    cache: always\n", "cache is 'enabled'"),
+    ("version: v1.1.0\nsteps:\n  - build: -t {{.Run.Registry}}/x:1 .\n  - push: ['{{.Run.Registry}}/y:1']\n",
+     "which no build step tagged"),
+    ("version: v1.1.0\nsteps:\n  - build: -t other.io/x:1 .\n  - push: ['other.io/x:1']\n", "run's registry"),
+    ("version: v1.1.0\nsteps:\n  - build: -t {{.Run.Registry}}/x:1 .\n    cachee: enabled\n", "not a step property"),
+])
+def test_the_fake_refuses_a_task_acr_would_refuse(world: AzureWorld, task: str, error: str) -> None:
+    """The fake's own contract: a task it cannot parse is a 400, as it is from ACR."""
+    import base64
+
+    from azure.core.exceptions import HttpResponseError
+    from azure.mgmt.containerregistry.v2025_03_01_preview.models import (
+        EncodedTaskRunRequest,
+        PlatformProperties,
+    )
+
+    clients, settings = world.clients, world.services.settings
+    upload = clients.acr.registries.get_build_source_upload_url(settings.registry_group, settings.registry)
+    clients.blob(upload.upload_url).upload_blob(_context_tar(), overwrite=True)
+    request = EncodedTaskRunRequest(encoded_task_content=base64.b64encode(task.encode()).decode(),
+                                    source_location=upload.relative_path,
+                                    platform=PlatformProperties(os="Linux", architecture="amd64"))
+    with pytest.raises(HttpResponseError) as info:
+        clients.acr.registries.schedule_run(settings.registry_group, settings.registry, request)
+    assert info.value.status_code == 400 and error in str(info.value)
+
+
+def _context_tar() -> bytes:
+    from tests.builders import tar_gz
+
+    return tar_gz([("Dockerfile", b"FROM scratch\n"), ("requirements.txt", b"prefect\n")])
+
+
+def test_a_request_azure_refuses_says_what_was_refused() -> None:
+    from deployer.adapters.azure_errors import azure_errors
+    from deployer.errors import UpstreamError
+
+    state = StateRepository(MemoryDocumentStore(), lease_seconds=15, lock_wait_seconds=1, sleep=lambda s: None)
+    world = azure_world(BASE, state, FakeBundleStore())
+    settings = world.services.settings
+    with pytest.raises(UpstreamError) as info, azure_errors("schedule a build"):
+        world.clients.acr.registries.schedule_run(settings.registry_group, settings.registry, {"kind": "x"})
+    assert info.value.message == "schedule a build: Azure answered 400 InvalidRequestContent: body.type: required"

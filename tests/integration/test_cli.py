@@ -40,6 +40,22 @@ def test_validate_of_a_good_module_exits_0(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["deployments"] == [{"name": "hello", "entrypoint": "flow.py:hello"}]
 
 
+def test_validate_names_the_dependencies_and_what_fast_deploys_need(tmp_path: Path) -> None:
+    done = run_cli("validate", str(write_module(tmp_path / "a")))
+    assert done.returncode == 0, done.stderr
+    assert "dependencies (Dockerfile, requirements.txt)" in done.stdout
+    assert "note: on Azure, code-only changes deploy the slow way" in done.stdout
+    assert "add prefect-azure[blob_storage] to requirements.txt" in done.stdout
+    fast = module_files(changes={"requirements.txt": "prefect>=3.4,<4\nprefect-azure[blob_storage]\n",
+                                 "Dockerfile": "FROM prefecthq/prefect:3-python3.11\nCOPY . /opt/prefect/flows/demo/\n"
+                                               "RUN pip install -r /opt/prefect/flows/demo/requirements.txt\n",
+                                 ".dockerignore": ".env\n"})
+    done = run_cli("validate", str(write_module(tmp_path / "b", files=fast)), "--json")
+    summary = json.loads(done.stdout)
+    assert len(summary["notes"]) == 1 and "every change rebuilds" in summary["notes"][0]
+    assert "Dockerfile:2: COPY ." in summary["dependencies"]["why"] and "flow.py" in summary["dependencies"]["files"]
+
+
 def test_validate_checks_prefect_yaml_in_full_with_file_and_line(tmp_path: Path) -> None:
     text = ("name: demo\ndeployments:\n  - name: hello\n    entrypoint: flow.py:hello\n"
             "    parameters: {nme: x}\n    triggers: []\n    schedules:\n      - cron: '0 0 30 2 *'\n")

@@ -14,9 +14,10 @@ import pytest
 from deployer.adapters.prefect_orchestrator import PrefectOrchestrator
 from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.errors import BundleInvalid
-from deployer.ports import SMOKE_TAG, Orchestrator
+from deployer.ports import SMOKE_TAG, Image, Orchestrator
 from tests.fakes.platform import FakeOrchestrator
 
+WORK = Image("img", "/work").pull_steps()
 Finish = Callable[[str, str], None]  # (run id, final state)
 
 
@@ -64,7 +65,7 @@ def test_a_new_queue_without_a_worker_is_not_ready_and_a_paused_one_says_so(port
     pool, flow = names()
     orchestrator.ensure_pool(pool)
     orchestrator.ensure_queue(pool, "q1")
-    orchestrator.register(pool, "q1", [spec(flow)], "/work", "rev-1")
+    orchestrator.register(pool, "q1", [spec(flow)], WORK, "rev-1")
     readiness = orchestrator.readiness(pool, "q1", [spec(flow)])
     assert readiness.queue == "NOT_READY" and readiness.deployments == {"hello": "NOT_READY"}
     assert not readiness.ready
@@ -82,7 +83,7 @@ def test_a_run_started_with_an_idempotency_key_twice_is_one_run(port) -> None:  
     pool, flow = names()
     orchestrator.ensure_pool(pool)
     orchestrator.ensure_queue(pool, "q1")
-    orchestrator.register(pool, "q1", [spec(flow)], "/work", "rev-1")
+    orchestrator.register(pool, "q1", [spec(flow)], WORK, "rev-1")
     first = orchestrator.start_run(flow, "hello", {}, idempotency_key="smoke:r1:hello", tags=[SMOKE_TAG])
     second = orchestrator.start_run(flow, "hello", {}, idempotency_key="smoke:r1:hello", tags=[SMOKE_TAG])
     assert first.id == second.id and first.version == "rev-1"
@@ -94,7 +95,7 @@ def test_finished_runs_are_the_queues_final_runs_since_a_time_without_smoke_runs
     pool, flow = names()
     orchestrator.ensure_pool(pool)
     orchestrator.ensure_queue(pool, "q1")
-    orchestrator.register(pool, "q1", [spec(flow)], "/work", "rev-1")
+    orchestrator.register(pool, "q1", [spec(flow)], WORK, "rev-1")
     since = datetime.now(UTC) - timedelta(seconds=5)
     ok = orchestrator.start_run(flow, "hello", {})
     bad = orchestrator.start_run(flow, "hello", {})
@@ -115,7 +116,7 @@ def test_a_deployment_name_another_pool_owns_is_a_conflict(port) -> None:  # typ
     for p in (pool, other):
         orchestrator.ensure_pool(p)
         orchestrator.ensure_queue(p, "q1")
-    orchestrator.register(pool, "q1", [spec(flow)], "/work", "rev-1")
+    orchestrator.register(pool, "q1", [spec(flow)], WORK, "rev-1")
     [problem] = orchestrator.conflicts(other, [spec(flow)])
     assert problem.file == "prefect.yaml" and problem.line == 3 and repr(pool) in problem.message
     assert orchestrator.conflicts(pool, [spec(flow)]) == []
@@ -129,10 +130,39 @@ def test_a_deployment_prefect_refuses_names_the_deployment_and_its_line_never_a_
         orchestrator.ensure_queue(pool, "q1")
         broken = replace(spec(flow, schedules=[{"cron": "61 * * * *"}]), line=7)
         with pytest.raises(BundleInvalid) as info:
-            orchestrator.register(pool, "q1", [broken], "/work", "rev-1")
+            orchestrator.register(pool, "q1", [broken], WORK, "rev-1")
         [problem] = info.value.problems
         assert (problem.file, problem.line) == ("prefect.yaml", 7)
         assert problem.message.startswith(f"deployment 'hello' of module {pool}: ")
         assert "Invalid cron string" in problem.message and "pydantic" not in problem.message
     finally:
         orchestrator.close()
+
+
+def test_a_code_check_is_one_run_per_key_on_the_queue_never_counted_as_a_real_run(port) -> None:  # type: ignore[no-untyped-def]
+    orchestrator, finish = port
+    pool, flow = names()
+    orchestrator.ensure_pool(pool)
+    orchestrator.ensure_queue(pool, "q1")
+    orchestrator.register(pool, "q1", [spec(flow)], WORK, "rev-1")
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    first = orchestrator.start_code_check(pool, "q1", WORK, [("flow.py:hello", flow)], idempotency_key="check:r2")
+    again = orchestrator.start_code_check(pool, "q1", WORK, [("flow.py:hello", flow)], idempotency_key="check:r2")
+    assert first.id == again.id
+    finish(first.id, "COMPLETED")
+    assert orchestrator.run_status(first.id).state == "COMPLETED"
+    assert orchestrator.finished_runs(pool, "q1", since) == []
+    orchestrator.finish_code_check(pool)
+    orchestrator.finish_code_check(pool)  # a second clean-up of a check already gone is no error
+    assert orchestrator.readiness(pool, "q1", [spec(flow)]).deployments == {"hello": "NOT_READY"}
+
+
+def test_versions_name_each_deployment_of_the_pool_and_the_revision_it_is_registered_at(port) -> None:  # type: ignore[no-untyped-def]
+    orchestrator, _ = port
+    pool, flow = names()
+    orchestrator.ensure_pool(pool)
+    orchestrator.ensure_queue(pool, "q1")
+    assert orchestrator.versions(pool) == {}
+    orchestrator.register(pool, "q1", [spec(flow), spec(flow, "other")], WORK, "rev-1")
+    orchestrator.register(pool, "q1", [spec(flow), spec(flow, "other")], WORK, "rev-2")
+    assert orchestrator.versions(pool) == {f"{flow}/hello": "rev-2", f"{flow}/other": "rev-2"}

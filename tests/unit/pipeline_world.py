@@ -21,6 +21,7 @@ from tests.fakes.documents import MemoryDocumentStore
 from tests.fakes.platform import (
     FakeAgentRuntime,
     FakeBundleStore,
+    FakeCodeStore,
     FakeImageBuilder,
     FakeOrchestrator,
     FakeQueue,
@@ -57,6 +58,7 @@ class World:
     clock: Clock
     queue: FakeQueue
     trigger: QueueTrigger
+    code: FakeCodeStore
     uploads: int = 0
 
     @property
@@ -72,7 +74,7 @@ class World:
         with tempfile.TemporaryDirectory() as work:
             loaded = load_archive(io.BytesIO(self.bundles.blobs[blob][0]), Path(work),
                                   self.services.limits, label=blob)
-            revision = Revision(loaded.name, loaded.code_digest(), loaded.config_digest(KEY), bundle=blob)
+            revision = Revision.of(loaded, KEY, bundle=blob)
         self.clock.now += timedelta(seconds=1)  # uploads (and their agents) a second apart
         return Request(Request.make_id("blob", blob, info.etag), kind, revision.module,
                        Trigger("blob", f"{blob}@{info.etag}", {"blob": blob, "etag": info.etag}),
@@ -123,9 +125,10 @@ def world() -> World:
                             sleep=lambda s: None)
     queue = FakeQueue(clock)
     orchestrator.clock = clock
+    code = FakeCodeStore()
     services = AppServices(settings, state, bundles, queue, builder=builder, runtime=runtime,
-                           orchestrator=orchestrator, sleep=clock.sleep, now=clock)
+                           orchestrator=orchestrator, code=code, sleep=clock.sleep, now=clock)
     trigger = QueueTrigger(services, queue, clock.advance_to)
-    return World(services, builder, runtime, orchestrator, bundles, clock, queue, trigger)
+    return World(services, builder, runtime, orchestrator, bundles, clock, queue, trigger, code)
 
 

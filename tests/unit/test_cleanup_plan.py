@@ -226,3 +226,32 @@ def test_the_new_agent_of_a_deploy_that_failed_during_cutover_is_kept() -> None:
                                            agent("agent-fin-6", revision=rev(6))])
     got = decisions(plan_cleanup(inv, POLICY), "agent")
     assert got["agent-fin-6"][0] is False and "failed during cutover" in got["agent-fin-6"][1]
+
+
+# -- code ----------------------------------------------------------------------------------------
+
+
+def code(n: int) -> str:
+    return f"{n:012d}"
+
+
+def test_code_goes_unless_a_kept_revision_or_a_registered_deployment_uses_it() -> None:
+    codes = {"fin": [code(n) for n in range(1, 6)]}
+    deployed = {"fin": {"fin/hello": rev(5).id, "fin/nightly": rev(1).id}}  # e.g. a handback left one
+    got = decisions(plan_cleanup(inventory(codes=codes, deployed=deployed), POLICY), "code")
+    assert got[code(5)] == (False, "current revision of fin")
+    assert got[code(4)] == (False, "one of fin's last 2 revisions")
+    assert got[code(1)] == (False, "deployment fin/nightly is registered at it")
+    assert got[code(2)] == (True, "no kept revision and no registered deployment uses it")
+    assert got[code(3)][0] is True
+
+
+def test_all_code_stays_while_prefect_cannot_say_what_the_deployments_pull() -> None:
+    codes = {"fin": [code(n) for n in range(1, 6)]}
+    got = decisions(plan_cleanup(inventory(codes=codes), POLICY), "code")
+    assert not any(delete for delete, _ in got.values())
+    assert "Prefect could not say" in got[code(2)][1]
+    unknown = {"fin": {"fin/hello": rev(5).id, "fin/adhoc": "made-by-hand"}}
+    got = decisions(plan_cleanup(inventory(codes=codes, deployed=unknown), POLICY), "code")
+    assert not any(delete for delete, _ in got.values())
+    assert "fin/adhoc (at made-by-hand)" in got[code(2)][1]

@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 from deployer.config import MAX_STEP_SLICE_SECONDS, SETTINGS
+from deployer.devhost.host import HostOptions
+from deployer.rotation.looks import INLINE_PAUSE_SECONDS
 from deployer.rotation.steps import MAX_ATTEMPTS, STEP_WORK_SECONDS
 
-HOST = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())
+ROOT = Path(__file__).resolve().parents[2]
+HOST = json.loads((ROOT / "host.json").read_text())
 
 
 def _seconds(hms: str) -> int:
@@ -30,3 +33,11 @@ def test_the_function_timeout_covers_the_longest_slice_plus_a_steps_own_work() -
 def test_a_retried_step_comes_back_well_before_a_wait_would_have_ended() -> None:
     # the host makes a failed message visible again after visibilityTimeout
     assert _seconds(HOST["extensions"]["queues"]["visibilityTimeout"]) <= 60
+
+
+def test_a_continuation_is_picked_up_soon_after_its_delay_ends() -> None:
+    # waits longer than an inline pause go back on the queue; the host's default polling
+    # interval for an empty queue (one minute) would make each of them up to a minute late
+    polling = _seconds(HOST["extensions"]["queues"]["maxPollingInterval"])
+    assert 0 < polling <= INLINE_PAUSE_SECONDS
+    assert HostOptions.from_host_json(ROOT / "host.json").poll_seconds == polling

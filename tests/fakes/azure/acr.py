@@ -35,6 +35,8 @@ class Run:
     fate: str  # succeeds | fails
     status: str = "Queued"
     context: dict[str, bytes] = field(default_factory=dict)  # the uploaded build context's files
+    images: list[str] = field(default_factory=list)  # what the run pushes (repository:tag)
+    cached: bool = False  # built with the layer cache
 
 
 @dataclass
@@ -95,9 +97,17 @@ class FakeAcr:
     def _schedule(self, req: Request, op: Any, match: re.Match[str]) -> Response:
         body = req.json()
         errors = spec(TASKS).validate(op, body)
-        images = body.get("imageNames") or [] if isinstance(body, dict) else []
-        errors += [f"imageNames: {name!r} is not repository:tag" for name in images if not IMAGE_NAME.match(name)]
-        source = body.get("sourceLocation") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or errors:
+            return Response.arm_error(400, "InvalidRequestContent", "; ".join(errors or ["not an object"]))
+        if body["type"] == "EncodedTaskRunRequest":
+            images, dockerfile, cached = self._task(body, errors)
+        elif body["type"] == "DockerBuildRequest":
+            images, dockerfile, cached = body.get("imageNames") or [], body.get("dockerFilePath"), False
+        else:
+            errors.append(f"type {body['type']!r}: this fake runs quick builds and encoded tasks only")
+            images, dockerfile, cached = [], None, False
+        errors += [f"image {name!r} is not repository:tag" for name in images if not IMAGE_NAME.match(name)]
+        source = body.get("sourceLocation")
         if source not in self.uploads:
             errors.append(f"sourceLocation {source!r} was not uploaded through listBuildSourceUploadUrl")
         timeout = body.get("timeout", 3600) if isinstance(body, dict) else 0
@@ -106,14 +116,82 @@ class FakeAcr:
         if errors:
             return Response.arm_error(400, "InvalidRequestContent", "; ".join(errors))
         context = _untar(self.uploads[source])
-        if body.get("dockerFilePath") not in context:
-            errors.append(f"dockerFilePath {body.get('dockerFilePath')!r} is not in the build context")
+        if dockerfile not in context:
+            errors.append(f"Dockerfile {dockerfile!r} is not in the build context")
             return Response.arm_error(400, "InvalidRequestContent", "; ".join(errors))
         self._next_run += 1
         run_id = f"cb{self._next_run}"
-        run = Run(run_id, body, self.clock.now(), self.fate(images), context=context)
+        run = Run(run_id, body, self.clock.now(), self.fate(images), context=context, images=images,
+                  cached=cached)
         self.runs[run_id] = run
         return Response.of_json(200, self._run_view(run, f"{req.path.rsplit('/scheduleRun', 1)[0]}/runs/{run_id}"))
+
+    def _task(self, body: dict[str, Any], errors: list[str]) -> tuple[list[str], str | None, bool]:
+        """The images a v1.1.0 task of build and push steps pushes, its Dockerfile, and whether
+        its build uses the layer cache; what it cannot run goes to ``errors`` (as ACR's own
+        parser refuses a task before the run starts)."""
+        import base64
+        import binascii
+        import shlex
+
+        import yaml
+
+        try:
+            text = base64.b64decode(body["encodedTaskContent"], validate=True).decode()
+            # ACR renders the task's template values first and parses the YAML after
+            text = text.replace("{{.Run.Registry}}", self.login_server).replace("$Registry", self.login_server)
+            unknown_values = re.findall(r"\{\{[^}]*\}\}", text)
+            if unknown_values:
+                errors.append(f"template values {unknown_values} are not set for this run")
+            task = yaml.safe_load(text)
+        except (binascii.Error, ValueError, yaml.YAMLError) as exc:
+            errors.append(f"encodedTaskContent is not base64 of a YAML task: {exc}")
+            return [], None, False
+        if not isinstance(task, dict) or task.get("version") != "v1.1.0" or not isinstance(task.get("steps"), list):
+            errors.append("the task must be a v1.1.0 task with a list of steps")
+            return [], None, False
+        unknown = set(task) - {"version", "stepTimeout", "steps", "workingDirectory", "env", "secrets",
+                               "networks", "volumes", "alias"}
+        errors += [f"task property {name!r} is not in the task schema" for name in sorted(unknown)]
+        registry = f"{self.login_server}/"
+        built: list[str] = []
+        pushed: list[str] = []
+        dockerfile: str | None = None
+        cached = False
+        for index, step in enumerate(task["steps"]):
+            kinds = [k for k in ("build", "push", "cmd") if isinstance(step, dict) and k in step]
+            if len(kinds) != 1:
+                errors.append(f"step {index}: exactly one of build, push, cmd")
+                continue
+            extra = set(step) - {kinds[0], "id", "when", "cache", "timeout", "env", "retries",
+                                 "startDelay", "workingDirectory", "ignoreErrors"}
+            errors += [f"step {index}: property {name!r} is not a step property" for name in sorted(extra)]
+            if "cache" in step and (kinds[0] != "build" or step["cache"] not in ("enabled", "disabled")):
+                errors.append(f"step {index}: cache is 'enabled' or 'disabled', on build steps only")
+            if kinds[0] == "build":
+                words = shlex.split(str(step["build"]))
+                tags = [words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-t", "--tag")]
+                files = [words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-f", "--file")]
+                dockerfile = files[-1] if files else "Dockerfile"
+                if not words or words[-1] != ".":
+                    errors.append(f"step {index}: the build context must be the uploaded source ('.')")
+                built += tags
+                cached = cached or step.get("cache") == "enabled"
+            elif kinds[0] == "push":
+                images = step["push"] if isinstance(step["push"], list) else []
+                errors += [f"step {index}: pushes {i!r}, which no build step tagged" for i in images if i not in built]
+                pushed += images
+            else:
+                errors.append(f"step {index}: this fake runs no cmd steps")
+        out = []
+        for image in pushed:
+            if not image.startswith(registry):
+                errors.append(f"image {image!r} is not in the run's registry ({registry}...)")
+            else:
+                out.append(image[len(registry):])
+        if not out:
+            errors.append("the task pushes no image")
+        return out, dockerfile, cached
 
     def _advance(self, run: Run) -> None:
         if run.status in FINAL:
@@ -127,7 +205,7 @@ class FakeAcr:
             run.status = "Failed"
         else:
             run.status = "Succeeded"
-            for image in run.request["imageNames"]:
+            for image in run.images:
                 repo, tag = image.rsplit(":", 1)
                 self.push(repo, tag, hashlib.sha256(f"{run.run_id}{image}".encode()).hexdigest())
 
@@ -141,7 +219,7 @@ class FakeAcr:
             props["outputImages"] = [
                 {"registry": self.login_server, "repository": image.rsplit(":", 1)[0],
                  "tag": image.rsplit(":", 1)[1], "digest": self.digest_of(*image.rsplit(":", 1))}
-                for image in run.request["imageNames"]]
+                for image in run.images]
         return {"id": rid, "name": run.run_id, "type": "Microsoft.ContainerRegistry/registries/runs",
                 "properties": props}
 

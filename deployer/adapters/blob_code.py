@@ -1,0 +1,125 @@
+"""``CodeStore`` of the azure backend: revisions' code in a container of the deployer's storage.
+
+    <DEPLOYER_CODE_CONTAINER>/<module>/<code 12>/<path>    the module's files without .env
+                              <module>/<code 12>/_deployer_check.py
+                              <module>/<code 12>/.complete  written last: the code is whole
+
+A flow run fetches it before it loads its flow, with prefect-azure's own pull step and the
+agent's managed identity (``DefaultAzureCredential``): the pull steps name the account's URL and
+nothing else, so no key, SAS token or secret ever lands in a Prefect deployment, run or log.
+Each run downloads into a fresh temporary folder, so runs in flight keep the code they started
+with; folders older than a week (``SWEEP_DAYS``, far beyond the drain timeout) are swept by the
+next run's pull. The agents' identity needs *Storage Blob Data Reader* on this container only.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient
+
+from deployer.adapters.storage_errors import storage_errors
+from deployer.bundle import BundleLimits
+from deployer.bundle.digest import short
+from deployer.bundle.envfile import ENV_FILE
+from deployer.bundle.parts import BLOB_PULL_REQUIREMENT, pulls_from_blob
+from deployer.bundle.tree import scan
+from deployer.preflight import CHECK_FILE
+
+COMPLETE = ".complete"
+SWEEP_DAYS = 7
+#: a fresh folder per run (printed for the next step), after sweeping those of week-old runs;
+#: Prefect runs it without a shell (shlex-split), hence the explicit ``sh -c``
+WORKDIR_SCRIPT = ("sh -c 'find \"${TMPDIR:-/tmp}\" -maxdepth 1 -name \"deployer-code.*\" "
+                  f"-mtime +{SWEEP_DAYS} -exec rm -rf {{}} + 2>/dev/null; "
+                  "mktemp -d -t deployer-code.XXXXXXXX'")
+
+
+class BlobCodeStore:
+    def __init__(self, service: BlobServiceClient, container: str) -> None:
+        self._container = service.get_container_client(container)
+        self._name = container
+        self._where = service.url
+        # the account's endpoint, without any credential a connection string may have carried
+        self._account_url = service.url.split("?", 1)[0]
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if not self._ready:
+            with storage_errors(f"create code container {self._name}", self._where):
+                try:
+                    self._container.create_container()
+                except ResourceExistsError:
+                    pass
+            self._ready = True
+
+    def requirement(self, requirements: bytes) -> str | None:
+        if pulls_from_blob(requirements):
+            return None
+        return (f"code-only changes deploy the slow way (an image build and an agent rotation): "
+                f"add {BLOB_PULL_REQUIREMENT} to requirements.txt so that flow runs can fetch "
+                "their code from the deployer's storage")
+
+    def _prefix(self, module: str, code_digest: str) -> str:
+        return f"{module}/{short(code_digest)}/"
+
+    def publish(self, module: str, code_digest: str, source: Path, check_flow: str) -> None:
+        if self.exists(module, code_digest):
+            return
+        self._ensure()
+        prefix = self._prefix(module, code_digest)
+        tree = scan(source, BundleLimits(max_bytes=1 << 40, max_entries=1 << 20))
+        with storage_errors(f"publish the code of {module} ({short(code_digest)})", self._where):
+            for entry in tree.files:
+                if entry.path == ENV_FILE:
+                    continue
+                with open(source / entry.path, "rb") as data:
+                    self._container.upload_blob(prefix + entry.path, data, overwrite=True)
+            self._container.upload_blob(prefix + CHECK_FILE, check_flow.encode(), overwrite=True)
+            self._container.upload_blob(prefix + COMPLETE, io.BytesIO(b""), overwrite=True)
+
+    def exists(self, module: str, code_digest: str) -> bool:
+        blob = self._container.get_blob_client(self._prefix(module, code_digest) + COMPLETE)
+        with storage_errors(f"look up the code of {module}", self._where):
+            try:
+                blob.get_blob_properties()
+            except ResourceNotFoundError:
+                return False
+        return True
+
+    def pull_steps(self, module: str, code_digest: str) -> list[dict[str, Any]]:
+        return [
+            {"prefect.deployments.steps.run_shell_script": {
+                "id": "deployer-workdir", "script": WORKDIR_SCRIPT, "stream_output": False}},
+            {"prefect.deployments.steps.set_working_directory": {
+                "directory": "{{ deployer-workdir.stdout }}"}},
+            {"prefect_azure.deployments.steps.pull_from_azure_blob_storage": {
+                "container": self._name, "folder": self._prefix(module, code_digest).rstrip("/"),
+                "credentials": {"account_url": self._account_url}}},
+        ]
+
+    def codes(self, module: str) -> list[str]:
+        with storage_errors(f"list the code of {module}", self._where):
+            try:
+                found = {b.name.split("/")[1] for b in self._container.list_blobs(
+                    name_starts_with=f"{module}/") if b.name.endswith("/" + COMPLETE)}
+            except ResourceNotFoundError:
+                return []
+        return sorted(found)
+
+    def delete(self, module: str, code_digest: str) -> None:
+        prefix = self._prefix(module, code_digest)
+        with storage_errors(f"delete the code of {module} ({short(code_digest)})", self._where):
+            try:
+                names = [b.name for b in self._container.list_blobs(name_starts_with=prefix)]
+            except ResourceNotFoundError:
+                return
+            # the marker first: a half-deleted code is never taken for a whole one
+            for name in sorted(names, key=lambda n: not n.endswith(COMPLETE)):
+                try:
+                    self._container.delete_blob(name)
+                except ResourceNotFoundError:
+                    pass
