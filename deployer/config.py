@@ -7,12 +7,12 @@ of names; ``local.settings.json.example`` lists exactly these (a test checks it)
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from deployer.errors import ConfigError
 
@@ -136,9 +136,21 @@ def _key(raw: str) -> str:
 
 
 def _url(raw: str) -> str:
-    if not raw.startswith(("http://", "https://")):
-        raise ValueError("must be an http(s) URL")
-    return raw.rstrip("/")
+    try:
+        url = urlsplit(raw.strip())
+        url.port  # noqa: B018  (raises for a port out of range)
+    except ValueError as exc:
+        raise ValueError(f"must be an http(s) URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError("must be an http(s) URL with a host, like http://127.0.0.1:4200/api")
+    return raw.strip().rstrip("/")
+
+
+def _connection(raw: str) -> str:
+    from deployer import connection_string
+
+    connection_string.parse(raw)
+    return raw
 
 
 def _name(raw: str) -> str:
@@ -169,7 +181,7 @@ def _prefix(raw: str) -> str:
 SETTINGS: tuple[Spec, ...] = (
     Spec("DEPLOYER_BACKEND", "backend", _backend, "local",
          "where images and agents run: 'local' (uv venvs + worker processes) or 'azure'"),
-    Spec("AzureWebJobsStorage", "storage_connection", _text, None,
+    Spec("AzureWebJobsStorage", "storage_connection", _connection, None,
          "storage account connection string (Azurite locally)", secret=True),
     Spec("PREFECT_API_URL", "prefect_api_url", _url, None,
          "Prefect API the agents and the deployer talk to"),
@@ -401,22 +413,6 @@ def _azure_rules(env: Mapping[str, str]) -> list[str]:
                         "with AcrPull (or, as a fallback, DEPLOYER_REGISTRY_USERNAME and "
                         "DEPLOYER_REGISTRY_PASSWORD)")
     return problems
-
-
-def load_local_settings(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
-    """Merge ``Values`` of a local.settings.json under ``environ`` (the environment wins),
-    the way Functions Core Tools do. A missing file changes nothing."""
-    merged = dict(environ)
-    if not path.is_file():
-        return merged
-    try:
-        values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
-    except (OSError, ValueError, AttributeError) as exc:
-        raise ConfigError([f"{path} is not valid JSON with a 'Values' object: {exc}"]) from exc
-    for key, value in values.items():
-        if isinstance(value, str):
-            merged.setdefault(key, value)
-    return merged
 
 
 def with_defaults(environ: Mapping[str, str]) -> dict[str, str]:

@@ -75,6 +75,9 @@ class ConfigError(DeployerError):
             "(see local.settings.json.example)",
         )
 
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "problems": list(self.problems)}
+
 
 class UsageError(DeployerError):
     code = "usage_error"

@@ -36,7 +36,7 @@ class Executor:
         self.agent_deletions: list[datetime] = []
 
     def run(self, actions: list[Action]) -> list[CleanupItem]:
-        items = [_item(a, "kept") for a in actions if not a.delete]
+        items = [_item(a, "anomaly" if a.kind == "anomaly" else "kept") for a in actions if not a.delete]
         deletes = sorted((a for a in actions if a.delete), key=lambda a: ORDER.index(a.kind))
         busy = self._busy({a.module for a in deletes if a.kind in LOCKED_KINDS})
         runnable = []

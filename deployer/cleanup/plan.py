@@ -15,7 +15,11 @@ images     never a digest or tag used by the current revision, by a kept agent's
 bundles,   the last K per module are kept, and bundles of revisions that can still be rolled back
 records    to or are in progress; the rest older than the retention are deleted. Run records
            that are queued or running are never deleted.
-queues     of pools of known modules: a queue no agent polls any more, with no run waiting in it.
+queues     of pools of known modules not being deployed: a queue no listed agent polls, that no
+           agent the state names (current or draining) polls either, with no run waiting in it.
+anomalies  an agent the state says is current but the runtime does not list: reported, never a
+           reason to delete its queue, its records or anything else (a runtime listing can be
+           wrong: another DEPLOYER_HOME, a subscription or resource group misconfigured).
 code       (the code store) never the code of a revision kept by the rules for images, nor of
            a revision a registered deployment is at (what its next run pulls); all of a
            module's code stays while Prefect cannot say what its deployments are at, or one is
@@ -67,7 +71,7 @@ class Inventory:
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # agent | manifest | tag | code | bundle | record | queue | report
+    kind: str  # agent | manifest | tag | code | bundle | record | queue | report | anomaly
     module: str
     target: str
     delete: bool
@@ -84,7 +88,19 @@ def plan_cleanup(inv: Inventory, policy: Policy) -> list[Action]:
     actions += _records(inv, policy)
     actions += _queues(inv, {a.target for a in actions if a.kind == "agent" and a.delete})
     actions += _reports(inv, policy)
-    return actions
+    return _anomalies(inv) + actions
+
+
+def _anomalies(inv: Inventory) -> list[Action]:
+    listed = {a.name for a in inv.agents}
+    return [Action("anomaly", module, state.agent.name, False,
+                   f"the state says {state.agent.name} is the current agent of {module} (queue "
+                   f"{state.agent.queue}), but the runtime does not list it: nothing of {module} "
+                   "is deleted on that account. Check that this command sees the same runtime as "
+                   f"the function app (settings, DEPLOYER_HOME), then `deployer status {module}`; "
+                   f"if the agent is really gone, redeploy {module}")
+            for module, state in sorted(inv.modules.items())
+            if state.agent is not None and state.agent.name not in listed]
 
 
 # -- agents -------------------------------------------------------------------------------------
@@ -273,10 +289,13 @@ def _bundles(inv: Inventory, policy: Policy, p: Protected) -> list[Action]:
 
 def _records(inv: Inventory, policy: Policy) -> list[Action]:
     out = []
+    current = {state.request_id for state in inv.modules.values() if state.request_id}
     for module, records in _by_module((r.module, r) for r in inv.runs).items():
         for index, record in enumerate(sorted(records, key=lambda r: r.created_at, reverse=True)):
             if index < policy.keep_records or not record.status.finished:
                 continue
+            if record.request_id in current:
+                continue  # the deploy of what serves now: kept as long as it serves
             if inv.now - record.created_at > policy.retention:
                 out.append(Action("record", module, record.request_id, True, _older(policy)))
     return out
@@ -284,12 +303,18 @@ def _records(inv: Inventory, policy: Policy) -> list[Action]:
 
 def _queues(inv: Inventory, deleted_agents: set[str]) -> list[Action]:
     live = {a.queue for a in inv.agents if a.name not in deleted_agents}
+    named = {(module, agent.queue) for module, state in inv.modules.items()
+             for agent in (state.agent, *state.draining) if agent is not None}
     out = []
     for pool, queues in inv.queues.items():
-        if pool not in inv.modules:
-            continue  # not a pool the deployer made
+        if pool not in inv.modules or pool in inv.busy:
+            continue  # not a pool the deployer made, or a deploy may be making a queue now
         for queue, waiting in sorted(queues.items()):
             if queue == DEFAULT_QUEUE or queue in live:
+                continue
+            if (pool, queue) in named:
+                out.append(Action("queue", pool, queue, False, "the state names its agent (current "
+                                  "or draining), though the runtime does not list it"))
                 continue
             if waiting:
                 out.append(Action("queue", pool, queue, False, f"no agent polls it, but {waiting} "

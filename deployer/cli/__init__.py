@@ -1,63 +1,121 @@
 """``deployer``: the command line. One error boundary: a ``DeployerError`` becomes a message
-and exit 1 (2 for usage errors); tracebacks only with ``--debug``.
+and exit 1 (2 for usage errors), in JSON mode one JSON document on stdout; tracebacks only with
+``--debug``. Global options (``--settings``, ``--debug``) go before or after the command.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from deployer.errors import DeployerError, UsageError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage error is a ``UsageError`` (exit 2, and in JSON mode a JSON document), not
+    argparse's own exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}", hint=f"`{self.prog} --help` lists what it takes")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from deployer.cli import bundles, cleanup, deploy, history, logs, status
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="deployer",
-        description="Ship Prefect flows onto Azure: validate, bundle, upload and deploy modules.")
-    parser.add_argument("--settings", type=Path, default=Path("local.settings.json"),
-                        help="local.settings.json to read settings from (the environment wins; "
-                        "default: ./local.settings.json)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+        description="Ship Prefect flows onto Azure: validate, bundle, upload and deploy modules.",
+        epilog="example: deployer validate flows/finance && deployer deploy flows/finance")
+    parser.add_argument("--version", action="version", version=f"deployer {version()}")
+    _global_options(parser, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (bundles, deploy, history, status, logs, cleanup):
         module.register(sub)
+    for command in sub.choices.values():  # the global options also after the command
+        _global_options(command, argparse.SUPPRESS)
+        if any("--json" in a.option_strings for a in command._actions):
+            command.add_argument("-o", "--output", choices=("json", "table"), default=None,
+                                 help="json: one JSON document on stdout (as --json); table: "
+                                 "for people (the default)")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    from deployer.cli import output
+def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--settings", type=Path, default=default,
+                        help="the local.settings.json to read (the environment wins); default: "
+                        "$DEPLOYER_SETTINGS, else the nearest local.settings.json in this folder "
+                        "or a parent, as git finds its folder")
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show tracebacks and debug logs")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
 
     try:
+        return installed("prefect-collective-deployer")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def wants_json(argv: Sequence[str]) -> bool:
+    """Whether the command line asks for JSON, read before (or without) a successful parse."""
+    args = list(argv)
+    return "--json" in args or "--output=json" in args or "-ojson" in args or any(
+        a in ("--output", "-o") and b == "json" for a, b in itertools.pairwise(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from deployer.cli import output
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = wants_json(argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        args.settings = getattr(args, "settings", None)
+        args.debug = bool(getattr(args, "debug", False))
+        if getattr(args, "output", None) is not None:
+            args.json = args.output == "json"
+        as_json, debug = bool(getattr(args, "json", False)), args.debug
+        logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
         return int(args.handler(args) or EXIT_OK)
     except UsageError as exc:
-        output.error(exc)
+        output.failure(exc, as_json)
         return EXIT_USAGE
     except DeployerError as exc:
-        if args.debug:
+        if debug:
             raise
-        output.error(exc)
+        output.failure(exc, as_json)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         output.err.print("interrupted")
         return 130
 
 
-def environ(args: argparse.Namespace) -> dict[str, str]:
-    from deployer.config import load_local_settings
+def settings_path(args: argparse.Namespace) -> Path | None:
+    """The settings file this command reads (None: the environment alone)."""
+    from deployer.settings_file import locate
 
-    return load_local_settings(args.settings, os.environ)
+    if not hasattr(args, "settings_found"):
+        args.settings_found = locate(args.settings, os.environ, Path.cwd())
+    return args.settings_found  # type: ignore[no-any-return]
+
+
+def environ(args: argparse.Namespace) -> dict[str, str]:
+    from deployer.settings_file import merged
+
+    return merged(settings_path(args), os.environ)
 
 
 if __name__ == "__main__":

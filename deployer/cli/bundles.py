@@ -29,7 +29,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("bundle", help="pack a module into a deterministic .tar.gz; prints its digests")
     p.add_argument("path", type=Path, help="flows/<module> folder")
-    p.add_argument("-o", "--output", type=Path, help="archive to write (default: ./<module>.tar.gz)")
+    p.add_argument("-f", "--archive", type=Path, help="archive to write (default: ./<module>.tar.gz)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_bundle)
 
@@ -113,7 +113,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
     key = read_one(environ(args), "config_digest_key")
     module = load_folder(args.path, limits(args), checker=deployment_checker())
-    target: Path = args.output or Path(f"{module.name}.tar.gz")
+    target: Path = args.archive or Path(f"{module.name}.tar.gz")
     partial = target.with_name(target.name + ".partial")
     with open(partial, "wb") as handle:
         packed = pack(module.tree, handle, prefix=module.name)

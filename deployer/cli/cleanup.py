@@ -11,7 +11,8 @@ from rich.table import Table
 from deployer.cli import environ
 from deployer.cli.output import emit_json, err, out
 
-COLOURS = {"deleted": "green", "planned": "yellow", "kept": "dim", "deferred": "yellow", "failed": "red"}
+COLOURS = {"deleted": "green", "planned": "yellow", "kept": "dim", "deferred": "yellow", "failed": "red",
+           "anomaly": "bold red"}
 
 
 def register(sub: Any) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import threading
 from pathlib import Path
 from typing import Any
 
-from deployer.cli import environ
+from deployer.cli import environ, settings_path
 from deployer.cli.output import emit_json, err, out
 from deployer.models import StageStatus
 
@@ -25,15 +26,30 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("dev", help="host function_app.py on this machine (no Functions host "
                                    "needed): blob, queue, timer and HTTP triggers")
-    p.add_argument("--app", type=Path, default=Path("function_app.py"), help="the app to host")
-    p.add_argument("--port", type=int, default=7071, help="HTTP port on 127.0.0.1 (default 7071)")
-    p.add_argument("--poll", type=float, default=1.0, help="seconds between storage polls")
+    p.add_argument("--app", type=Path, default=None,
+                   help="the app to host (default: function_app.py next to the settings file, "
+                   "else in this folder)")
+    p.add_argument("--port", type=_port, default=7071,
+                   help="HTTP port on 127.0.0.1 (default 7071; 0: any free port)")
+    p.add_argument("--poll", type=float, default=None,
+                   help="seconds between polls of an empty queue or container "
+                   "(default: host.json's queues.maxPollingInterval)")
     p.add_argument("--lease", type=int, default=30,
                    help="seconds a queue message stays invisible while its function runs "
                    "(renewed; after a crash it reappears this long after the last renewal)")
     p.add_argument("--retry-delay", type=int, default=None,
                    help="seconds before a failed message is retried (default: host.json)")
     p.set_defaults(handler=cmd_dev)
+
+
+def _port(raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: use 0-65535")
+    return port
 
 
 class CliProgress:
@@ -140,22 +156,31 @@ def cmd_dev(args: argparse.Namespace) -> int:
     for spec in SETTINGS:  # binding expressions (%DEPLOYER_...%) see the deployer's defaults
         if spec.default:
             os.environ.setdefault(spec.env, spec.default)
-    if not args.app.is_file():
-        raise UsageError(f"{args.app} does not exist", hint="run from the project folder or "
+    found = settings_path(args)
+    app = args.app or (found.parent if found else Path.cwd()) / "function_app.py"
+    if not app.is_file():
+        raise UsageError(f"{app} does not exist", hint="run from the project folder or "
                          "pass --app path/to/function_app.py")
     logging.getLogger().setLevel(logging.INFO)
     for noisy in ("azure", "httpx", "prefect"):  # SDK request logs drown the host's own lines
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    host = DevHost(load_app(args.app), HostOptions.from_host_json(
-        args.app.with_name("host.json"), poll_seconds=args.poll, http_port=args.port,
+    host = DevHost(load_app(app), HostOptions.from_host_json(
+        app.with_name("host.json"), poll_seconds=args.poll, http_port=args.port,
         lease_seconds=args.lease, retry_delay_seconds=args.retry_delay))
-    out.print("[bold]deployer dev[/]: hosting " + str(args.app))
+    out.print("[bold]deployer dev[/]: hosting " + str(app))
     for line in host.describe():
         out.print(f"  {line}", markup=False)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    host.start()
+    try:
+        host.start()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise UsageError(f"port {args.port} on 127.0.0.1 is already in use (another `deployer "
+                         "dev` or `func start`?)", hint="stop it, or pass --port N "
+                         "(--port 0 picks a free one)") from None
     if host.http is not None:
         out.print(f"  HTTP on http://127.0.0.1:{host.http.port}/api/", markup=False)
     stop.wait()

@@ -39,8 +39,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     shown = entries[-args.limit:] if args.limit else entries
     recorded = {e.request_id for e in entries}
     # requests not finished yet: queued, waiting for the module, rotating, draining old agents
-    active = [r for r in services.state.runs(args.module)
-              if not r.status.finished and r.request_id not in recorded]
+    runs = services.state.runs(args.module)
+    if not entries and not runs and got is None:
+        from deployer.cli.status import unknown_module
+
+        raise unknown_module(services, args.module)
+    active = [r for r in runs if not r.status.finished and r.request_id not in recorded]
     if args.json:
         emit_json({"module": args.module, "current_request": current, "entries": shown,
                    "in_progress": active})

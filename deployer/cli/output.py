@@ -23,6 +23,13 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(codec.to_data(data), indent=2, sort_keys=True) + "\n")
 
 
+def failure(exc: DeployerError, as_json: bool) -> None:
+    """A command's failure: on stderr for people; in JSON mode also one document on stdout."""
+    if as_json:
+        emit_json({"ok": False, "error": exc.to_dict()})
+    error(exc)
+
+
 def error(exc: DeployerError) -> None:
     if isinstance(exc, BundleInvalid):
         err.print(f"[bold red]error:[/] {exc.source} is invalid "

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from deployer.cli import environ
 from deployer.cli.output import ago, emit_json, out
+from deployer.errors import NotFound
 
 
 def register(sub: Any) -> None:
@@ -25,6 +26,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     services = build(Settings.from_env(environ(args)), interactive=True)
     statuses = module_statuses(services, args.module)
+    if args.module and not statuses:
+        raise unknown_module(services, args.module)
     if args.json:
         emit_json({"modules": statuses})
         return 0
@@ -43,6 +46,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"{report.count('kept')} kept, {report.count('deferred')} deferred, "
                   f"{report.count('failed')} failed (`deployer cleanup --dry-run` shows the next)")
     return 0
+
+
+def unknown_module(services: Any, name: str) -> NotFound:
+    """A module the state has no document, run or history of: a failure (exit 1), with the
+    names it does know."""
+    known = sorted({m.module for m in services.state.modules()} | {r.module for r in services.state.runs()})
+    listed = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "") if known else "none yet"
+    return NotFound(f"no module {name!r} in the deployer's state", hint=f"known modules: {listed}")
 
 
 def render(statuses: list[Any]) -> Table:

@@ -101,7 +101,12 @@ class DevHost:
         return lines
 
     def start(self) -> None:
-        http_routes = []
+        """Bind the HTTP port first (a port in use fails before any trigger runs), then start
+        every trigger's watcher."""
+        http_routes = [(fn, _trigger(fn)) for fn in self.functions
+                       if _trigger(fn)["type"] == "httpTrigger"]
+        if http_routes and self.options.http_port is not None:
+            self.http = HttpFrontEnd(http_routes, self.options.http_port)
         for fn in self.functions:
             trigger = _trigger(fn)
             kind = trigger["type"]
@@ -111,12 +116,9 @@ class DevHost:
                 self._spawn(QueueWatcher(self, fn, trigger).run, fn)
             elif kind == "timerTrigger":
                 self._spawn(TimerWatcher(self, fn, trigger).run, fn)
-            elif kind == "httpTrigger":
-                http_routes.append((fn, trigger))
-            else:
+            elif kind != "httpTrigger":
                 raise NotImplementedError(f"deployer dev cannot host {kind} functions")
-        if http_routes and self.options.http_port is not None:
-            self.http = HttpFrontEnd(http_routes, self.options.http_port)
+        if self.http is not None:
             self.http.start()
 
     def _spawn(self, target: Callable[[], None], fn: Any) -> None:

@@ -41,7 +41,8 @@ def run_cleanup(services: Services, *, dry_run: bool = False,
     report_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     if dry_run:  # reads only: no lease is taken, nothing is written
         actions = plan_cleanup(take_inventory(services, probe_locks=False), policy_from(services))
-        items = tuple(CleanupItem(a.kind, a.module, a.target, "planned" if a.delete else "kept",
+        items = tuple(CleanupItem(a.kind, a.module, a.target, "planned" if a.delete else
+                                  "anomaly" if a.kind == "anomaly" else "kept",
                                   a.reason) for a in actions)
         return CleanupReport(report_id, started, services.now(), True, items)
     try:

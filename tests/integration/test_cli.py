@@ -93,8 +93,8 @@ def test_new_scaffolds_a_module_that_validates(tmp_path: Path) -> None:
 def test_bundle_writes_a_deterministic_archive_and_prints_digests(tmp_path: Path, settings_file: Path) -> None:
     root = write_module(tmp_path)
     out1, out2 = tmp_path / "one.tar.gz", tmp_path / "two.tar.gz"
-    first = run_cli("--settings", str(settings_file), "bundle", str(root), "-o", str(out1), "--json")
-    second = run_cli("--settings", str(settings_file), "bundle", str(root), "-o", str(out2), "--json")
+    first = run_cli("--settings", str(settings_file), "bundle", str(root), "-f", str(out1), "--json")
+    second = run_cli("--settings", str(settings_file), "bundle", str(root), "-f", str(out2), "--json")
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert out1.read_bytes() == out2.read_bytes()
     result = json.loads(first.stdout)
@@ -103,7 +103,9 @@ def test_bundle_writes_a_deterministic_archive_and_prints_digests(tmp_path: Path
 
 
 def test_bundle_without_the_digest_key_says_which_setting_is_missing(tmp_path: Path) -> None:
-    done = run_cli("--settings", str(tmp_path / "none.json"), "bundle", str(write_module(tmp_path)))
+    empty = tmp_path / "empty.settings.json"
+    empty.write_text('{"Values": {}}')
+    done = run_cli("--settings", str(empty), "bundle", str(write_module(tmp_path)))
     assert done.returncode == 1 and "DEPLOYER_CONFIG_DIGEST_KEY is missing" in done.stderr
 
 

@@ -83,20 +83,26 @@ def test_what_an_image_needs_to_pull_code_is_named() -> None:
     assert LocalCodeStore(Path("/nonexistent")).requirement(b"prefect\n") is None
 
 
-def run_steps(steps: list[dict]) -> str:  # type: ignore[type-arg]
-    """Prefect's own runner of pull steps, as a flow run does before it loads its flow; the
-    working directory it ends in."""
+@pytest.fixture
+def run_steps(prefect_api: str):  # type: ignore[no-untyped-def]
+    """Prefect's own runner of pull steps, as a flow run does before it loads its flow (against
+    the session's server, where it sends its events); the working directory it ends in."""
     from prefect.deployments.steps.core import run_steps as prefect_run_steps
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    before = os.getcwd()
-    try:
-        asyncio.run(prefect_run_steps(steps))
-        return os.getcwd()
-    finally:
-        os.chdir(before)
+    def run(steps: list[dict]) -> str:  # type: ignore[type-arg]
+        before = os.getcwd()
+        try:
+            with temporary_settings({PREFECT_API_URL: prefect_api}):
+                asyncio.run(prefect_run_steps(steps))
+            return os.getcwd()
+        finally:
+            os.chdir(before)
+
+    return run
 
 
-def test_prefect_runs_the_local_pull_steps_into_the_published_code(tmp_path: Path) -> None:
+def test_prefect_runs_the_local_pull_steps_into_the_published_code(tmp_path: Path, run_steps) -> None:  # type: ignore[no-untyped-def]
     store = LocalCodeStore(tmp_path / "home")
     store.publish("demo", CODE, write_module(tmp_path / "src", "demo", module_files("demo")), CHECK)
     where = Path(run_steps(store.pull_steps("demo", CODE)))
@@ -104,7 +110,7 @@ def test_prefect_runs_the_local_pull_steps_into_the_published_code(tmp_path: Pat
 
 
 def test_prefect_runs_the_blob_steps_before_the_download_into_a_fresh_folder_per_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_steps) -> None:  # type: ignore[no-untyped-def]
     """The download itself needs prefect-azure and the agent's managed identity, which only Azure
     has; the steps before it (a fresh folder, old ones swept) run here for real."""
     monkeypatch.setenv("TMPDIR", str(tmp_path))

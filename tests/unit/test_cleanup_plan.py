@@ -255,3 +255,35 @@ def test_all_code_stays_while_prefect_cannot_say_what_the_deployments_pull() -> 
     got = decisions(plan_cleanup(inventory(codes=codes, deployed=unknown), POLICY), "code")
     assert not any(delete for delete, _ in got.values())
     assert "fin/adhoc (at made-by-hand)" in got[code(2)][1]
+
+
+# -- absence it cannot explain ---------------------------------------------------------------------
+
+
+def test_a_current_agent_the_runtime_does_not_list_is_an_anomaly_and_nothing_of_it_goes() -> None:
+    current = rev(5)
+    state = ModuleState("fin", current=current, request_id="r-current",
+                        agent=AgentRef("agent-fin-5", current.id, "agent-fin-5", NOW),
+                        draining=(DrainingAgent("agent-fin-4", "agent-fin-4", rev(4).id, "r-current",
+                                                NOW - timedelta(hours=1), NOW + timedelta(hours=23)),))
+    at = NOW - timedelta(days=90)
+    records = [RunRecord(f"r{n}", RequestKind.DEPLOY, "fin", Trigger("blob", "x"), RunStatus.SUCCEEDED, at, at)
+               for n in range(4)]
+    current_record = RunRecord("r-current", RequestKind.DEPLOY, "fin", Trigger("blob", "x"), RunStatus.SUCCEEDED,
+                               at - timedelta(days=1), at)
+    inv = inventory(modules={"fin": state}, agents=[],  # e.g. run with another DEPLOYER_HOME
+                    queues={"fin": {"agent-fin-5": 0, "agent-fin-4": 0, "agent-fin-3": 0}},
+                    runs=[*records, current_record])
+    actions = plan_cleanup(inv, POLICY)
+    [anomaly] = [a for a in actions if a.kind == "anomaly"]
+    assert (anomaly.module, anomaly.target, anomaly.delete) == ("fin", "agent-fin-5", False)
+    assert "the runtime does not list it" in anomaly.reason and "DEPLOYER_HOME" in anomaly.reason
+    queues = decisions(actions, "queue")
+    assert queues["agent-fin-5"][0] is False and queues["agent-fin-4"][0] is False
+    assert queues["agent-fin-3"] == (True, "its agent is gone")  # no one names it: it goes as before
+    assert "r-current" not in {a.target for a in actions if a.kind == "record" and a.delete}
+
+
+def test_a_module_being_deployed_keeps_its_queues() -> None:
+    inv = inventory(busy=frozenset({"fin"}), queues={"fin": {"agent-fin-6": 0}})
+    assert decisions(plan_cleanup(inv, POLICY), "queue") == {}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from deployer.config import SETTINGS, Settings, load_local_settings, read_one
+from deployer.config import SETTINGS, Settings, read_one
 from deployer.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,21 +65,6 @@ def test_settings_are_frozen() -> None:
         settings.backend = "azure"  # type: ignore[misc]
 
 
-def test_local_settings_file_fills_what_the_environment_lacks(tmp_path: Path) -> None:
-    path = tmp_path / "local.settings.json"
-    path.write_text(json.dumps({"Values": {"DEPLOYER_BACKEND": "azure", "PREFECT_API_URL": "http://x"}}))
-    merged = load_local_settings(path, {"PREFECT_API_URL": "http://from-env"})
-    assert merged["DEPLOYER_BACKEND"] == "azure" and merged["PREFECT_API_URL"] == "http://from-env"
-    assert load_local_settings(tmp_path / "missing.json", {"A": "1"}) == {"A": "1"}
-
-
-def test_broken_local_settings_file_is_a_config_error(tmp_path: Path) -> None:
-    path = tmp_path / "local.settings.json"
-    path.write_text("{not json")
-    with pytest.raises(ConfigError):
-        load_local_settings(path, {})
-
-
 def test_read_one_reads_a_single_setting() -> None:
     assert read_one({}, "max_bundle_mb") == 200
     with pytest.raises(ConfigError):
@@ -106,3 +91,41 @@ def test_azure_backend_defaults_and_derived_values() -> None:
     assert settings.registry_server == "flowsacr.azurecr.io" and settings.registry_group == "agents"
     assert settings.agent_cpu == 1.0 and settings.agent_memory_gb == 1.5
     assert "registry-password" not in repr(settings)
+
+
+KEY = "a2V5LWtleS1rZXkta2V5LWtleS1rZXkta2V5LWtleQ=="
+
+
+@pytest.mark.parametrize("connection", [
+    "UseDevelopmentStorage=true",
+    f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={KEY};EndpointSuffix=core.windows.net",
+    f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={KEY};"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;",
+    "BlobEndpoint=https://acct.blob.core.windows.net;QueueEndpoint=https://acct.queue.core.windows.net;"
+    "SharedAccessSignature=sv=2024&sig=abc",
+])
+def test_storage_connection_strings_azure_accepts_are_accepted(connection: str) -> None:
+    assert Settings.from_env({**GOOD, "AzureWebJobsStorage": connection}).storage_connection.reveal() == connection
+
+
+@pytest.mark.parametrize(("connection", "expected"), [
+    ("just-some-text", "part 1 has no '='"),
+    (f"AccountName=acct;AcountKey={KEY}", "'AcountKey' is not one of its keys"),
+    ("AccountName=acct", "has no credential"),
+    (f"AccountKey={KEY}", "names no account"),
+    (f"AccountName=a;AccountKey={KEY};BlobEndpoint=http://127.0.0.1:99999/a", "BlobEndpoint that is not a URL with a valid port"),
+    (f"AccountName=a;AccountKey={KEY};QueueEndpoint=127.0.0.1:10001", "QueueEndpoint that is not an http(s) URL"),
+    (f"AccountName=a;AccountName=b;AccountKey={KEY}", "AccountName appears twice"),
+    (";;", "is empty"),
+])
+def test_a_connection_string_that_does_not_parse_is_named_and_never_quoted(connection: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**GOOD, "AzureWebJobsStorage": connection})
+    assert "AzureWebJobsStorage " in str(info.value)
+    assert expected in str(info.value) and KEY not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["http://", "http://127.0.0.1:70000/api", "127.0.0.1:4200/api", "ftp://x/api"])
+def test_a_prefect_api_url_without_a_host_or_with_a_bad_port_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="PREFECT_API_URL must be an http"):
+        Settings.from_env({**GOOD, "PREFECT_API_URL": url})
