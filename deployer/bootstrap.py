@@ -18,6 +18,7 @@ from typing import Any
 from deployer.bundle import BundleLimits
 from deployer.config import MIB, Settings
 from deployer.models import utcnow
+from deployer.notices import NoNotifier, Notifier
 from deployer.ports import (
     AgentRuntime,
     BundleStore,
@@ -37,7 +38,7 @@ class AppServices:
                  queue: RequestQueue, *, builder: ImageBuilder | None = None,
                  runtime: AgentRuntime | None = None, orchestrator: Orchestrator | None = None,
                  checker: DeploymentChecker | None = None, code: CodeStore | None = None,
-                 azure: Any = None,
+                 notifier: Notifier | None = None, azure: Any = None,
                  sleep: Callable[[float], None] = time.sleep,
                  now: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
@@ -57,6 +58,8 @@ class AppServices:
             self.__dict__["checker"] = checker
         if code is not None:
             self.__dict__["code"] = code
+        if notifier is not None:
+            self.__dict__["notifier"] = notifier
         if azure is not None:
             self.__dict__["azure"] = azure
 
@@ -100,6 +103,15 @@ class AppServices:
 
             return LocalCodeStore(self.settings.home_path)
         return self._blob_code
+
+    @functools.cached_property
+    def notifier(self) -> Notifier:
+        urls = self.settings.notify_urls.reveal()
+        if not urls.strip():
+            return NoNotifier()
+        from deployer.adapters.apprise_notifier import AppriseNotifier
+
+        return AppriseNotifier(urls, timeout=self.settings.notify_timeout_seconds)
 
     @functools.cached_property
     def checker(self) -> DeploymentChecker:

@@ -146,6 +146,10 @@ def _url(raw: str) -> str:
     return raw.strip().rstrip("/")
 
 
+def _optional_url(raw: str) -> str:
+    return _url(raw) if raw.strip() else ""
+
+
 def _connection(raw: str) -> str:
     from deployer import connection_string
 
@@ -238,6 +242,16 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("DEPLOYER_WEBHOOK_TOKEN", "webhook_token", _text, "",
          "shared secret the ACR webhook (or Event Grid) sends in the X-Deployer-Webhook-Token "
          "header; without it every webhook call is refused", secret=True),
+    # -- notifications ------------------------------------------------------------------------
+    Spec("DEPLOYER_NOTIFY_URLS", "notify_urls", _text, "",
+         "apprise URLs (space or comma separated: slack://, msteams://, mailtos://, ntfy://, "
+         "json:// ...) told of deploys that succeed, fail or roll back, superseded requests, "
+         "cleanups that did something and unauthorised webhook storms; empty: none", secret=True),
+    Spec("DEPLOYER_NOTIFY_TIMEOUT_SECONDS", "notify_timeout_seconds", _positive_float, "5",
+         "longest a notification may hold up what it reports on; it is given up after that"),
+    Spec("DEPLOYER_PUBLIC_URL", "public_url", _optional_url, "",
+         "the function app's base URL (https://<app>.azurewebsites.net), for links in "
+         "notifications; empty: no link to the deployer's status"),
     # -- cleanup ------------------------------------------------------------------------------
     Spec("CLEANUP_SCHEDULE", "cleanup_schedule", _ncrontab, "0 0 2 * * *",
          "NCRONTAB (six fields, UTC) of the nightly cleanup"),
@@ -329,6 +343,9 @@ class Settings:
     bake_failure_ratio: float
     worker_poll_seconds: int
     webhook_token: Secret
+    notify_urls: Secret
+    notify_timeout_seconds: float
+    public_url: str
     cleanup_schedule: str
     keep_revisions: int
     rollback_window_days: int

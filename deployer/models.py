@@ -278,6 +278,8 @@ class RunRecord:
     waiting: Waiting | None = None
     superseded_by: str = ""
     steps: int = 0  # invocations that worked on it
+    #: what became of the notifications about it (DEPLOYER_NOTIFY_URLS)
+    notices: tuple[dict[str, Any], ...] = ()
 
     def as_request(self) -> Request:
         assert self.revision is not None, f"run record {self.request_id} has no revision"
@@ -324,6 +326,7 @@ class CleanupReport:
     items: tuple[CleanupItem, ...] = ()
     #: when agents were deleted: the next run paces itself under the quota with these
     agent_deletions: tuple[datetime, ...] = ()
+    notices: tuple[dict[str, Any], ...] = ()
 
     def count(self, outcome: str) -> int:
         return sum(1 for item in self.items if item.outcome == outcome)

@@ -20,6 +20,7 @@ from deployer.errors import Problem
 if TYPE_CHECKING:
     from deployer.bundle import BundleLimits
     from deployer.config import Settings
+    from deployer.notices import Notifier
     from deployer.state import StateRepository
 
 
@@ -418,6 +419,9 @@ class Services(Protocol):
 
     @property
     def code(self) -> CodeStore: ...
+
+    @property
+    def notifier(self) -> Notifier: ...
 
     def now(self) -> datetime: ...
 

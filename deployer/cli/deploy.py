@@ -42,6 +42,16 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_dev)
 
 
+def _user() -> str:
+    """Who runs the CLI, for the run record and notifications ("" when unknown)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
 def _port(raw: str) -> int:
     try:
         port = int(raw)
@@ -118,7 +128,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         request_id=uploaded.request_id, kind=RequestKind.DEPLOY, module=uploaded.module,
         trigger=Trigger("cli", uploaded.blob, {"blob": uploaded.blob, "etag": uploaded.etag,
                                                "container": services.settings.bundles_container,
-                                               "explicit": "true"}),
+                                               "explicit": "true", "user": _user()}),
         revision=uploaded.revision, intent=uploaded.intent)
     return run_here(services, request, as_json=args.json)
 

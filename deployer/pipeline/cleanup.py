@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from deployer import codec
+from deployer import codec, notices
 from deployer.cleanup.execute import Executor
 from deployer.cleanup.pacing import SlidingWindowLimiter
 from deployer.cleanup.plan import Inventory, Policy, plan_cleanup
@@ -65,6 +66,9 @@ def _clean(services: Services, report_id: str, started: datetime,
     items = tuple(executor.run(actions))
     report = CleanupReport(report_id, started, services.now(), False, items,
                            tuple(sorted(executor.agent_deletions)))
+    told = notices.tell(services, notices.cleanup_notice(report, notices.links(services)))
+    if told is not None:
+        report = replace(report, notices=(told,))
     services.state.docs.create(f"{REPORTS}{report_id}.json", codec.dumps(report))
     logger.info("cleanup.done deleted=%d kept=%d deferred=%d failed=%d", report.count("deleted"),
                 report.count("kept"), report.count("deferred"), report.count("failed"))

@@ -9,7 +9,9 @@ same upload maps to the same request and enqueues it once.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
+from deployer import notices
 from deployer.bundle import blob_name_problem, load_archive, module_from_blob_name
 from deployer.bundle.archive import ChunkReader
 from deployer.bundle.contract import MODULE_NAME
@@ -73,7 +75,11 @@ def accept_bundle(services: Services, blob_name: str) -> RunRecord:
             status=RunStatus.REJECTED, created_at=started, updated_at=utcnow(),
             stages=(Stage("validate", StageStatus.FAILED, started, utcnow()),),
             error=exc.to_dict())
-        return existing.value if existing is not None else _create_once(services, rejected)
+        if existing is not None:
+            return existing.value
+        told = notices.tell(services, notices.outcome_notice(
+            rejected, RunStatus.REJECTED, rejected.error, utcnow(), notices.links(services)))
+        return _create_once(services, replace(rejected, notices=(told,) if told else ()))
     request = Request(request_id=request_id, kind=RequestKind.DEPLOY, module=revision.module,
                       trigger=trigger, revision=revision, created_at=started,
                       intent=upload_intent(info))

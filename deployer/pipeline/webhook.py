@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployer import notices
 from deployer.bundle.contract import MODULE_NAME
 from deployer.bundle.digest import short
 from deployer.errors import DeployerError
@@ -55,6 +56,8 @@ def receive_webhook(services: Services, method: str, headers: dict[str, str], bo
     handshake = lowered.get("aeg-event-type", "").lower() == "subscriptionvalidation"
     if not authorized and not handshake:
         logger.warning("webhook.unauthorized bytes=%d", len(body))
+        notices.tell(services, notices.unauthorised_notice(lowered.get("x-forwarded-for", ""),
+                                                           "/api/acr-webhook"))
         return Reply(401, {"error": f"missing or wrong {TOKEN_HEADER} header"})
     try:
         events = parse(body)
@@ -65,6 +68,8 @@ def receive_webhook(services: Services, method: str, headers: dict[str, str], bo
         return Reply(200, {"validationResponse": validations[0].code})
     if not authorized:
         logger.warning("webhook.unauthorized events=%d", len(events))
+        notices.tell(services, notices.unauthorised_notice(lowered.get("x-forwarded-for", ""),
+                                                           "/api/acr-webhook"))
         return Reply(401, {"error": f"missing or wrong {TOKEN_HEADER} header"})
     accepted: list[dict[str, str]] = []
     ignored: list[dict[str, str]] = []

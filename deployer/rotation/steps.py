@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from deployer import notices
 from deployer.errors import BundleInvalid, DeployerError, LockBusy, RevisionRefused, is_transient
 from deployer.models import (
     HistoryEntry,
@@ -130,7 +131,7 @@ class Step:
             if self.record.stage("wait") is not None:
                 self.t.finish("wait", {"superseded_by": verdict.by})
             self.t.progress.note(f"superseded by the newer request {verdict.by}")
-            self.append_history(RunStatus.SUPERSEDED, None)
+            self.append_history(RunStatus.SUPERSEDED, None, superseded_by=verdict.by)
             return self.end(RunStatus.SUPERSEDED, None, superseded_by=verdict.by)
         if isinstance(verdict, admission.MustWait):
             owner = verdict.owner.request_id
@@ -375,7 +376,9 @@ class Step:
         except DeployerError as exc:  # cleanup retires it later; never mask the real failure
             logger.warning("step.rollback_failed agent=%s error=%s", name, exc.message)
 
-    def append_history(self, outcome: RunStatus, error: dict[str, Any] | None) -> None:
+    def append_history(self, outcome: RunStatus, error: dict[str, Any] | None, *,
+                       superseded_by: str = "") -> None:
+        """The request's outcome in the module's history (once), and told to whoever listens."""
         state = self.s.state
         if any(e.request_id == self.request.request_id for e in state.history(self.request.module)):
             return
@@ -396,6 +399,11 @@ class Step:
             kind=self.request.kind, trigger=self.request.trigger, outcome=outcome, at=self.s.now(),
             stages=timings, error=error, changed=tuple(plan.get("changed", ())),
             path=str(plan.get("path", ""))))
+        told = notices.tell(self.s, notices.outcome_notice(
+            replace(self.record, superseded_by=superseded_by or self.record.superseded_by),
+            outcome, error, self.s.now(), notices.links(self.s)))
+        if told is not None:
+            self.t.update(notices=(*self.record.notices, told))
 
 
 def _brief(exc: BaseException) -> str:

@@ -3,20 +3,32 @@ in the revision's own venv, and the bake window's automatic rollback against rea
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from deployer.models import RunStatus, StageStatus
 from tests.e2e import prefect_runs
 from tests.e2e.harness import FLOW, Stack
+from tests.fakes.receiver import Receiver, receiver
 
 pytestmark = pytest.mark.timeout(900)
 FINAL = {"COMPLETED", "FAILED", "CRASHED"}
 
 
+@pytest.fixture
+def hook() -> Iterator[Receiver]:
+    with receiver() as got:
+        yield got
+
+
 @pytest.mark.parametrize("path,check", [("code", "check-code"), ("dependencies", "check-entrypoints")])
-def test_a_flow_importing_a_missing_package_is_rejected_before_cutover(stack: Stack, path: str, check: str) -> None:
+def test_a_flow_importing_a_missing_package_is_rejected_before_cutover(stack: Stack, path: str, check: str,
+                                                                      hook: Receiver) -> None:
     """Code-only: the serving agent's check run loads the new code; with new dependencies: the
-    new agent's preflight loads it in the new image. Either way nothing is re-pointed."""
+    new agent's preflight loads it in the new image. Either way nothing is re-pointed, and the
+    notification receiver hears of both deploys."""
+    stack.extra["DEPLOYER_NOTIFY_URLS"] = hook.url
     stack.start_host()
     good = stack.deploy()
     assert good.status is RunStatus.SUCCEEDED, (good.error, stack.host_log())
@@ -32,6 +44,11 @@ def test_a_flow_importing_a_missing_package_is_rejected_before_cutover(stack: St
     assert stack.running_agents() == [old] and stack.current_agent() == old
     run_id = prefect_runs.start_run(stack.prefect_api, stack.name)
     assert prefect_runs.wait_state(stack.prefect_api, run_id, FINAL) == "COMPLETED"
+    titles = [m["title"] for m in hook.messages]
+    assert titles == [f"{stack.name}: deployed ({good.revision.id})",  # type: ignore[union-attr]
+                      f"{stack.name}: deploy failed ({record.revision.id})"], titles  # type: ignore[union-attr]
+    assert "pandas_is_not_installed_here" in hook.messages[1]["message"]
+    assert record.notices[0]["ok"] is True
 
 
 def test_a_code_only_revision_whose_runs_fail_is_rolled_back_on_its_own(stack: Stack) -> None:

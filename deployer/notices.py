@@ -1,0 +1,171 @@
+"""What the deployer tells people: a deploy's outcome, a cleanup that did something, an
+unauthorised webhook storm. Pure: a ``Notice`` is built here from records the deployer already
+keeps (never from ``.env`` values or keys, which no record holds); a ``Notifier`` sends it
+(``adapters/apprise_notifier.py``). Sending never fails or slows the caller beyond a bound:
+``send`` returns what happened, for the caller to record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+from deployer.models import RunRecord, RunStatus
+
+if TYPE_CHECKING:
+    from deployer.ports import Services
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str  # deploy.succeeded | deploy.failed | deploy.rolled_back | deploy.rejected |
+    #            request.superseded | cleanup | webhook.unauthorised
+    level: str  # info | success | warning | failure (apprise's notify types)
+    title: str
+    body: str
+    module: str = ""
+    #: notices with the same key are rate-limited together (storms)
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class Sent:
+    ok: bool
+    detail: str  # "sent to 2 target(s)", "suppressed: ...", "timed out after 5 s", an error
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "detail": self.detail}
+
+
+class Notifier(Protocol):
+    def send(self, notice: Notice) -> Sent | None:
+        """What became of it; None when there is nowhere to send (nothing to record)."""
+        ...
+
+
+class NoNotifier:
+    """No DEPLOYER_NOTIFY_URLS: nothing is sent."""
+
+    def send(self, notice: Notice) -> Sent | None:
+        return None
+
+
+def tell(services: Services, notice: Notice | None) -> dict[str, Any] | None:
+    """Send a notice (bounded in time, never raising); what became of it, to record, or None
+    when nothing was sent anywhere."""
+    if notice is None:
+        return None
+    sent = services.notifier.send(notice)
+    if sent is None:
+        return None
+    return {"kind": notice.kind, "at": services.now().isoformat(), **sent.to_dict()}
+
+
+def links(services: Services) -> Links:
+    return Links(services.settings.prefect_api_url, services.settings.public_url)
+
+
+_OUTCOMES = {
+    RunStatus.SUCCEEDED: ("deploy.succeeded", "success", "deployed"),
+    RunStatus.FAILED: ("deploy.failed", "failure", "deploy failed"),
+    RunStatus.ROLLED_BACK: ("deploy.rolled_back", "warning", "rolled back"),
+    RunStatus.REJECTED: ("deploy.rejected", "failure", "rejected"),
+    RunStatus.SUPERSEDED: ("request.superseded", "info", "superseded"),
+}
+
+
+def outcome_notice(record: RunRecord, outcome: RunStatus, error: dict[str, Any] | None,
+                   now: datetime, links: Links) -> Notice | None:
+    """The notice of a request's outcome; None for outcomes nobody is told about (no-ops)."""
+    if outcome not in _OUTCOMES:
+        return None
+    kind, level, verb = _OUTCOMES[outcome]
+    revision = record.revision.id if record.revision else "(no revision)"
+    what = "rollback" if record.kind.value == "rollback" else record.kind.value
+    title = f"{record.module}: {verb} ({revision})"
+    lines = [f"module {record.module}, revision {revision}, {what} request {record.request_id}",
+             f"trigger: {trigger_text(record)}",
+             f"took {_span((now - record.created_at).total_seconds())}"]
+    if outcome is RunStatus.SUPERSEDED and record.superseded_by:
+        lines.append(f"superseded by the newer request {record.superseded_by}")
+    if error:
+        lines.append(f"why: {str(error.get('message', ''))[:600]}")
+        for problem in list(error.get("problems") or [])[:5]:
+            if isinstance(problem, dict):
+                where = ":".join(str(p) for p in (problem.get("file"), problem.get("line")) if p)
+                lines.append(f"  - {where + ': ' if where else ''}{problem.get('message', '')}")
+        if error.get("hint"):
+            lines.append(f"hint: {error['hint']}")
+    lines += links.lines(record.module)
+    return Notice(kind, level, title, "\n".join(lines), record.module)
+
+
+def cleanup_notice(report: Any, links: Links) -> Notice | None:
+    """A cleanup is worth telling about when it deleted, deferred, failed or found an anomaly."""
+    counts = {k: report.count(k) for k in ("deleted", "deferred", "failed", "anomaly")}
+    if not any(counts.values()):
+        return None
+    level = "failure" if counts["failed"] or counts["anomaly"] else "info"
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    lines = [f"cleanup {report.report_id}: {summary}"]
+    for item in report.items:
+        if item.outcome in ("failed", "anomaly", "deferred"):
+            lines.append(f"  - {item.outcome} {item.kind} {item.target}: {item.error or item.reason}"[:300])
+    lines += links.lines("")
+    return Notice("cleanup", level, f"cleanup: {summary}", "\n".join(lines[:25]), key="cleanup")
+
+
+def unauthorised_notice(source: str, path: str) -> Notice:
+    return Notice("webhook.unauthorised", "warning", "unauthorised webhook calls",
+                  f"calls to {path} without the right token (from {source or 'an unknown address'}); "
+                  "repeated calls are counted, not each reported", key=f"unauthorised:{path}")
+
+
+def trigger_text(record: RunRecord) -> str:
+    trigger, detail = record.trigger, record.trigger.detail
+    if trigger.source == "blob":
+        return f"upload of {detail.get('blob', trigger.ref)}"
+    if trigger.source == "webhook":
+        return f"registry push of {detail.get('repository', '?')}:{detail.get('tag', '?')}"
+    if trigger.source == "cli":
+        who = detail.get("user")
+        return f"deployer CLI: {trigger.ref}" + (f" by {who}" if who else "")
+    return f"{trigger.source}: {trigger.ref}"
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where to look: the Prefect UI (from PREFECT_API_URL) and the deployer's status page
+    (from DEPLOYER_PUBLIC_URL, when set)."""
+
+    prefect_api_url: str
+    public_url: str = ""
+
+    def lines(self, module: str) -> list[str]:
+        out = [f"Prefect UI: {prefect_ui(self.prefect_api_url)}/runs"]
+        if self.public_url:
+            query = f"?module={module}" if module else ""
+            out.append(f"status: {self.public_url.rstrip('/')}/api/status{query}")
+        return out
+
+
+def prefect_ui(api_url: str) -> str:
+    """The UI that goes with an API URL: Prefect Cloud's app for a Cloud workspace, else the
+    server's own UI (the API URL without ``/api``)."""
+    url = urlsplit(api_url)
+    parts = [p for p in url.path.split("/") if p]
+    if url.hostname == "api.prefect.cloud" and len(parts) >= 5 and parts[1] == "accounts":
+        return f"https://app.prefect.cloud/account/{parts[2]}/workspace/{parts[4]}"
+    base = api_url.rstrip("/")
+    return base[: -len("/api")] if base.endswith("/api") else base
+
+
+def _span(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
