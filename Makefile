@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup test test-unit demo lint bench clean
+.PHONY: setup test test-unit demo dev lint bench clean
 
 setup: $(VENV)/.installed node_modules/.installed local.settings.json flows/finance/.env
 
@@ -41,6 +41,11 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check deployer tests bench function_app.py
 	$(BIN)/mypy
+
+# the daily loop: Azurite, a Prefect server with its UI and the function app host, data kept in
+# .deployer/services between runs; Ctrl-C stops them all
+dev: setup
+	$(BIN)/deployer dev --services
 
 bench: setup
 	$(BIN)/python bench/bundle.py

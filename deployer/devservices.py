@@ -40,7 +40,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -127,10 +127,11 @@ class AzuriteServer:
     """Azurite on fixed loopback ports and one data folder: ``stop`` and ``start`` again keep
     its blobs and messages (what a storage outage looks like to the deployer)."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, ports: tuple[int, int, int] | None = None) -> None:
         self.base = base
-        self.endpoints = AzuriteEndpoints(free_port(), free_port())
-        self._table_port = free_port()
+        blob, queue, table = ports or (free_port(), free_port(), free_port())
+        self.endpoints = AzuriteEndpoints(blob, queue)
+        self._table_port = table
         self.service: Service | None = None
 
     def start(self) -> AzuriteEndpoints:
@@ -141,7 +142,7 @@ class AzuriteServer:
                 "127.0.0.1", "--tablePort", str(self._table_port), "--location", str(self.base),
                 "--skipApiVersionCheck", "--disableTelemetry", "--silent"]
         self.service = _spawn("azurite", argv, self.base / "azurite.log")
-        _wait(self.service, lambda: _port_open(ends.blob_port) and _port_open(ends.queue_port),
+        _wait(self.service, lambda: port_open(ends.blob_port) and port_open(ends.queue_port),
               AZURITE_START_TIMEOUT)
         return ends
 
@@ -184,6 +185,14 @@ def dev_host(settings_file: Path, log_path: Path, *, poll: float = 0.2, port: in
 # -- Prefect server -----------------------------------------------------------------------------
 
 
+def prefect_healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=1) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({
@@ -198,29 +207,27 @@ def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def prefect_server(workdir: Path | None = None, python: str = sys.executable) -> Iterator[str]:
-    """A Prefect server on SQLite in ``workdir``; yields its API URL."""
+def prefect_server(workdir: Path | None = None, python: str = sys.executable, *,
+                   port: int | None = None, ui: bool = False) -> Iterator[str]:
+    """A Prefect server on SQLite in ``workdir`` (on ``port``, with its UI if ``ui``); yields
+    its API URL."""
     owned = workdir is None
     base = Path(tempfile.mkdtemp(prefix="prefect-server-")) if owned else workdir
     assert base is not None
     base.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     env = prefect_env(base)
     env["PREFECT_API_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{base / 'prefect.db'}"
+    if ui:
+        env["PREFECT_SERVER_UI_ENABLED"] = "true"
+        env["PREFECT_UI_API_URL"] = f"http://127.0.0.1:{port}/api"
     prefect = str(Path(python).with_name("prefect"))
     service = _spawn("prefect server", [prefect, "server", "start", "--host", "127.0.0.1",
                                          "--port", str(port)], base / "prefect-server.log", env=env)
     url = f"http://127.0.0.1:{port}/api"
 
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:  # noqa: S310
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
     try:
-        _wait(service, healthy, PREFECT_START_TIMEOUT)
+        _wait(service, lambda: prefect_healthy(url), PREFECT_START_TIMEOUT)
         yield url
     finally:
         service.stop()

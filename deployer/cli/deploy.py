@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import signal
@@ -39,6 +40,10 @@ def register(sub: Any) -> None:
                    "(renewed; after a crash it reappears this long after the last renewal)")
     p.add_argument("--retry-delay", type=int, default=None,
                    help="seconds before a failed message is retried (default: host.json)")
+    p.add_argument("--services", action="store_true",
+                   help="also start Azurite and a Prefect server with its UI where the settings "
+                   "point (data kept under DEPLOYER_HOME/services), and stop them with the host: "
+                   "the daily local loop (make dev)")
     p.set_defaults(handler=cmd_dev)
 
 
@@ -183,6 +188,20 @@ def cmd_dev(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    with contextlib.ExitStack() as running:
+        if args.services:
+            from deployer.config import Settings
+            from deployer.devstack import services
+
+            home = Settings.from_env(merged).home_path
+            for line in running.enter_context(services(merged, home)).lines:
+                out.print(f"  {line}", markup=False)
+        return _host(host, args, stop)
+
+
+def _host(host: Any, args: argparse.Namespace, stop: threading.Event) -> int:
+    from deployer.errors import UsageError
+
     try:
         host.start()
     except OSError as exc:
@@ -192,7 +211,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
                          "dev` or `func start`?)", hint="stop it, or pass --port N "
                          "(--port 0 picks a free one)") from None
     if host.http is not None:
-        out.print(f"  HTTP on http://127.0.0.1:{host.http.port}/api/", markup=False)
+        base = f"http://127.0.0.1:{host.http.port}/api"
+        out.print(f"  HTTP on {base}/ (status: {base}/status, webhook: {base}/acr-webhook)", markup=False)
+    out.print("ready: Ctrl-C stops it all", markup=False)
     stop.wait()
     out.print("stopping ...")
     host.stop()
