@@ -16,6 +16,8 @@ def register(sub: Any) -> None:
     p.add_argument("--agent", help="this agent instead of the module's current one")
     p.add_argument("--request", help="show this request's stages, plan and error instead")
     p.add_argument("--tail", type=int, default=100, help="lines of agent output (default 100)")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="keep printing the agent's new output until Ctrl-C (JSON: a line each)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_logs)
 
@@ -60,8 +62,50 @@ def cmd_logs(args: argparse.Namespace) -> int:
                            hint="`deployer status` lists modules and their agents")
         name = got_state.value.agent.name
     text = services.runtime.logs(name, tail=args.tail)
+    if args.follow:
+        return follow(services, name, text, args.json)
     if args.json:
         emit_json({"agent": name, "log": text})
     else:
         out.print(text or f"(no output from {name} yet)", markup=False)
     return 0
+
+
+#: how often a followed agent's output is read again (an ARM call on Azure)
+FOLLOW_SECONDS = 2.0
+
+
+def follow(services: Any, name: str, text: str, as_json: bool) -> int:
+    """Print what is there, then what is new, until Ctrl-C. The runtime returns a tail, not a
+    stream: new lines are what follows the last line already printed."""
+    import json
+    import sys
+    import time
+
+    def show(lines: list[str]) -> None:
+        for line in lines:
+            if as_json:
+                sys.stdout.write(json.dumps({"agent": name, "line": line}) + "\n")
+            else:
+                out.print(line, markup=False)
+        sys.stdout.flush()
+
+    seen = text.splitlines()
+    show(seen)
+    try:
+        while True:
+            time.sleep(FOLLOW_SECONDS)
+            lines = services.runtime.logs(name, tail=1000).splitlines()
+            show(new_lines(seen, lines))
+            seen = lines
+    except KeyboardInterrupt:
+        return 0
+
+
+def new_lines(before: list[str], now: list[str]) -> list[str]:
+    """The lines of ``now`` after its longest prefix that ends ``before``: a tail that moved on
+    keeps only the part not shown yet; one that starts over (a restarted agent) is all new."""
+    for size in range(min(len(before), len(now)), 0, -1):
+        if before[-size:] == now[:size]:
+            return now[size:]
+    return now if before != now else []

@@ -15,6 +15,8 @@ from deployer.errors import NotFound
 def register(sub: Any) -> None:
     p = sub.add_parser("status", help="what the deployer knows: revisions, agents, last runs")
     p.add_argument("module", nargs="?", help="only this module")
+    p.add_argument("-w", "--watch", nargs="?", type=float, const=2.0, default=None, metavar="SECONDS",
+                   help="show it again every SECONDS (default 2) until Ctrl-C; JSON: a line each")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_status)
 
@@ -28,6 +30,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     statuses = module_statuses(services, args.module)
     if args.module and not statuses:
         raise unknown_module(services, args.module)
+    if args.watch is not None:
+        return watch(services, args, statuses)
     if args.json:
         emit_json({"modules": statuses})
         return 0
@@ -46,6 +50,40 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"{report.count('kept')} kept, {report.count('deferred')} deferred, "
                   f"{report.count('failed')} failed (`deployer cleanup --dry-run` shows the next)")
     return 0
+
+
+def watch(services: Any, args: argparse.Namespace, statuses: list[Any]) -> int:
+    """The status again every ``--watch`` seconds until Ctrl-C: redrawn in place for people,
+    one JSON document per line for machines."""
+    import json
+    import sys
+    import time
+
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    from deployer import codec
+    from deployer.pipeline.status import module_statuses
+
+    def view(current: list[Any]) -> Any:
+        return Group(render(current), *(Text(line) for line in activity(current))) \
+            if current else Text("no modules yet")
+
+    interval = max(float(args.watch), 0.5)
+    try:
+        if args.json:
+            while True:
+                sys.stdout.write(json.dumps(codec.to_data({"modules": statuses}), sort_keys=True) + "\n")
+                sys.stdout.flush()
+                time.sleep(interval)
+                statuses = module_statuses(services, args.module)
+        with Live(view(statuses), console=out, refresh_per_second=4) as live:
+            while True:
+                time.sleep(interval)
+                live.update(view(module_statuses(services, args.module)))
+    except KeyboardInterrupt:
+        return 0
 
 
 def unknown_module(services: Any, name: str) -> NotFound:

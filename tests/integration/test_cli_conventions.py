@@ -76,3 +76,28 @@ def test_every_failure_in_json_mode_is_one_json_document_with_the_right_exit_cod
     assert document["error"]["message"] and "Traceback" not in done.stderr
     people = run_cli(*argv)  # the same failure for people: same exit code, nothing on stdout
     assert people.returncode == code and people.stdout == "" and "error:" in people.stderr
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_status_watch_shows_it_again_until_interrupted(settings_file: Path, as_json: bool) -> None:  # noqa: F811
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPLOYER_", "PREFECT_", "AzureWebJobs"))}
+    argv = [sys.executable, "-m", "deployer", "--settings", str(settings_file), "status", "--watch", "0.5",
+            *(["--json"] if as_json else [])]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(6)  # start-up, then several refreshes
+    finally:
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    if as_json:
+        lines = stdout.splitlines()
+        assert len(lines) >= 2 and all(json.loads(line) == {"modules": []} for line in lines)
+    else:
+        assert "no modules yet" in stdout and "Traceback" not in stderr
