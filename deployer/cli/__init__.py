@@ -28,7 +28,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deployer.cli import bundles, cleanup, deploy, history, logs, status
+    from deployer.cli import bundles, cleanup, deploy, history, logs, remove, status
 
     parser = Parser(
         prog="deployer",
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deployer {version()}")
     _global_options(parser, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (bundles, deploy, history, status, logs, cleanup):
+    for module in (bundles, deploy, history, status, logs, cleanup, remove):
         module.register(sub)
     for command in sub.choices.values():  # the global options also after the command
         _global_options(command, argparse.SUPPRESS)

@@ -57,7 +57,7 @@ def test_one_command_starts_the_stack_keeps_its_data_and_stops_what_it_started(t
         text = wait_ready(process, log)
         assert f"Azurite on 127.0.0.1:{blob}" in text and f"Prefect UI: http://127.0.0.1:{prefect}/" in text
         assert "status: http://127.0.0.1:" in text and "/api/acr-webhook" in text
-        with urllib.request.urlopen(f"http://127.0.0.1:{prefect}/", timeout=10) as page:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{prefect}/", timeout=10) as page:
             assert page.status == 200 and b"<html" in page.read(2000).lower()  # the UI, not only the API
         service = BlobServiceClient.from_connection_string(connection)
         service.create_container("kept").upload_blob("note.txt", b"still here")

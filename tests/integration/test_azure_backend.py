@@ -301,3 +301,15 @@ def test_a_request_azure_refuses_says_what_was_refused() -> None:
     with pytest.raises(UpstreamError) as info, azure_errors("schedule a build"):
         world.clients.acr.registries.schedule_run(settings.registry_group, settings.registry, {"kind": "x"})
     assert info.value.message == "schedule a build: Azure answered 400 InvalidRequestContent: body.type: required"
+
+
+def test_remove_deletes_the_modules_container_groups_through_arm_and_keeps_its_history(world: AzureWorld) -> None:
+    from deployer.pipeline.remove import remove_module
+
+    first = deploy(world)
+    assert first.status is RunStatus.SUCCEEDED and len(live_groups(world)) == 1
+    removal = remove_module(world.services, "demo")
+    assert removal.agents == tuple(groups(world))
+    assert live_groups(world) == []  # deleted (or deleting) through ARM
+    assert world.services.state.module("demo").value.agent is None  # type: ignore[union-attr]
+    assert len(world.services.state.history("demo")) == 1

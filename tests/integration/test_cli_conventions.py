@@ -48,6 +48,7 @@ def failing(tmp_path: Path, settings: Path) -> dict[str, tuple[list[str], int, s
         "history of an unknown module": ([*s, "history", "no-such-module"], 1, "not_found"),
         "logs of an unknown module": ([*s, "logs", "no-such-module"], 1, "not_found"),
         "rollback of an unknown module": ([*s, "rollback", "no-such-module"], 1, "not_found"),
+        "remove of an unknown module": ([*s, "remove", "no-such-module", "--dry-run"], 1, "not_found"),
         "deploy of a bad module": ([*s, "deploy", str(bad)], 1, "bundle_invalid"),
         "a missing settings file": (["--settings", str(tmp_path / "gone.json"), "status"], 1, "config_error"),
     }
@@ -61,7 +62,8 @@ def _empty(tmp_path: Path) -> Path:
 
 CASES = ["validate a bad module", "validate a missing path", "validate without a path", "an unknown option",
          "bundle without the key", "status of an unknown module", "history of an unknown module",
-         "logs of an unknown module", "rollback of an unknown module", "deploy of a bad module",
+         "logs of an unknown module", "rollback of an unknown module", "remove of an unknown module",
+         "deploy of a bad module",
          "a missing settings file"]
 
 
