@@ -39,13 +39,45 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (bundles, deploy, history, status, logs, cleanup, remove):
         module.register(sub)
-    for command in sub.choices.values():  # the global options also after the command
+    completion = sub.add_parser("completion", help="print a shell completion script",
+                                description="print a shell completion script for bash or zsh")
+    completion.add_argument("shell", choices=("bash", "zsh"))
+    completion.set_defaults(handler=_completion)
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    for name, command in sub.choices.items():  # the global options also after the command
+        command.description = command.description or helps.get(name)
+        command.epilog = command.epilog or f"example: {EXAMPLES[name]}"
         _global_options(command, argparse.SUPPRESS)
         if any("--json" in a.option_strings for a in command._actions):
             command.add_argument("-o", "--output", choices=("json", "table"), default=None,
                                  help="json: one JSON document on stdout (as --json); table: "
                                  "for people (the default)")
     return parser
+
+
+#: one line a newcomer can copy, per command (shown by `deployer COMMAND --help`)
+EXAMPLES = {
+    "new": "deployer new risk-report --dir flows",
+    "validate": "deployer validate flows/finance --json",
+    "bundle": "deployer bundle flows/finance -f finance.tar.gz",
+    "upload": "deployer upload flows/finance --wait",
+    "deploy": "deployer deploy flows/finance --dry-run",
+    "dev": "deployer dev --services (the daily loop: make dev)",
+    "history": "deployer history finance --limit 10",
+    "rollback": "deployer rollback finance --to <revision>",
+    "status": "deployer status finance --watch",
+    "logs": "deployer logs finance --follow",
+    "cleanup": "deployer cleanup --dry-run --all",
+    "remove": "deployer remove finance --dry-run",
+    "completion": 'eval "$(deployer completion bash)" (in ~/.bashrc; zsh: ~/.zshrc)',
+}
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from deployer.cli.completion import script
+
+    sys.stdout.write(script(build_parser(), args.shell))
+    return EXIT_OK
 
 
 def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
