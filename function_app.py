@@ -71,6 +71,24 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
                              mimetype="application/json")
 
 
+@app.function_name("dashboard")
+@app.route(route="dashboard", methods=["GET"])
+def dashboard(req: func.HttpRequest) -> func.HttpResponse:
+    """One page of what the deployer knows (``?format=json``: the document it is drawn from)."""
+    from deployer.bootstrap import services_from_environment
+    from deployer.dashboard import dashboard_data, render
+    from deployer.errors import DeployerError
+
+    try:
+        data = dashboard_data(services_from_environment(), req.params.get("module"))
+    except DeployerError as exc:
+        return func.HttpResponse(json.dumps(exc.to_dict()), status_code=502,
+                                 mimetype="application/json")
+    if req.params.get("format") == "json":
+        return func.HttpResponse(json.dumps(data), mimetype="application/json")
+    return func.HttpResponse(render(data), mimetype="text/html")
+
+
 @app.function_name("nightly_cleanup")
 @app.timer_trigger(arg_name="timer", schedule="%CLEANUP_SCHEDULE%")
 def nightly_cleanup(timer: func.TimerRequest) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from deployer.models import RunStatus, StageStatus
+from tests.conftest import ARTIFACTS
 from tests.e2e import prefect_runs
 from tests.e2e.harness import FLOW, Stack
 from tests.fakes.receiver import Receiver, receiver
@@ -24,7 +25,7 @@ def hook() -> Iterator[Receiver]:
 
 @pytest.mark.parametrize("path,check", [("code", "check-code"), ("dependencies", "check-entrypoints")])
 def test_a_flow_importing_a_missing_package_is_rejected_before_cutover(stack: Stack, path: str, check: str,
-                                                                      hook: Receiver) -> None:
+                                                                      hook: Receiver, request: pytest.FixtureRequest) -> None:
     """Code-only: the serving agent's check run loads the new code; with new dependencies: the
     new agent's preflight loads it in the new image. Either way nothing is re-pointed, and the
     notification receiver hears of both deploys."""
@@ -49,6 +50,26 @@ def test_a_flow_importing_a_missing_package_is_rejected_before_cutover(stack: St
                       f"{stack.name}: deploy failed ({record.revision.id})"], titles  # type: ignore[union-attr]
     assert "pandas_is_not_installed_here" in hook.messages[1]["message"]
     assert record.notices[0]["ok"] is True
+    if path == "code":  # the dashboard deployer dev serves, in a real browser, on these real records
+        dashboard_shows_the_failed_deploy(stack, request)
+
+
+def dashboard_shows_the_failed_deploy(stack: Stack, request: pytest.FixtureRequest) -> None:
+    import json
+    import urllib.request
+
+    url = f"http://127.0.0.1:{stack.http_port}/api/dashboard"
+    with urllib.request.urlopen(f"{url}?format=json", timeout=30) as got:
+        document = json.loads(got.read())
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.http_port}/api/status", timeout=30) as got:
+        status = json.loads(got.read())
+    assert [m["module"] for m in document["modules"]] == [m["module"] for m in status["modules"]] == [stack.name]
+    laptop = request.getfixturevalue("laptop")  # skipped, saying why, where chromium is missing
+    laptop.goto(url)
+    assert stack.name in laptop.inner_text("h2") and laptop.locator("td.bad", has_text="failed").count() >= 1
+    assert laptop.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    ARTIFACTS.mkdir(exist_ok=True)
+    laptop.screenshot(path=str(ARTIFACTS / "dashboard-deployer-dev.png"), full_page=True)
 
 
 def test_a_code_only_revision_whose_runs_fail_is_rolled_back_on_its_own(stack: Stack) -> None:

@@ -1,0 +1,166 @@
+"""The dashboard: one HTML page, no front-end build, no script. Rendered from one document,
+``dashboard_data``: the status (exactly what ``status --json`` and ``/api/status`` return), each
+module's last deploys from its history, and the last cleanup report. ``?format=json`` on the route
+returns that document, so the page has no source of truth of its own.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from deployer import codec
+from deployer.notices import prefect_ui
+from deployer.ports import Services
+
+#: deploys shown per module
+LAST_DEPLOYS = 8
+OUTCOME_CLASS = {"succeeded": "ok", "noop": "ok", "failed": "bad", "rejected": "bad",
+                 "rolled_back": "warn", "superseded": "dim"}
+
+
+def dashboard_data(services: Services, module: str | None = None) -> dict[str, Any]:
+    from deployer.pipeline.cleanup import last_report
+    from deployer.pipeline.status import module_statuses
+
+    statuses = module_statuses(services, module)
+    deploys = {s.module: codec.to_data(services.state.history(s.module)[-LAST_DEPLOYS:])
+               for s in statuses}
+    report = last_report(services)
+    return {"modules": codec.to_data(statuses), "deploys": deploys,
+            "cleanup": codec.to_data(report) if report else None,
+            "prefect_ui": prefect_ui(services.settings.prefect_api_url)}
+
+
+def render(data: dict[str, Any]) -> str:
+    modules = data["modules"]
+    ui = data.get("prefect_ui") or ""
+    body = [f"<h1>Prefect Collective deployer</h1><p class=sub>{len(modules)} module(s) · "
+            f"<a href='{_e(ui)}/runs'>Prefect UI</a> · <a href='?format=json'>this page as JSON</a></p>"]
+    if not modules:
+        body.append("<p class=empty>No modules yet: <code>deployer deploy flows/&lt;module&gt;</code> "
+                    "or upload a bundle deploys one.</p>")
+    body.append(_overview(modules))
+    for status in modules:
+        body.append(_module(status, data["deploys"].get(status["module"], []), ui))
+    body.append(_cleanup(data.get("cleanup")))
+    return PAGE.replace("{body}", "\n".join(body))
+
+
+def _overview(modules: list[dict[str, Any]]) -> str:
+    if not modules:
+        return ""
+    rows = []
+    for s in modules:
+        state = s.get("state") or {}
+        current = state.get("current") or {}
+        agent = state.get("agent") or {}
+        workers = {a["agent"]["name"]: a["worker"] for a in s.get("agents", [])}
+        last = s.get("last_run") or {}
+        flags = [f for f, on in (("baking", state.get("baking")), ("draining", state.get("draining")),
+                                 ("deploying", state.get("owner"))) if on]
+        waiting = [r for r in s.get("active", []) if r.get("status") == "waiting"]
+        if waiting:
+            flags.append(f"{len(waiting)} waiting")
+        rows.append(
+            f"<tr><td><a href='#m-{_e(s['module'])}'>{_e(s['module'])}</a></td>"
+            f"<td><code>{_e(_revision_id(current))}</code></td>"
+            f"<td>{_e(agent.get('name', '-'))}</td>"
+            f"<td class={_worker_class(workers.get(agent.get('name', ''), ''))}>"
+            f"{_e(workers.get(agent.get('name', ''), '-'))}</td>"
+            f"<td>{_e(', '.join(flags) or '-')}</td>"
+            f"<td class={OUTCOME_CLASS.get(last.get('status', ''), '')}>"
+            f"{_e(last.get('status', '-'))}</td></tr>")
+    return ("<table class=overview><tr><th>module</th><th>revision</th><th>agent</th><th>worker</th>"
+            "<th>now</th><th>last request</th></tr>" + "".join(rows) + "</table>")
+
+
+def _module(status: dict[str, Any], deploys: list[dict[str, Any]], ui: str) -> str:
+    name = status["module"]
+    parts = [f"<section id='m-{_e(name)}'><h2>{_e(name)}</h2>"]
+    agents = status.get("agents", [])
+    if agents:
+        parts.append("<p>" + " · ".join(
+            f"{_e(a['agent']['name'])} <span class=tag>{_e(a.get('role') or 'agent')}</span> "
+            f"<span class={_worker_class(a['worker'])}>{_e(a['worker'])}</span>" for a in agents) + "</p>")
+    for record in status.get("active", []):
+        waiting = record.get("waiting") or {}
+        parts.append(f"<p class=active>request {_e(record['request_id'])}: {_e(record['status'])}"
+                     f"{': ' + _e(waiting.get('what', '')) if waiting else ''}</p>")
+    if deploys:
+        longest = max((sum(d.get("stages", {}).values()) for d in deploys), default=0.0) or 1.0
+        parts.append("<table class=deploys><tr><th>when</th><th>revision</th><th>trigger</th>"
+                     "<th>changed / path</th><th>outcome</th><th>stages (to scale)</th></tr>")
+        for d in reversed(deploys):
+            parts.append(_deploy_row(d, longest))
+        parts.append("</table>")
+    parts.append(f"<p class=sub><a href='{_e(ui)}/deployments'>deployments in the Prefect UI</a></p>")
+    return "".join(parts) + "</section>"
+
+
+def _deploy_row(entry: dict[str, Any], longest: float) -> str:
+    stages = entry.get("stages") or {}
+    total = sum(stages.values())
+    bars = "".join(
+        f"<span class='bar s{i % 6}' style='width:{max(seconds / longest * 100, 0.4):.2f}%' "
+        f"title='{_e(name)} {seconds:.1f} s'></span>" for i, (name, seconds) in enumerate(stages.items()))
+    outcome = entry.get("outcome", "")
+    error = (entry.get("error") or {}).get("message", "")
+    trigger = entry.get("trigger") or {}
+    changed = ", ".join(entry.get("changed") or []) or "-"
+    return (f"<tr><td>{_e(str(entry.get('at', ''))[:19].replace('T', ' '))}</td>"
+            f"<td><code>{_e(_revision_id(entry.get('revision') or {}))}</code></td>"
+            f"<td>{_e(trigger.get('source', ''))}</td><td>{_e(changed)} / {_e(entry.get('path') or '-')}</td>"
+            f"<td class={OUTCOME_CLASS.get(outcome, '')} title='{_e(error)}'>{_e(outcome)}</td>"
+            f"<td><div class=timeline>{bars}</div><span class=sub>{total:.1f} s</span></td></tr>")
+
+
+def _cleanup(report: dict[str, Any] | None) -> str:
+    if not report:
+        return "<section><h2>cleanup</h2><p class=sub>no cleanup has run yet</p></section>"
+    counts: dict[str, int] = {}
+    for item in report.get("items", []):
+        counts[item["outcome"]] = counts.get(item["outcome"], 0) + 1
+    notable = [i for i in report.get("items", []) if i["outcome"] in ("failed", "anomaly", "deferred")]
+    rows = "".join(f"<li class={'bad' if i['outcome'] != 'deferred' else 'warn'}>{_e(i['outcome'])} "
+                   f"{_e(i['kind'])} {_e(i['target'])}: {_e(i.get('error') or i.get('reason', ''))}</li>"
+                   for i in notable[:20])
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to do"
+    return (f"<section><h2>cleanup</h2><p>last run {_e(report['report_id'])}: {_e(summary)}</p>"
+            f"<ul>{rows}</ul></section>")
+
+
+def _revision_id(revision: dict[str, Any]) -> str:
+    code, config = revision.get("code_digest", ""), revision.get("config_digest", "")
+    if not code:
+        return "-"
+    return f"{code.split(':')[-1][:12]}-{config.split(':')[-1][:8]}"
+
+
+def _worker_class(worker: str) -> str:
+    return {"ONLINE": "ok", "OFFLINE": "bad"}.get(worker, "dim")
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+PAGE = """<!doctype html>
+<html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width">
+<title>deployer dashboard</title>
+<style>
+body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#1d2330}
+h1{font-size:22px;margin:0}h2{font-size:17px;margin:28px 0 6px}.sub{color:#68707d;font-size:12px}
+table{border-collapse:collapse;width:100%;margin:8px 0}th,td{text-align:left;padding:5px 8px;
+border-bottom:1px solid #e3e6eb;vertical-align:middle}th{font-weight:600;color:#4a5160;font-size:12px}
+code{font-size:12px}.ok{color:#17803d}.bad{color:#c0262d;font-weight:600}.warn{color:#b26b00}
+.dim{color:#8a919c}.tag{background:#eef1f5;border-radius:3px;padding:0 5px;font-size:11px}
+.active{background:#fff7e0;padding:4px 8px;border-radius:4px}.empty{font-size:16px;padding:20px 0}
+.timeline{display:flex;width:320px;height:12px;background:#f3f4f7;border-radius:3px;overflow:hidden;
+display:inline-flex;margin-right:6px;vertical-align:middle}.bar{height:100%}
+.s0{background:#4c78a8}.s1{background:#f58518}.s2{background:#54a24b}.s3{background:#b279a2}
+.s4{background:#e45756}.s5{background:#72b7b2}
+</style></head><body>
+{body}
+</body></html>
+"""
