@@ -167,4 +167,7 @@ def services_from_environment() -> AppServices:
 
 @functools.cache
 def _from_environment() -> AppServices:
+    from deployer.adapters import azure_monitor
+
+    azure_monitor.configure(os.environ)  # spans to Application Insights, when it is set
     return build(Settings.from_env(os.environ))

@@ -280,6 +280,8 @@ class RunRecord:
     steps: int = 0  # invocations that worked on it
     #: what became of the notifications about it (DEPLOYER_NOTIFY_URLS)
     notices: tuple[dict[str, Any], ...] = ()
+    #: the request's W3C trace context: every step's span is under it (``deployer.telemetry``)
+    traceparent: str = ""
 
     def as_request(self) -> Request:
         assert self.revision is not None, f"run record {self.request_id} has no revision"

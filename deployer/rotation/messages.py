@@ -13,7 +13,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from deployer import codec
+from deployer import codec, telemetry
 from deployer.errors import StateConflict, StateCorrupt
 from deployer.models import Claim, Intent, Request, RunRecord, RunStatus, Stage, StageStatus, utcnow
 from deployer.ports import Services
@@ -63,7 +63,8 @@ def new_record(request: Request, *, token: str | None = None,
                      trigger=request.trigger, status=RunStatus.QUEUED, created_at=now,
                      updated_at=now, revision=request.revision, stages=stages,
                      intent=request.intent or Intent(request.created_at),
-                     token=new_token() if token is None else token)
+                     token=new_token() if token is None else token,
+                     traceparent=telemetry.new_traceparent())
 
 
 def submit(services: Services, record: RunRecord) -> RunRecord:

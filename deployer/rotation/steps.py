@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from deployer import notices
+from deployer import notices, telemetry
 from deployer.errors import BundleInvalid, DeployerError, LockBusy, RevisionRefused, is_transient
 from deployer.models import (
     HistoryEntry,
@@ -89,7 +89,14 @@ def handle_step(services: Services, message: StepMessage, *, attempt: int = 1,
             return StepResult("dropped", record)
         tracker = RunTracker(services.state, record, got.etag, lock, progress or LogProgress(),
                              services.now)
-        return Step(services, tracker, attempt).run()
+        with telemetry.span("deployer.step", {
+                "deployer.request_id": record.request_id, "deployer.module": record.module,
+                "deployer.kind": record.kind.value, "deployer.attempt": attempt},
+                record.traceparent) as current:
+            result = Step(services, tracker, attempt).run()
+            current.set_attribute("deployer.outcome", result.record.status.value if result.record
+                                  else result.outcome)
+            return result
     finally:
         lock.__exit__(None, None, None)
 
@@ -214,7 +221,11 @@ class Step:
             looks = int(self.t.begun(op.key).get("looks", 0))
             self.t.start(op.key)
             while True:
-                outcome = executor.look(op, looks)
+                with telemetry.span(f"deployer.stage {op.kind}", {
+                        "deployer.request_id": self.request.request_id,
+                        "deployer.module": self.request.module, "deployer.stage": op.key,
+                        "deployer.look": looks}):
+                    outcome = executor.look(op, looks)
                 looks += 1
                 if isinstance(outcome, Done):
                     if outcome.replan is not None:
