@@ -102,6 +102,27 @@ def outcome_notice(record: RunRecord, outcome: RunStatus, error: dict[str, Any] 
     return Notice(kind, level, title, "\n".join(lines), record.module)
 
 
+#: a request that has waited this long for one thing (its module, a build, an agent) is told of
+#: once; drains and bake windows wait by design and never count
+STUCK_AFTER_SECONDS = 30 * 60
+
+
+def stuck_notice(record: RunRecord, what: str, since: datetime, now: datetime,
+                 links: Links) -> Notice | None:
+    """Once per thing waited for: the first look past ``STUCK_AFTER_SECONDS``."""
+    waited = (now - since).total_seconds()
+    if waited < STUCK_AFTER_SECONDS or any(n.get("kind") == "request.stuck" and n.get("since") ==
+                                           since.isoformat() for n in record.notices):
+        return None
+    revision = record.revision.id if record.revision else "(no revision)"
+    lines = [f"module {record.module}, revision {revision}, request {record.request_id}",
+             f"trigger: {trigger_text(record)}", f"waiting {_span(waited)} for: {what}",
+             f"`deployer logs {record.module} --request {record.request_id}` shows its stages",
+             *links.lines(record.module)]
+    return Notice("request.stuck", "warning", f"{record.module}: request waiting {_span(waited)}",
+                  "\n".join(lines), record.module)
+
+
 def cleanup_notice(report: Any, links: Links) -> Notice | None:
     """A cleanup is worth telling about when it deleted, deferred, failed or found an anomaly."""
     counts = {k: report.count(k) for k in ("deleted", "deferred", "failed", "anomaly")}

@@ -285,6 +285,11 @@ class Step:
         since = previous.since if previous is not None and previous.on == on else now
         waiting = Waiting(what, since, now + timedelta(seconds=delay), on)
         changes: dict[str, Any] = {"token": token, "waiting": waiting}
+        if not on.startswith(("drain", "bake")):  # those wait by design
+            told = notices.tell(self.s, notices.stuck_notice(self.record, what, since, now,
+                                                             notices.links(self.s)))
+            if told is not None:
+                changes["notices"] = (*self.record.notices, {**told, "since": since.isoformat()})
         if status is not None:
             changes["status"] = status
         if stage:

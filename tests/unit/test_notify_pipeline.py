@@ -60,3 +60,14 @@ def test_an_older_upload_superseded_by_a_newer_one_is_told_with_the_newer_id(wor
 def test_without_targets_nothing_is_recorded(world: World) -> None:
     record = world.run(world.request())
     assert record.notices == () and b'"notices":[]' in codec.dumps(record)
+
+
+def test_a_request_waiting_past_half_an_hour_is_told_of_once(world: World) -> None:
+    told = notify_into(world, Recorder())
+    world.run(world.request())
+    world.builder.looks_to_build = 120  # a build of about an hour (looks back off to 30 s)
+    record = world.run(world.request(CHANGE))
+    stuck = [n for n in told.notices if n.kind == "request.stuck"]
+    assert record.status is RunStatus.SUCCEEDED
+    assert len(stuck) == 1 and stuck[0].title.startswith("demo: request waiting 30 min")
+    assert "build" in stuck[0].body and [n["kind"] for n in record.notices].count("request.stuck") == 1
