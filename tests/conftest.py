@@ -41,8 +41,10 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
+    """Per test, not per session: Playwright's sync API keeps an event loop running in this
+    thread while it is started, and the code under test calls asyncio.run (Prefect's steps)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (`make test` installs it with apt: "
                     "`apt-get install chromium`)")
