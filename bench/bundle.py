@@ -42,7 +42,9 @@ def generate(root: Path, total_mib: int, files: int, seed: int = 7) -> int:
     rng = random.Random(seed)
     (root / "data").mkdir(parents=True)
     (root / "requirements.txt").write_text("prefect>=3.4,<4\n")
-    (root / "Dockerfile").write_text("FROM prefecthq/prefect:3-python3.11\nCOPY flow.py /app/\n")
+    (root / "Dockerfile").write_text("FROM prefecthq/prefect:3-python3.11\n"
+                                     f"COPY . /opt/prefect/flows/{root.name}/\n")
+    (root / ".dockerignore").write_text(".env\n")
     (root / ".env").write_text("TOKEN=bench\n")
     (root / "flow.py").write_text("from prefect import flow\n\n@flow\ndef main():\n    pass\n")
     (root / "prefect.yaml").write_text("deployments:\n  - name: main\n    entrypoint: flow.py:main\n")
@@ -81,7 +83,9 @@ def tar_baseline(root: Path) -> float:
 
 def deployer_run(root: Path) -> tuple[float, int, int]:
     done = subprocess.run([sys.executable, "-c", CHILD, str(root)], cwd=ROOT, capture_output=True,
-                          text=True, check=True)
+                          text=True)
+    if done.returncode != 0:  # say why, not only that it failed
+        raise SystemExit(f"bundle: the deployer's run failed:\n{done.stderr[-2000:]}")
     elapsed, rss_kib, archive_bytes, _digest = done.stdout.split()
     return float(elapsed), int(rss_kib), int(archive_bytes)
 

@@ -136,7 +136,8 @@ def local() -> None:
 
             _, first = deployed(None, settled=False)
             assert first.status is RunStatus.SUCCEEDED, first.error
-            _, good = deployed({"flow.py": FLOW + "\n# two\n"}, settled=True)
+            # a config change: a new agent and the whole ladder (a code-only change has no ONLINE rung)
+            _, good = deployed({".env": "GREETING=two\n"}, settled=True)
             ladder = seconds(good, "wait-online", "commit")
             online = stage_seconds(good, "start-agent") + stage_seconds(good, "check-entrypoints") + \
                 stage_seconds(good, "wait-online")
