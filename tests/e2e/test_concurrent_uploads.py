@@ -45,7 +45,11 @@ def test_five_uploads_within_a_second_end_with_the_newest_current(stack: Stack, 
 def _pending_by(record: RunRecord) -> datetime:
     """A time by which the request was listed as pending (so admission of an older one could
     see it): its record is created first, then listed, then its enqueue stage is written, unless
-    a step picked it up before that, which it can only do once it is listed."""
-    stages = [s for s in record.stages if s.name != "validate"]
+    a step picked it up before that, which it can only do once it is listed (the step's stages,
+    or its last update, come after)."""
     enqueue = record.stage("enqueue")
-    return enqueue.started_at if enqueue is not None else min(s.started_at for s in stages)
+    if enqueue is not None:
+        return enqueue.started_at
+    # a step took it first; superseded at once, it may have no stage of its own: its last update
+    stages = [s.started_at for s in record.stages if s.name != "validate"]
+    return min(stages, default=record.updated_at)
