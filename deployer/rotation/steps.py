@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from deployer import notices, telemetry
@@ -133,6 +133,7 @@ class Step:
     # -- admission and plan -----------------------------------------------------------------
 
     def admit(self, source: RevisionSource) -> StepResult | None:
+        looked = self.s.now()  # before admission reads the pending list
         verdict = admission.admit(self.s, self.record)
         if isinstance(verdict, admission.Superseded):
             if self.record.stage("wait") is not None:
@@ -152,10 +153,10 @@ class Step:
                                        stage="wait", looks=looks + 1)
         if self.record.stage("wait") is not None and self.t.done("wait") is None:
             self.t.finish("wait")
-        self.make_plan(source)
+        self.make_plan(source, admitted=looked)
         return None
 
-    def make_plan(self, source: RevisionSource) -> None:
+    def make_plan(self, source: RevisionSource, admitted: datetime | None = None) -> None:
         self.t.start("plan")
         if self.request.kind is RequestKind.REDEPLOY:
             self.refresh_configuration(source)
@@ -171,7 +172,8 @@ class Step:
         self.t.finish("plan", {"noop": plan.noop, "reason": plan.reason, "path": plan.path,
                                "changed": list(plan.changed), "why": inputs.parts_why,
                                "new_agent": plan.new_agent, "steps": plan.steps(),
-                               "files": len(module.tree.files)},
+                               "files": len(module.tree.files),
+                               "admitted_at": admitted.isoformat() if admitted else ""},
                       changes={"status": RunStatus.RUNNING, "plan": plan.to_data(), "waiting": None})
         self.t.progress.note(f"plan: {plan.reason}")
 
