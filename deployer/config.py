@@ -60,6 +60,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _build_timeout(raw: str) -> int:
+    value = int(raw)
+    if not 300 <= value <= 28800:  # the run request's timeout range (ACR Tasks' REST contract)
+        raise ValueError("must be between 300 and 28800 seconds (what ACR Tasks accepts)")
+    return value
+
+
 def _non_negative_int(raw: str) -> int:
     value = int(raw)
     if value < 0:
@@ -179,6 +186,9 @@ def _prefix(raw: str) -> str:
     if len(value) > 12 or not value[0].isalpha():
         raise ValueError("must start with a letter and be at most 12 characters "
                          "(container group names are limited to 63)")
+    if "--" in value or value.endswith("-"):  # <prefix>-<module>-<time> would hold a '--'
+        raise ValueError("must not end with '-' or hold '--' (ACI refuses consecutive hyphens "
+                         "in container group names)")
     return value
 
 
@@ -224,8 +234,9 @@ SETTINGS: tuple[Spec, ...] = (
          "image with the same requirements (default: <DEPLOYER_HOME>/venvs)"),
     Spec("DEPLOYER_AGENT_PREFIX", "agent_prefix", _prefix, "agent",
          "agents are named <prefix>-<module>-<UTC timestamp> (the old deploy.sh naming)"),
-    Spec("DEPLOYER_HEALTH_TIMEOUT_SECONDS", "health_timeout_seconds", _positive_int, "180",
-         "how long a new agent has to show ONLINE in Prefect before the deploy is rolled back"),
+    Spec("DEPLOYER_HEALTH_TIMEOUT_SECONDS", "health_timeout_seconds", _positive_int, "600",
+         "how long a new agent has to show ONLINE in Prefect before the deploy is rolled back "
+         "(an ACI group pulls a ~1 GB Prefect image on a cold host: minutes, not seconds)"),
     Spec("DEPLOYER_DRAIN_TIMEOUT_SECONDS", "drain_timeout_seconds", _positive_int, "86400",
          "the drain deadline: an old agent keeps its in-flight runs until they finish, or until "
          "this long after the cutover (only runaway runs are then marked crashed)"),
@@ -303,8 +314,8 @@ SETTINGS: tuple[Spec, ...] = (
          "azure backend: CPU cores of an agent container"),
     Spec("DEPLOYER_AGENT_MEMORY_GB", "agent_memory_gb", _positive_float, "1.5",
          "azure backend: memory of an agent container, in GB"),
-    Spec("DEPLOYER_BUILD_TIMEOUT_SECONDS", "build_timeout_seconds", _positive_int, "3600",
-         "azure backend: an ACR Tasks build is cancelled after this long"),
+    Spec("DEPLOYER_BUILD_TIMEOUT_SECONDS", "build_timeout_seconds", _build_timeout, "3600",
+         "azure backend: an ACR Tasks build is cancelled after this long (ACR accepts 300-28800)"),
     Spec("DEPLOYER_FAST_DEPLOYS", "fast_deploys", _switch, "on",
          "'on': a change of code alone is published to the code store and re-registered (no "
          "build, no new agent); 'off': every change builds an image and rotates"),

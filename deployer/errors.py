@@ -148,6 +148,14 @@ class UpstreamError(DeployerError):
     transient = True
 
 
+class ProviderNotRegistered(UpstreamError):
+    """The subscription has not registered a resource provider the deployer needs: no retry
+    helps until someone with subscription rights registers it."""
+
+    code = "provider_not_registered"
+    transient = False
+
+
 class BuildFailed(DeployerError):
     code = "build_failed"
 

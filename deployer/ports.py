@@ -234,6 +234,8 @@ class AgentSpec:
     entrypoints: tuple[tuple[str, str], ...] = ()
     #: the pull steps the preflight runs first, when flow runs pull their code (code store)
     pull_steps: tuple[dict[str, Any], ...] = ()
+    #: the image's own ENTRYPOINT, put back in front of the command (``bundle.entrypoint``)
+    entrypoint: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return (f"AgentSpec(name={self.name!r}, revision={self.revision_id!r}, "

@@ -3,14 +3,17 @@
 A group is named ``<prefix>-<module>-<UTC yyyymmddHHMMSS>`` (the old deploy.sh's naming, so the
 groups it made are recognised), tagged with managed-by, module, revision and queue; Linux, restart
 policy Always, CPU and memory from settings; its one container runs
-``prefect worker start --pool <module> --name <group> --work-queue <group> --type process``.
+``prefect worker start --pool <module> --name <group> --work-queue <group> --type process``
+behind the agent's preflight and the image's own ENTRYPOINT (tini on Prefect's image).
 Every ``.env`` value and ``PREFECT_API_KEY`` is a ``secureValue`` (never returned by ARM, never
 logged); only non-secret settings are plain ``value``s. The image is pulled with the user-assigned
 managed identity (AcrPull) when configured; registry credentials are only a fallback.
 
 Creation and deletion are started without waiting on ARM's long-running operations (``polling=
 False``): the pipeline's health check waits for the worker itself, and ACI's 30-90 s deletion runs
-on while the pipeline moves on. State comes from a GET per group (a list carries no instance view).
+on while the pipeline moves on. A name is never reused: a new agent's name carries the time and is
+unique among the groups listed, those being deleted included (ACI refuses a PUT on a group it is
+still deleting). State comes from a GET per group (a list carries no instance view).
 """
 
 from __future__ import annotations
@@ -139,9 +142,10 @@ class AciAgentRuntime:
             state_now = container.instance_view.current_state
             current = state_now.state if state_now else None
             events = container.instance_view.events or []
-        if provisioning == "Deleting":
-            state = AgentState.STOPPED
-        elif provisioning == "Failed" or view == "Failed":
+        # ARM documents no provisioning state for a deletion in progress (Succeeded, Failed and
+        # Canceled are the terminal ones; the rest are the provider's own): a group is gone when
+        # its GET answers 404, and deleting it again meanwhile is harmless (DELETE is idempotent)
+        if provisioning in ("Failed", "Canceled") or view == "Failed":
             state = AgentState.FAILED
         elif view in ("Stopped", "Terminated"):
             state = AgentState.STOPPED
@@ -158,13 +162,15 @@ class AciAgentRuntime:
 
 
 def _command(spec: AgentSpec) -> list[str]:
-    """The worker, behind the preflight that proves the revision's flows load in the image."""
+    """The worker, behind the preflight that proves the revision's flows load in the image, both
+    behind the image's own ENTRYPOINT (a group's command replaces it: ``bundle.entrypoint``)."""
     worker = ["worker", "start", "--pool", spec.pool, "--name", spec.name, "--work-queue",
               spec.queue, "--type", "process"]
     if not spec.entrypoints:
-        return ["prefect", *worker]
-    return preflight.command("python", spec.image.working_dir, list(spec.entrypoints), worker,
-                             list(spec.pull_steps))
+        return [*spec.entrypoint, "prefect", *worker]
+    return [*spec.entrypoint, *preflight.command("python", spec.image.working_dir,
+                                                  list(spec.entrypoints), worker,
+                                                  list(spec.pull_steps))]
 
 
 def started_at(name: str) -> datetime | None:

@@ -13,13 +13,21 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from deployer.errors import NotFound, UpstreamError
+from deployer.errors import NotFound, ProviderNotRegistered, UpstreamError
 
 DETAIL_CHARS = 300
 _HINTS = {
     401: "the app's identity could not authenticate; check its managed identity (or az login)",
     403: "grant the function app's identity the role this needs (see README, Deploying to Azure)",
 }
+
+
+def _namespace(message: str) -> str:
+    """The provider ARM names in a MissingSubscriptionRegistration message."""
+    import re
+
+    found = re.search(r"namespace '([A-Za-z0-9.]+)'", message)
+    return found[1] if found else "Microsoft.ContainerInstance"
 
 
 @contextmanager
@@ -35,6 +43,12 @@ def azure_errors(what: str) -> Iterator[None]:
     except HttpResponseError as exc:
         error = getattr(exc, "error", None)
         code = getattr(error, "code", None) or exc.reason or ""
+        if code == "MissingSubscriptionRegistration":
+            namespace = _namespace(str(getattr(error, "message", "") or ""))
+            raise ProviderNotRegistered(
+                f"{what}: the subscription has not registered the resource provider {namespace}",
+                hint=f"register it once (azd up does): az provider register --namespace "
+                     f"{namespace} --wait; the app's own roles cannot") from exc
         text = f"{what}: Azure answered {exc.status_code} {code}".rstrip()
         detail = getattr(error, "message", None) if exc.status_code == 400 else None
         if detail:  # a refused request: what Azure refused (ARM names fields, never their values)

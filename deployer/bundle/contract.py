@@ -21,6 +21,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from deployer.bundle.deployment_config import check_deployment
+from deployer.bundle.entrypoint import check_entrypoint
 from deployer.bundle.envfile import ENV_FILE, EnvFile, parse_env
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec, parse_deployments
 from deployer.bundle.tree import Tree
@@ -77,6 +78,7 @@ def check_module(tree: Tree, name: str) -> ModuleCheck:
     if DOCKERFILE in small:
         problems.extend(check_dockerfile(small[DOCKERFILE], small.get(DOCKERIGNORE, b"")))
         problems.extend(check_code_location(small[DOCKERFILE], name))
+        problems.extend(check_entrypoint(small[DOCKERFILE], DOCKERFILE))
     if ENV_FILE in small:
         env = parse_env(small[ENV_FILE])
         problems.extend(env.problems)

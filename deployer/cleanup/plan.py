@@ -128,8 +128,6 @@ def _agents(inv: Inventory, policy: Policy) -> list[Action]:
         def act(delete: bool, reason: str, agent: AgentInfo = agent) -> Action:
             return Action("agent", agent.module, agent.name, delete, reason)
 
-        if agent.detail.startswith("Deleting"):
-            continue  # already on its way out
         if module in inv.busy:
             out.append(act(False, f"module {module} is being deployed"))
         elif state is not None and state.agent is not None and state.agent.name == agent.name:

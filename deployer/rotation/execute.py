@@ -14,7 +14,9 @@ from datetime import timedelta
 from typing import Any
 
 from deployer import codec, preflight
+from deployer.bundle.contract import DOCKERFILE
 from deployer.bundle.deployment_config import smoke_of
+from deployer.bundle.entrypoint import image_entrypoint
 from deployer.bundle.prefect_yaml import PREFECT_YAML
 from deployer.errors import AgentUnhealthy, BuildFailed, BundleInvalid, HealthCheckFailed, Problem
 from deployer.models import AgentRef, Baking, DrainingAgent, ModuleState, Request
@@ -206,8 +208,13 @@ class Executor:
             settings={"PREFECT_API_URL": settings.prefect_api_url,
                       "PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_poll_seconds)},
             entrypoints=tuple((d.name, d.entrypoint) for d in self.source.module.deployments),
-            pull_steps=tuple(self.pull_steps()) if self._pulls_code() else ()))
+            pull_steps=tuple(self.pull_steps()) if self._pulls_code() else (),
+            entrypoint=image_entrypoint(self._dockerfile())))
         return Done({"agent": op.agent, "queue": op.queue})
+
+    def _dockerfile(self) -> bytes | None:
+        path = self.source.module.root / DOCKERFILE
+        return path.read_bytes() if path.is_file() else None
 
     def _check_entrypoints(self, op: CheckEntrypoints, looks: int) -> Outcome:
         runtime = self.s.runtime

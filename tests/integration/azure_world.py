@@ -18,9 +18,10 @@ from tests.fakes.azure import FakeAzure
 from tests.fakes.platform import FakeCodeStore, FakeOrchestrator, FakeQueue
 from tests.fakes.trigger import QueueTrigger
 
-IDENTITY = "/subscriptions/sub-1/resourceGroups/ids/providers/Microsoft.ManagedIdentity/userAssignedIdentities/agent-pull"
+SUBSCRIPTION = "5f1c6f0a-9d3e-4b8e-a6f1-0c2d3e4f5a6b"  # ARM subscription ids are GUIDs
+IDENTITY = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/ids/providers/Microsoft.ManagedIdentity/userAssignedIdentities/agent-pull"
 AZURE_SETTINGS = {
-    "DEPLOYER_BACKEND": "azure", "AZURE_SUBSCRIPTION_ID": "sub-1", "DEPLOYER_RESOURCE_GROUP": "agents",
+    "DEPLOYER_BACKEND": "azure", "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION, "DEPLOYER_RESOURCE_GROUP": "agents",
     "DEPLOYER_LOCATION": "westeurope", "DEPLOYER_REGISTRY": "fakeacr", "DEPLOYER_AGENT_IDENTITY": IDENTITY,
     "PREFECT_API_URL": "https://api.prefect.cloud/api/accounts/acc/workspaces/ws",
     "PREFECT_API_KEY": "pnu_cloud_api_key_secret", "DEPLOYER_HEALTH_TIMEOUT_SECONDS": "300",

@@ -83,8 +83,10 @@ def test_a_full_deploy_builds_with_acr_tasks_and_starts_an_aci_group(world: Azur
     assert props["imageRegistryCredentials"] == [{"server": "fakeacr.azurecr.io", "identity": IDENTITY}]
     container = props["containers"][0]["properties"]
     assert container["image"].startswith("fakeacr.azurecr.io/prefect-flows/demo:")
+    # the image's own entrypoint (tini as init) stays in front: a group's command replaces it;
     # the preflight proves the flows load in the image, then becomes the worker
-    python, flag, script, args = container["command"]
+    *entrypoint, python, flag, script, args = container["command"]
+    assert entrypoint == ["/usr/bin/tini", "-g", "--", "/opt/prefect/entrypoint.sh"]
     assert (python, flag) == ("python", "-c") and "load_flow_from_entrypoint" in script
     assert json.loads(args) == {"workdir": "/opt/prefect/flows/demo", "entrypoints": [["hello", "flow.py:hello"]],
                                 "worker": ["worker", "start", "--pool", "demo", "--name", name,
@@ -313,3 +315,99 @@ def test_remove_deletes_the_modules_container_groups_through_arm_and_keeps_its_h
     assert live_groups(world) == []  # deleted (or deleting) through ARM
     assert world.services.state.module("demo").value.agent is None  # type: ignore[union-attr]
     assert len(world.services.state.history("demo")) == 1
+
+
+# -- the fake refuses what Azure refuses --------------------------------------------------------
+
+
+def _group(image: str = "fakeacr.azurecr.io/x:1"):  # type: ignore[no-untyped-def]
+    from azure.mgmt.containerinstance import models as m
+
+    return m.ContainerGroup(location="westeurope", os_type="Linux", containers=[m.Container(
+        name="agent", image=image, resources=m.ResourceRequirements(requests=m.ResourceRequests(
+            cpu=1, memory_in_gb=1)))])
+
+
+@pytest.mark.parametrize("name", ["agent-ab--20261201120000", "agent--x", "x-", "-x"])
+def test_the_fake_refuses_group_names_aci_refuses(world: AzureWorld, name: str) -> None:
+    from azure.core.exceptions import HttpResponseError
+
+    with pytest.raises(HttpResponseError) as info:
+        world.clients.aci.container_groups.begin_create_or_update("agents", name, _group(), polling=False)
+    assert info.value.status_code == 400 and "no consecutive '-'" in str(info.value)
+
+
+def test_the_fake_refuses_a_put_on_a_group_being_deleted(world: AzureWorld) -> None:
+    from azure.core.exceptions import HttpResponseError
+
+    aci = world.clients.aci.container_groups
+    aci.begin_create_or_update("agents", "agent-x-20261201120000", _group(), polling=False)
+    aci.begin_delete("agents", "agent-x-20261201120000", polling=False)
+    with pytest.raises(HttpResponseError) as info:
+        aci.begin_create_or_update("agents", "agent-x-20261201120000", _group(), polling=False)
+    assert info.value.status_code == 409
+    world.azure.clock.advance(world.azure.aci.delete_seconds)  # gone: the name is free again
+    aci.begin_create_or_update("agents", "agent-x-20261201120000", _group(), polling=False)
+
+
+def test_a_new_agent_never_takes_the_name_of_a_group_still_being_deleted(world: AzureWorld) -> None:
+    """Groups of failed deploys in the same seconds are still being deleted: the new agent gets a
+    name of its own instead of a 409 (or a group ACI drops)."""
+    from datetime import timedelta
+
+    deploy(world)
+    aci, now = world.clients.aci.container_groups, world.azure.clock.now()
+    deleting = {f"agent-demo-{now + timedelta(seconds=s):%Y%m%d%H%M%S}" for s in range(60)}
+    for name in deleting:
+        aci.begin_create_or_update("agents", name, _group(), polling=False)
+        aci.begin_delete("agents", name, polling=False)
+    record = deploy(world, {".env": "GREETING=y\n"})
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    new = record.stage("start-agent").detail["agent"]  # type: ignore[union-attr]
+    assert new not in deleting and new.rsplit("-", 1)[0] in deleting  # the same second, "-2"
+    assert not [s for k, _, s in world.azure.timeline if k == "ContainerGroups_CreateOrUpdate" and s == 409]
+
+
+def test_an_unregistered_container_instance_provider_fails_the_deploy_saying_how_to_register(
+        world: AzureWorld) -> None:
+    deploy(world)
+    [old] = live_groups(world)
+    world.azure.aci.registered = False
+    record = deploy(world, {".env": "GREETING=x\n"})
+    assert record.status is RunStatus.FAILED
+    assert record.error["code"] == "provider_not_registered"  # type: ignore[index]
+    assert "Microsoft.ContainerInstance" in record.error["message"]  # type: ignore[index]
+    assert "az provider register --namespace Microsoft.ContainerInstance" in record.error["hint"]  # type: ignore[index]
+    assert record.attempts == 1  # no retry can help
+    world.azure.aci.registered = True
+    assert live_groups(world) == [old]
+
+
+def test_a_build_context_without_its_dockerfile_fails_the_run_and_says_so(world: AzureWorld) -> None:
+    """ACR accepts the run; its build step fails. The deploy says why, and nothing else moves."""
+    deploy(world)
+    old = live_groups(world)
+    acr = world.azure.acr
+    uploads: dict = acr.uploads
+
+    class WithoutDockerfile(dict):  # what reaches the registry lacks the Dockerfile
+        def __setitem__(self, key: str, body: bytes) -> None:
+            super().__setitem__(key, _without(body, "Dockerfile"))
+
+    acr.uploads = WithoutDockerfile(uploads)
+    record = deploy(world, {"requirements.txt": "prefect\nhttpx\n"})
+    assert record.status is RunStatus.FAILED and record.error["code"] == "build_failed"  # type: ignore[index]
+    assert "lstat /workspace/Dockerfile: no such file" in record.error["log_tail"]  # type: ignore[index]
+    assert live_groups(world) == old
+
+
+def _without(tar_gz_bytes: bytes, name: str) -> bytes:
+    import io
+    import tarfile
+
+    from tests.builders import tar_gz
+
+    with tarfile.open(fileobj=io.BytesIO(tar_gz_bytes), mode="r:gz") as tar:
+        kept = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()  # type: ignore[union-attr]
+                if m.isfile() and m.name.lstrip("./") != name]
+    return tar_gz(kept)

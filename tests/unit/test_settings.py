@@ -129,3 +129,21 @@ def test_a_connection_string_that_does_not_parse_is_named_and_never_quoted(conne
 def test_a_prefect_api_url_without_a_host_or_with_a_bad_port_is_refused(url: str) -> None:
     with pytest.raises(ConfigError, match="PREFECT_API_URL must be an http"):
         Settings.from_env({**GOOD, "PREFECT_API_URL": url})
+
+
+@pytest.mark.parametrize(("setting", "value", "expected"), [
+    ("DEPLOYER_AGENT_PREFIX", "ab-", "must not end with '-' or hold '--'"),
+    ("DEPLOYER_AGENT_PREFIX", "a--b", "must not end with '-' or hold '--'"),
+    ("DEPLOYER_BUILD_TIMEOUT_SECONDS", "299", "must be between 300 and 28800"),
+    ("DEPLOYER_BUILD_TIMEOUT_SECONDS", "28801", "must be between 300 and 28800"),
+])
+def test_values_that_make_requests_azure_refuses_are_refused_here(setting: str, value: str,
+                                                                   expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**GOOD, setting: value})
+    assert f"{setting} {expected}" in str(info.value)
+
+
+def test_the_health_timeout_allows_for_an_aci_cold_start() -> None:
+    # a group on a cold host pulls Prefect's ~1 GB image before the worker starts: minutes
+    assert Settings.from_env(GOOD).health_timeout_seconds >= 600

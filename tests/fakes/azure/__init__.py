@@ -13,6 +13,7 @@ its body) so tests can check what crossed the wire.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -27,6 +28,7 @@ from tests.fakes.azure.acr import FakeAcr
 from tests.fakes.azure.http import FakeTransport, Request, Response, SimClock
 
 ARM_HOST = "management.azure.com"
+REGISTER = re.compile(r"^/subscriptions/[^/]+/providers/[^/]+/register$", re.IGNORECASE)
 
 
 class FakeCredential:
@@ -112,6 +114,13 @@ class FakeAzure:
             fault = self._fault(kind)
             if fault is not None:  # throttled or failed calls are not carried out
                 return kind, fault
+            if REGISTER.match(req.path) and req.method == "POST":
+                # the function app's roles are scoped to resource groups: registering a
+                # provider needs subscription rights it does not have (and must not)
+                return "Providers_Register", Response.arm_error(
+                    403, "AuthorizationFailed", "The client does not have authorization to perform "
+                    "action 'Microsoft.ContainerInstance/register/action' over scope "
+                    f"'/subscriptions/{req.path.split('/')[2]}'.")
             found = self.aci.handle(req) or self.acr.handle_arm(req)
             if found is None:
                 return "arm:unknown", Response.arm_error(404, "InvalidResourceType", req.path)

@@ -18,7 +18,7 @@ SPEC = "containerinstance/2023-05-01/containerInstance.json"
 GROUP = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
                    r"Microsoft\.ContainerInstance/containerGroups(?:/(?P<name>[^/]+))?"
                    r"(?:/containers/(?P<container>[^/]+)/logs)?/?$", re.IGNORECASE)
-NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # ACI also refuses consecutive hyphens
 PAGE_SIZE = 100
 
 
@@ -41,6 +41,9 @@ class FakeAci:
     #: "never-starts" (its container keeps waiting) or "preflight-fails" (it runs, but its
     #: preflight finds that a flow does not load: ``deployer.preflight``)
     fate: Callable[[str], str] = lambda name: "runs"
+    #: whether the subscription has registered Microsoft.ContainerInstance (ARM refuses a PUT
+    #: of a new resource of an unregistered provider)
+    registered: bool = True
 
     def handle(self, req: Request) -> tuple[str, Response] | None:
         match = GROUP.match(req.path)
@@ -51,6 +54,11 @@ class FakeAci:
         if req.query.get("api-version") != spec(SPEC).version:
             return kind, Response.arm_error(400, "InvalidApiVersionParameter",
                                             f"api-version {req.query.get('api-version')!r} is not supported")
+        if not self.registered:  # ARM answers for the provider, whatever the call
+            return kind, Response.arm_error(
+                409, "MissingSubscriptionRegistration", "The subscription is not registered to "
+                "use namespace 'Microsoft.ContainerInstance'. See https://aka.ms/rps-not-found "
+                "for how to register subscriptions.")
         rg, name = match["rg"], match["name"]
         if match["container"]:
             return kind, self._logs(rg, name, req)
@@ -82,6 +90,9 @@ class FakeAci:
         if errors:
             return Response.arm_error(400, "InvalidRequestContent", "; ".join(errors))
         existing = self._live(rg, name)
+        if existing is not None and existing.deleting_since is not None:
+            return Response.arm_error(409, "Conflict", f"The container group '{name}' is being "
+                                      "deleted; it cannot be created or updated until that ends.")
         stored = copy.deepcopy(body)
         stored.update({"id": req.path, "name": name, "type": "Microsoft.ContainerInstance/containerGroups"})
         self.groups[(rg, name)] = Group(stored, self.clock.now(), fate=self.fate(name))
@@ -125,8 +136,8 @@ class FakeAci:
 
     def state_of(self, group: Group) -> tuple[str, str]:
         """(provisioningState, instance state) at the current simulated time."""
-        if group.deleting_since is not None:
-            return "Deleting", "Running"
+        # a group being deleted reads as it did before (ARM documents no state for it): the
+        # deployer must know a group is gone only from a 404
         age = (self.clock.now() - group.created).total_seconds()
         if age < self.provision_seconds:
             return ("Pending" if age < self.provision_seconds / 2 else "Creating"), "Pending"
@@ -169,9 +180,10 @@ def _preflight(group: Group) -> list[str]:
 
     containers = group.body.get("properties", {}).get("containers", [])
     command = containers[0].get("properties", {}).get("command", []) if containers else []
-    if len(command) < 4 or command[1] != "-c":
+    at = command.index("-c") if "-c" in command else -1  # after the image's entrypoint
+    if at < 1 or len(command) < at + 3:
         return []
-    spec = json.loads(command[3])
+    spec = json.loads(command[at + 2])
     ok = group.fate != "preflight-fails"
     results = [{"deployment": name, "ok": True} if ok else
                {"deployment": name, "ok": False, "entrypoint": entrypoint,
@@ -184,8 +196,9 @@ def _preflight(group: Group) -> list[str]:
 def _service_rules(name: str, body: dict[str, Any]) -> list[str]:
     """What ACI rejects beyond the schema."""
     errors = []
-    if len(name) > 63 or not NAME.match(name):
-        errors.append(f"container group name {name!r} must be 1-63 lowercase letters, digits and '-'")
+    if len(name) > 63 or not NAME.match(name) or "--" in name:
+        errors.append(f"container group name {name!r} must be 1-63 lowercase letters, digits and "
+                      "'-', start and end with a letter or digit, with no consecutive '-'")
     props = body.get("properties", {})
     if str(props.get("osType", "")).lower() not in ("linux", "windows"):
         errors.append(f"osType {props.get('osType')!r} must be Linux or Windows")

@@ -37,6 +37,9 @@ class Run:
     context: dict[str, bytes] = field(default_factory=dict)  # the uploaded build context's files
     images: list[str] = field(default_factory=list)  # what the run pushes (repository:tag)
     cached: bool = False  # built with the layer cache
+    #: why the run fails, as its log says it (a failing requirement, unless the run found a
+    #: reason of its own)
+    failure: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -116,13 +119,16 @@ class FakeAcr:
         if errors:
             return Response.arm_error(400, "InvalidRequestContent", "; ".join(errors))
         context = _untar(self.uploads[source])
-        if dockerfile not in context:
-            errors.append(f"Dockerfile {dockerfile!r} is not in the build context")
-            return Response.arm_error(400, "InvalidRequestContent", "; ".join(errors))
         self._next_run += 1
         run_id = f"cb{self._next_run}"
-        run = Run(run_id, body, self.clock.now(), self.fate(images), context=context, images=images,
-                  cached=cached)
+        fate, failure = self.fate(images), []
+        if dockerfile not in context:  # ACR accepts the run; the build step fails in it
+            fate, failure = "fails", [
+                f"unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
+                f"lstat /workspace/{dockerfile}: no such file or directory",
+                f"Run ID: {run_id} failed after 4s"]
+        run = Run(run_id, body, self.clock.now(), fate, context=context, images=images,
+                  cached=cached, failure=failure)
         self.runs[run_id] = run
         return Response.of_json(200, self._run_view(run, f"{req.path.rsplit('/scheduleRun', 1)[0]}/runs/{run_id}"))
 
@@ -226,7 +232,9 @@ class FakeAcr:
     def run_log(self, run_id: str) -> str:
         run = self.runs[run_id]
         lines = [f"2026/11/28 06:00:0{i} Step {i}/5 : ..." for i in range(1, 4)]
-        if run.status == "Failed":
+        if run.status == "Failed" and run.failure:
+            lines += run.failure
+        elif run.status == "Failed":
             lines += ["ERROR: Could not find a version that satisfies the requirement nope==0",
                       "The command '/bin/sh -c pip install -r requirements.txt' returned a non-zero code: 1",
                       f"Run ID: {run_id} failed after 1m"]

@@ -1,0 +1,80 @@
+"""The ENTRYPOINT a module's image runs, read from its Dockerfile.
+
+An ACI container's ``command`` replaces the image's ENTRYPOINT (ACI has no separate arguments),
+so the agent's command must put the image's own entrypoint back in front of the worker: without
+it, Prefect's image loses ``tini`` (the worker runs as PID 1 with nobody reaping the flow-run
+processes it forks) and its ``entrypoint.sh`` (``EXTRA_PIP_PACKAGES``). The last stage decides:
+an exec-form ENTRYPOINT is used as written; none, on Prefect's image (from Docker Hub or a
+registry mirror of it), is that image's own; a shell-form ENTRYPOINT ignores arguments, so it
+cannot run the worker, which :func:`check_entrypoint` reports at validate time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from deployer.errors import Problem
+
+#: prefecthq/prefect's ENTRYPOINT (its Dockerfile: tini as init, -g to signal the whole group)
+PREFECT_ENTRYPOINT = ("/usr/bin/tini", "-g", "--", "/opt/prefect/entrypoint.sh")
+_PREFECT_IMAGE = re.compile(r"^(?:[^/]+\.[^/]+/)?(?:docker\.io/)?(?:library/)?prefecthq/prefect(?::|@|$)")
+
+
+def _instructions(data: bytes) -> list[tuple[int, str, str]]:
+    from deployer.bundle.contract import _join_continuations
+
+    out = []
+    for line, content in _join_continuations(data.decode("utf-8", "replace").splitlines()):
+        content = content.strip()
+        if not content or content.startswith("#"):
+            continue
+        words = content.split(None, 1)
+        out.append((line, words[0].upper(), words[1].strip() if len(words) == 2 else ""))
+    return out
+
+
+def _last_stage(data: bytes) -> list[tuple[int, str, str]]:
+    found = _instructions(data)
+    starts = [i for i, (_, instruction, _) in enumerate(found) if instruction == "FROM"]
+    return found[starts[-1]:] if starts else found
+
+
+def _exec_form(args: str) -> tuple[str, ...] | None:
+    try:
+        parsed = json.loads(args)
+    except ValueError:
+        return None
+    if isinstance(parsed, list) and parsed and all(isinstance(x, str) for x in parsed):
+        return tuple(parsed)
+    return None
+
+
+def image_entrypoint(dockerfile: bytes | None) -> tuple[str, ...]:
+    """What the image runs in front of its arguments; () when nothing is known to (a base image
+    other than Prefect's with no ENTRYPOINT of its own: the worker then runs as given)."""
+    if dockerfile is None:  # a pushed image: the contract's base, Prefect's image
+        return PREFECT_ENTRYPOINT
+    stage = _last_stage(dockerfile)
+    entrypoints = [(line, args) for line, instruction, args in stage if instruction == "ENTRYPOINT"]
+    if entrypoints:
+        return _exec_form(entrypoints[-1][1]) or ()
+    base = stage[0][2].split()[0] if stage and stage[0][1] == "FROM" and stage[0][2] else ""
+    if base.startswith("--"):  # FROM --platform=... image
+        parts = stage[0][2].split()
+        base = next((p for p in parts if not p.startswith("--")), "")
+    return PREFECT_ENTRYPOINT if _PREFECT_IMAGE.match(base.lower()) else ()
+
+
+def check_entrypoint(dockerfile: bytes, path: str) -> list[Problem]:
+    """A shell-form (or empty) ENTRYPOINT in the last stage cannot be given the worker command."""
+    stage = _last_stage(dockerfile)
+    entrypoints = [(line, args) for line, instruction, args in stage if instruction == "ENTRYPOINT"]
+    if not entrypoints:
+        return []
+    line, args = entrypoints[-1]
+    if _exec_form(args) is None:
+        return [Problem(path, line, "ENTRYPOINT must be in exec form (e.g. ENTRYPOINT "
+                        '["/usr/bin/tini", "-g", "--"]): the agent runs the worker as its '
+                        "arguments, and a shell-form ENTRYPOINT ignores them")]
+    return []
