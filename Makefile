@@ -62,6 +62,7 @@ bench: setup
 	$(BIN)/python bench/deploy_safety.py
 	$(BIN)/python bench/fast_deploy.py
 	$(BIN)/python bench/cleanup.py
+	$(BIN)/python bench/function_app.py
 
 clean:
 	rm -rf $(VENV) node_modules .deployer .demo .pytest_cache .mypy_cache .ruff_cache

@@ -10,9 +10,8 @@ re-pointed.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect.client.schemas.actions import DeploymentScheduleCreate
@@ -104,15 +103,40 @@ def _refusal(item: dict[str, Any]) -> str:
 
 
 def _never_runs(schedule: Any) -> str:
-    from prefect.server.schemas import schedules as server
-
-    model = (server.CronSchedule if isinstance(schedule, CronSchedule) else server.RRuleSchedule)
+    """Whether the schedule produces a run within the horizon, computed as Prefect's scheduler
+    does (its vendored croniter for cron, the model's own rrule) with only prefect-client's parts:
+    the function app ships the client, not the server."""
+    now = _now()
+    end = now + PrefectDeploymentChecker.HORIZON
     try:
-        dates = asyncio.run(model(**schedule.model_dump()).get_dates(
-            n=1, end=_now() + PrefectDeploymentChecker.HORIZON))
+        if isinstance(schedule, CronSchedule):
+            from zoneinfo import ZoneInfo
+
+            from prefect._vendor.croniter import croniter
+
+            start = now.astimezone(ZoneInfo(schedule.timezone or "UTC")).replace(tzinfo=None)
+            following = croniter(schedule.cron, start, day_or=schedule.day_or).get_next(datetime)
+            found = following is not None and following <= end.replace(tzinfo=None)
+        else:
+            rule = schedule.to_rrule()
+            tz = _rrule_tz(rule)  # a rule with a zone compares aware times, one without naive
+
+            def local(moment: datetime) -> datetime:
+                return moment.astimezone(tz) if tz else moment.astimezone(UTC).replace(tzinfo=None)
+
+            following = rule.after(local(now))
+            found = following is not None and following <= local(end)
     except Exception as exc:  # croniter's "failed to find next date" and its kin
         return f"never produces a run ({_clean(exc)})"
-    return "" if dates else "produces no run in the next five years"
+    return "" if found else "produces no run in the next five years"
+
+
+def _rrule_tz(rule: Any) -> Any:
+    start = getattr(rule, "_dtstart", None)
+    if start is None:  # a rule set: its first rule's start
+        rules = getattr(rule, "_rrule", None) or [None]
+        start = getattr(rules[0], "_dtstart", None)
+    return start.tzinfo if start is not None else None
 
 
 def _now() -> Any:

@@ -28,7 +28,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deployer.cli import bundles, cleanup, deploy, history, logs, remove, status
+    from deployer.cli import bundles, cleanup, deploy, history, logs, package, remove, status
 
     parser = Parser(
         prog="deployer",
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deployer {version()}")
     _global_options(parser, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (bundles, deploy, history, status, logs, cleanup, remove):
+    for module in (bundles, deploy, history, status, logs, cleanup, remove, package):
         module.register(sub)
     completion = sub.add_parser("completion", help="print a shell completion script",
                                 description="print a shell completion script for bash or zsh")
@@ -69,6 +69,7 @@ EXAMPLES = {
     "logs": "deployer logs finance --follow",
     "cleanup": "deployer cleanup --dry-run --all",
     "remove": "deployer remove finance --dry-run",
+    "package": "deployer package --list (then: deployer package -f app.zip)",
     "completion": 'eval "$(deployer completion bash)" (in ~/.bashrc; zsh: ~/.zshrc)',
 }
 
