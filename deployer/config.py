@@ -157,6 +157,27 @@ def _optional_url(raw: str) -> str:
     return _url(raw) if raw.strip() else ""
 
 
+def _account(raw: str) -> str:
+    value = raw.strip()
+    if not (3 <= len(value) <= 24 and value.isalnum() and value == value.lower()):
+        raise ValueError("must be a storage account name: 3-24 lowercase letters and digits")
+    return value
+
+
+def _https_url(raw: str) -> str:
+    value = _url(raw)
+    if not value.startswith("https://"):
+        raise ValueError("must be an https URL (bearer tokens are sent over HTTPS only)")
+    return value
+
+
+def _storage_credential(raw: str) -> str:
+    value = raw.strip().lower()
+    if value != "managedidentity":
+        raise ValueError("must be 'managedidentity' (or left out)")
+    return value
+
+
 def _connection(raw: str) -> str:
     from deployer import connection_string
 
@@ -195,8 +216,23 @@ def _prefix(raw: str) -> str:
 SETTINGS: tuple[Spec, ...] = (
     Spec("DEPLOYER_BACKEND", "backend", _backend, "local",
          "where images and agents run: 'local' (uv venvs + worker processes) or 'azure'"),
-    Spec("AzureWebJobsStorage", "storage_connection", _connection, None,
-         "storage account connection string (Azurite locally)", secret=True),
+    Spec("AzureWebJobsStorage", "storage_connection", _connection, "",
+         "storage account connection string (Azurite locally); in Azure, leave it out and name "
+         "the account with AzureWebJobsStorage__accountName (identity-only)", secret=True),
+    Spec("AzureWebJobsStorage__accountName", "storage_account_name", _account, "",
+         "identity-only storage, as the Functions host reads it: the account whose blob and "
+         "queue endpoints are used with the app's managed identity (shared keys may be off)"),
+    Spec("AzureWebJobsStorage__blobServiceUri", "storage_blob_uri", _https_url, "",
+         "identity-only storage: the blob endpoint, instead of the account name (sovereign "
+         "clouds, private endpoints, Azurite over HTTPS)"),
+    Spec("AzureWebJobsStorage__queueServiceUri", "storage_queue_uri", _https_url, "",
+         "identity-only storage: the queue endpoint, with the blob one"),
+    Spec("AzureWebJobsStorage__credential", "storage_credential", _storage_credential, "",
+         "identity-only storage: 'managedidentity' (the host's word; DefaultAzureCredential "
+         "is used either way, so az login works on a laptop)"),
+    Spec("AzureWebJobsStorage__clientId", "storage_client_id", _text, "",
+         "identity-only storage: the client id of a user-assigned identity (empty: the "
+         "system-assigned one)"),
     Spec("PREFECT_API_URL", "prefect_api_url", _url, None,
          "Prefect API the agents and the deployer talk to"),
     Spec("PREFECT_API_KEY", "prefect_api_key", _text, "",
@@ -331,6 +367,11 @@ _BY_ATTR = {s.attr: s for s in SETTINGS}
 class Settings:
     backend: str
     storage_connection: Secret
+    storage_account_name: str
+    storage_blob_uri: str
+    storage_queue_uri: str
+    storage_credential: str
+    storage_client_id: str
     prefect_api_url: str
     prefect_api_key: Secret
     config_digest_key: Secret
@@ -406,11 +447,25 @@ class Settings:
                 problems.append(f"{spec.env} {exc}{shown}")
                 continue
             values[spec.attr] = Secret(value) if spec.secret else value
+        problems.extend(_storage_rules(env))
         if backend == "azure":
             problems.extend(_azure_rules(env))
         if problems:
             raise ConfigError(problems)
         return cls(**values)
+
+    @property
+    def storage_identity(self) -> bool:
+        """Whether storage is reached with a token (identity-only) rather than a shared key."""
+        return not self.storage_connection.reveal()
+
+    @property
+    def blob_service_url(self) -> str:
+        return self.storage_blob_uri or f"https://{self.storage_account_name}.blob.core.windows.net"
+
+    @property
+    def queue_service_url(self) -> str:
+        return self.storage_queue_uri or f"https://{self.storage_account_name}.queue.core.windows.net"
 
     @property
     def registry_server(self) -> str:
@@ -427,6 +482,23 @@ class Settings:
     @property
     def venv_path(self) -> Path:
         return Path(self.venv_dir).expanduser().resolve() if self.venv_dir else self.home_path / "venvs"
+
+
+def _storage_rules(env: Mapping[str, str]) -> list[str]:
+    """One way to the storage account: a connection string, or an identity-only account."""
+    connection = bool(env.get("AzureWebJobsStorage"))
+    account = bool(env.get("AzureWebJobsStorage__accountName"))
+    uris = [bool(env.get(f"AzureWebJobsStorage__{k}ServiceUri")) for k in ("blob", "queue")]
+    if not connection and not account and not any(uris):
+        return ["AzureWebJobsStorage is missing: the storage account's connection string "
+                "(Azurite locally), or AzureWebJobsStorage__accountName for identity-only access"]
+    if connection and (account or any(uris)):
+        return ["AzureWebJobsStorage and AzureWebJobsStorage__* are both set: use the connection "
+                "string or the identity-only settings, not both"]
+    if not connection and not account and not all(uris):
+        return ["AzureWebJobsStorage__blobServiceUri and __queueServiceUri go together (the "
+                "deployer uses blobs and a queue), or set AzureWebJobsStorage__accountName"]
+    return []
 
 
 def _azure_rules(env: Mapping[str, str]) -> list[str]:

@@ -107,13 +107,21 @@ def _wait(service: Service, ready: Callable[[], bool], timeout: float) -> None:
 class AzuriteEndpoints:
     blob_port: int
     queue_port: int
+    scheme: str = "http"  # https when started with a certificate
+
+    @property
+    def blob_url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.blob_port}/{AZURITE_ACCOUNT}"
+
+    @property
+    def queue_url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.queue_port}/{AZURITE_ACCOUNT}"
 
     @property
     def connection_string(self) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
-                f"AccountKey={AZURITE_KEY};"
-                f"BlobEndpoint=http://127.0.0.1:{self.blob_port}/{AZURITE_ACCOUNT};"
-                f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{AZURITE_ACCOUNT};")
+        return (f"DefaultEndpointsProtocol={self.scheme};AccountName={AZURITE_ACCOUNT};"
+                f"AccountKey={AZURITE_KEY};BlobEndpoint={self.blob_url};"
+                f"QueueEndpoint={self.queue_url};")
 
 
 def azurite_command() -> Path:
@@ -127,11 +135,15 @@ class AzuriteServer:
     """Azurite on fixed loopback ports and one data folder: ``stop`` and ``start`` again keep
     its blobs and messages (what a storage outage looks like to the deployer)."""
 
-    def __init__(self, base: Path, ports: tuple[int, int, int] | None = None) -> None:
+    def __init__(self, base: Path, ports: tuple[int, int, int] | None = None, *,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: (certificate, key) PEM files: Azurite then serves HTTPS and accepts bearer
+        tokens (``--oauth basic``, which it allows only over HTTPS) next to shared keys."""
         self.base = base
         blob, queue, table = ports or (free_port(), free_port(), free_port())
-        self.endpoints = AzuriteEndpoints(blob, queue)
+        self.endpoints = AzuriteEndpoints(blob, queue, "https" if tls else "http")
         self._table_port = table
+        self._tls = tls
         self.service: Service | None = None
 
     def start(self) -> AzuriteEndpoints:
@@ -141,6 +153,8 @@ class AzuriteServer:
                 "--queueHost", "127.0.0.1", "--queuePort", str(ends.queue_port), "--tableHost",
                 "127.0.0.1", "--tablePort", str(self._table_port), "--location", str(self.base),
                 "--skipApiVersionCheck", "--disableTelemetry", "--silent"]
+        if self._tls:
+            argv += ["--cert", str(self._tls[0]), "--key", str(self._tls[1]), "--oauth", "basic"]
         self.service = _spawn("azurite", argv, self.base / "azurite.log")
         _wait(self.service, lambda: port_open(ends.blob_port) and port_open(ends.queue_port),
               AZURITE_START_TIMEOUT)

@@ -30,6 +30,13 @@ def queue_client(connection: str, name: str, **options: Any) -> QueueClient:
         message_decode_policy=BinaryBase64DecodePolicy(), **options)
 
 
+def identity_queue_client(account_url: str, name: str, credential: Any, **options: Any) -> QueueClient:
+    """The same queue reached with a token credential (identity-only storage)."""
+    return QueueClient(account_url, name, credential=credential,
+                       message_encode_policy=BinaryBase64EncodePolicy(),
+                       message_decode_policy=BinaryBase64DecodePolicy(), **options)
+
+
 class StorageQueue:
     def __init__(self, client: QueueClient) -> None:
         self._client = client

@@ -19,9 +19,14 @@ GOOD = {
 }
 
 
+#: identity-only storage (Azure): the local example reaches Azurite with its connection string
+IDENTITY_STORAGE = {f"AzureWebJobsStorage__{k}" for k in ("accountName", "blobServiceUri",
+                                                         "queueServiceUri", "credential", "clientId")}
+
+
 def test_example_file_lists_exactly_the_settings() -> None:
     example = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
-    assert set(example) - HOST_SETTINGS == {spec.env for spec in SETTINGS}
+    assert set(example) - HOST_SETTINGS == {spec.env for spec in SETTINGS} - IDENTITY_STORAGE
 
 
 def test_example_file_values_parse() -> None:
@@ -147,3 +152,32 @@ def test_values_that_make_requests_azure_refuses_are_refused_here(setting: str, 
 def test_the_health_timeout_allows_for_an_aci_cold_start() -> None:
     # a group on a cold host pulls Prefect's ~1 GB image before the worker starts: minutes
     assert Settings.from_env(GOOD).health_timeout_seconds >= 600
+
+
+BASE = {k: v for k, v in GOOD.items() if k != "AzureWebJobsStorage"}
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, "AzureWebJobsStorage is missing"),
+    ({"AzureWebJobsStorage": GOOD["AzureWebJobsStorage"], "AzureWebJobsStorage__accountName": "pcstore"},
+     "are both set"),
+    ({"AzureWebJobsStorage__blobServiceUri": "https://pcstore.blob.core.windows.net"}, "go together"),
+    ({"AzureWebJobsStorage__accountName": "PC_Store"}, "must be a storage account name"),
+    ({"AzureWebJobsStorage__blobServiceUri": "http://127.0.0.1:10000/devstoreaccount1",
+      "AzureWebJobsStorage__queueServiceUri": "https://127.0.0.1:10001/devstoreaccount1"}, "must be an https URL"),
+    ({"AzureWebJobsStorage__accountName": "pcstore", "AzureWebJobsStorage__credential": "key"},
+     "must be 'managedidentity'"),
+])
+def test_storage_is_a_connection_string_or_identity_only_never_both(env: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, **env})
+    assert expected in str(info.value)
+
+
+def test_identity_only_storage_reads_as_the_functions_host_reads_it() -> None:
+    settings = Settings.from_env({**BASE, "AzureWebJobsStorage__accountName": "pcstore",
+                                  "AzureWebJobsStorage__credential": "managedidentity"})
+    assert settings.storage_identity
+    assert settings.blob_service_url == "https://pcstore.blob.core.windows.net"
+    assert settings.queue_service_url == "https://pcstore.queue.core.windows.net"
+    assert not Settings.from_env(GOOD).storage_identity
