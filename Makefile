@@ -4,8 +4,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# checkov (the Bicep analyser) in a venv of its own: its pins are not the app's
+IAC    := .venv-iac
 
-.PHONY: setup test test-unit demo dev lint bench browser clean
+.PHONY: setup test test-unit live-test demo dev lint bench browser clean
 
 setup: $(VENV)/.installed node_modules/.installed local.settings.json flows/finance/.env
 
@@ -39,15 +41,26 @@ browser:
 	  (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) || \
 	  echo "warning: could not install chromium with apt: the dashboard's browser test will be skipped"
 
+# against real Azure: azd up, the whole path, azd down (tests/live/README.md); skipped without
+# a subscription's settings
+live-test: setup
+	$(BIN)/pytest tests/live -m live -p no:randomly --timeout 7200 -rs
+
 test-unit: setup
 	$(BIN)/pytest tests/unit
 
 demo: setup
 	$(BIN)/python -m deployer.demo
 
-lint: setup
+lint: setup $(IAC)/.installed
 	$(BIN)/ruff check deployer tests bench function_app.py
 	$(BIN)/mypy
+	$(IAC)/bin/checkov --config-file .checkov.yaml
+
+$(IAC)/.installed: $(VENV)/.installed
+	$(BIN)/uv venv --quiet --python $(PYTHON) $(IAC)
+	$(BIN)/uv pip install --python $(IAC)/bin/python --quiet 'checkov>=3.2,<4'
+	touch $@
 
 # the daily loop: Azurite, a Prefect server with its UI and the function app host, data kept in
 # .deployer/services between runs; Ctrl-C stops them all
@@ -65,4 +78,4 @@ bench: setup
 	$(BIN)/python bench/function_app.py
 
 clean:
-	rm -rf $(VENV) node_modules .deployer .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(IAC) node_modules .deployer .demo .pytest_cache .mypy_cache .ruff_cache

@@ -355,6 +355,10 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("DEPLOYER_FAST_DEPLOYS", "fast_deploys", _switch, "on",
          "'on': a change of code alone is published to the code store and re-registered (no "
          "build, no new agent); 'off': every change builds an image and rotates"),
+    Spec("DEPLOYER_BASE_IMAGE_REGISTRY", "base_image_registry", _text, "",
+         "azure backend: passed to builds as --build-arg DEPLOYER_REGISTRY, for Dockerfiles that "
+         "take their base image FROM ${DEPLOYER_REGISTRY}/prefecthq/prefect (azd sets the app's "
+         "registry, whose cache rule serves Docker Hub's image; empty: no argument)"),
     Spec("DEPLOYER_BUILD_CACHE", "build_cache", _switch, "on",
          "azure backend: 'on' builds with ACR Tasks' layer cache (a task whose build step has "
          "cache: enabled), 'off' as a plain quick build"),
@@ -421,6 +425,7 @@ class Settings:
     agent_memory_gb: float
     build_timeout_seconds: int
     build_cache: bool
+    base_image_registry: str
     agent_identity_client_id: str
     fast_deploys: bool
 

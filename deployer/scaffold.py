@@ -15,8 +15,10 @@ prefect>=3.4,<4
 """,
     "Dockerfile": """\
 # The agent's image. The deployer builds it without .env: secrets reach the agent as
-# secure environment variables only.
-FROM prefecthq/prefect:3-python3.11
+# secure environment variables only. DEPLOYER_REGISTRY is the registry the deployer's builds
+# take Prefect's image from (the app's registry, through its cache of Docker Hub, on Azure).
+ARG DEPLOYER_REGISTRY=docker.io
+FROM ${{DEPLOYER_REGISTRY}}/prefecthq/prefect:3-python3.11
 
 WORKDIR /opt/prefect/flows/{name}
 COPY requirements.txt ./

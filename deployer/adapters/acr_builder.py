@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 FINAL = {"Succeeded", "Failed", "Canceled", "Error", "Timeout"}
 LOG_TAIL_LINES = 40
 WORKING_DIR = "/opt/prefect/flows/{module}"
+#: the build argument a Dockerfile names its base image's registry with (DEPLOYER_BASE_IMAGE_REGISTRY)
+BASE_ARG = "DEPLOYER_REGISTRY"
 
 
 class AcrImageBuilder:
@@ -169,12 +171,17 @@ class AcrImageBuilder:
 
         platform = PlatformProperties(os="Linux", architecture="amd64")
         timeout = self._s.build_timeout_seconds
+        base = self._s.base_image_registry
         if not self._s.build_cache:
+            from azure.mgmt.containerregistry.v2025_03_01_preview.models import Argument
+
+            arguments = [Argument(name=BASE_ARG, value=base)] if base else None
             return DockerBuildRequest(image_names=[image_name], is_push_enabled=True,
                                       source_location=source_location, docker_file_path="Dockerfile",
-                                      platform=platform, timeout=timeout)
+                                      platform=platform, timeout=timeout, arguments=arguments)
+        task = cached_build_task(image_name, timeout, base)
         return EncodedTaskRunRequest(
-            encoded_task_content=base64.b64encode(cached_build_task(image_name, timeout).encode()).decode(),
+            encoded_task_content=base64.b64encode(task.encode()).decode(),
             source_location=source_location, platform=platform, timeout=timeout)
 
     def _log_tail(self, run_id: str) -> str:
@@ -188,10 +195,12 @@ class AcrImageBuilder:
         return "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
 
 
-def cached_build_task(image_name: str, timeout: int) -> str:
+def cached_build_task(image_name: str, timeout: int, base_registry: str = "") -> str:
     """The ACR task (v1.1.0) that builds the module's Dockerfile with the layer cache and pushes
-    ``image_name`` (``repository:tag``, pushed to the run's own registry)."""
+    ``image_name`` (``repository:tag``, pushed to the run's own registry); ``base_registry`` is
+    passed as the Dockerfile's ``DEPLOYER_REGISTRY`` argument."""
     image = f"{{{{.Run.Registry}}}}/{image_name}"  # ACR renders it before it parses the YAML
+    arg = f" --build-arg {BASE_ARG}={base_registry}" if base_registry else ""
     return (f"version: v1.1.0\nstepTimeout: {timeout}\nsteps:\n"
-            f"  - id: build\n    build: -t {image} -f Dockerfile .\n    cache: enabled\n"
+            f"  - id: build\n    build: -t {image} -f Dockerfile{arg} .\n    cache: enabled\n"
             f"  - id: push\n    push:\n      - \"{image}\"\n    when: [build]\n")

@@ -59,11 +59,31 @@ def image_entrypoint(dockerfile: bytes | None) -> tuple[str, ...]:
     entrypoints = [(line, args) for line, instruction, args in stage if instruction == "ENTRYPOINT"]
     if entrypoints:
         return _exec_form(entrypoints[-1][1]) or ()
-    base = stage[0][2].split()[0] if stage and stage[0][1] == "FROM" and stage[0][2] else ""
-    if base.startswith("--"):  # FROM --platform=... image
-        parts = stage[0][2].split()
-        base = next((p for p in parts if not p.startswith("--")), "")
+    words = stage[0][2].split() if stage and stage[0][1] == "FROM" else []
+    base = _expand(next((w for w in words if not w.startswith("--")), ""), _global_args(dockerfile))
     return PREFECT_ENTRYPOINT if _PREFECT_IMAGE.match(base.lower()) else ()
+
+
+def _global_args(dockerfile: bytes) -> dict[str, str]:
+    """``ARG NAME=default`` before the first FROM: what a FROM line may use."""
+    found: dict[str, str] = {}
+    for _, instruction, args in _instructions(dockerfile):
+        if instruction == "FROM":
+            break
+        if instruction == "ARG" and "=" in args:
+            name, _, default = args.partition("=")
+            found[name.strip()] = default.strip().strip('"')
+    return found
+
+
+def _expand(word: str, args: dict[str, str]) -> str:
+    """``${NAME}``, ``${NAME:-x}`` and ``$NAME`` with the ARG defaults (a build may pass others:
+    the registry of a mirror of Prefect's image still names prefecthq/prefect)."""
+    def value(match: re.Match[str]) -> str:
+        name = match[1] or match[3]
+        return args.get(name, match[2] or "")
+
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)", value, word)
 
 
 def check_entrypoint(dockerfile: bytes, path: str) -> list[Problem]:

@@ -411,3 +411,22 @@ def _without(tar_gz_bytes: bytes, name: str) -> bytes:
         kept = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()  # type: ignore[union-attr]
                 if m.isfile() and m.name.lstrip("./") != name]
     return tar_gz(kept)
+
+
+def test_builds_take_prefects_base_image_from_the_registrys_cache_when_set() -> None:
+    """DEPLOYER_BASE_IMAGE_REGISTRY becomes the Dockerfile's DEPLOYER_REGISTRY build argument, in
+    the cached task and in the plain quick build alike (azd sets the app's own registry)."""
+    import base64
+
+    for cache in ("on", "off"):
+        state = StateRepository(MemoryDocumentStore(), lease_seconds=15, lock_wait_seconds=1, sleep=lambda s: None)
+        world = azure_world({**BASE, "DEPLOYER_BASE_IMAGE_REGISTRY": "fakeacr.azurecr.io",
+                             "DEPLOYER_BUILD_CACHE": cache}, state, FakeBundleStore())
+        assert deploy(world).status is RunStatus.SUCCEEDED
+        [run] = world.azure.acr.runs.values()
+        if cache == "on":
+            task = base64.b64decode(run.request["encodedTaskContent"]).decode()
+            assert "--build-arg DEPLOYER_REGISTRY=fakeacr.azurecr.io ." in task
+        else:
+            assert run.request["arguments"] == [{"name": "DEPLOYER_REGISTRY", "value": "fakeacr.azurecr.io",
+                                                 "isSecret": False}]

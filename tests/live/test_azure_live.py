@@ -1,66 +1,72 @@
-"""Against a real subscription: skipped unless the azure backend's settings are in the
-environment (see README, "Live tests"). They create and delete one container group and run one
-ACR build, in the resource group and registry the settings name."""
+"""The whole path against real Azure, on the environment tests/live/conftest.py brings up with
+`azd up`: an upload builds with ACR Tasks and starts an agent that comes ONLINE with the Prefect
+key; a push to the registry redeploys through the ACR webhook; a rollback; a cleanup; the module
+removed. Run with `make live-test`; skipped, with the reason, without a subscription."""
 
 from __future__ import annotations
 
-import os
+import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from deployer.config import Settings
-from deployer.errors import ConfigError
+from tests.live.conftest import LiveEnvironment
 
 pytestmark = pytest.mark.live
-ROOT = Path(__file__).resolve().parents[2]
-REQUIRED = ("AZURE_SUBSCRIPTION_ID", "DEPLOYER_RESOURCE_GROUP", "DEPLOYER_LOCATION", "DEPLOYER_REGISTRY",
-            "PREFECT_API_URL", "DEPLOYER_CONFIG_DIGEST_KEY", "AzureWebJobsStorage")
 
 
-def live_settings() -> Settings:
-    missing = [name for name in REQUIRED if not os.environ.get(name)]
-    if missing:
-        pytest.skip(f"live Azure tests need {', '.join(missing)}")
-    try:
-        return Settings.from_env({**os.environ, "DEPLOYER_BACKEND": "azure"})
-    except ConfigError as exc:
-        pytest.skip(f"live Azure settings are incomplete: {exc}")
+def _serving(live: LiveEnvironment) -> dict:
+    """The module's status; asserts its current agent's worker is ONLINE in Prefect."""
+    [module] = live.json("status", "finance")["modules"]
+    assert any(a["role"] == "current" and a["worker"] == "ONLINE" for a in module["agents"]), module
+    return module
 
 
-@pytest.fixture(scope="module")
-def services():  # type: ignore[no-untyped-def]
-    from deployer.bootstrap import build
+def _revision_id(revision: dict) -> str:
+    from deployer.bundle.digest import short
 
-    return build(live_settings(), interactive=True)
-
-
-def test_the_registry_and_the_resource_group_are_reachable(services) -> None:  # type: ignore[no-untyped-def]
-    assert services.builder.find("no-such-module", "sha256:" + "0" * 64) is None
-    services.runtime.list()  # lists without error: the identity may read the resource group
+    return f"{short(revision['code_digest'])}-{short(revision['config_digest'], 8)}"
 
 
-def test_a_build_and_an_agent_round_trip(services, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from deployer.bundle import load_folder
-    from deployer.ports import AgentSpec, AgentState
+def _history(live: LiveEnvironment) -> list[dict]:
+    return live.json("history", "finance", "--limit", "20")["entries"]
 
-    module = load_folder(ROOT / "flows" / "finance", services.limits)
-    code = module.code_digest()
-    image = services.builder.find("finance", code) or services.builder.build(
-        "finance", code, module.root, resume={}, checkpoint=lambda detail: None)
-    assert services.builder.resolve("finance", image.ref) is not None
-    name = f"{services.settings.agent_prefix}-finance-live-{int(time.time())}"
-    services.runtime.start(AgentSpec(name=name, module="finance", revision_id="live", image=image,
-                                     pool="finance-live", queue=name, env={"LIVE_TEST": "1"},
-                                     settings={"PREFECT_API_URL": services.settings.prefect_api_url}))
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            info = services.runtime.get(name)
-            if info is not None and info.state in (AgentState.RUNNING, AgentState.FAILED):
-                break
-            time.sleep(10)
-        assert info is not None and info.state is AgentState.RUNNING, info
-    finally:
-        services.runtime.stop(name)
+
+def _wait_for(live: LiveEnvironment, predicate, what: str, timeout: float = 1800) -> dict:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in _history(live):
+            if predicate(entry):
+                return entry
+        time.sleep(15)
+    raise AssertionError(f"no {what} within {timeout:.0f}s: {_history(live)[:3]}")
+
+
+def test_the_whole_path(live: LiveEnvironment) -> None:
+    # 1. an upload: build on ACR Tasks, an agent on ACI, ONLINE in Prefect with the key
+    uploaded = live.json("upload", "flows/finance", "--wait", "--timeout", "2400", timeout=2700)
+    assert uploaded["status"] == "succeeded", uploaded
+    current = _serving(live)["state"]["current"]
+    first_revision = _revision_id(current)
+
+    # 2. a push of the module's image under a new tag: the ACR webhook queues a redeploy
+    registry = live.settings_values()["DEPLOYER_REGISTRY"]
+    repository = current["image"].split("/", 1)[1].split("@")[0].rsplit(":", 1)[0]
+    subprocess.run(["az", "acr", "import", "-n", registry, "--source", current["image"],
+                    "--image", f"{repository}:live-push", "--force"], check=True, timeout=600)
+    _wait_for(live, lambda e: e["kind"] == "redeploy" and e["outcome"] == "succeeded", "webhook redeploy")
+
+    # 3. a rollback to the first revision, queued for the app
+    live.json("rollback", "finance", "--to", first_revision, "--queue")
+    _wait_for(live, lambda e: e["kind"] == "rollback" and e["outcome"] == "succeeded", "rollback")
+
+    # 4. a cleanup: what it would delete, then the run; the serving agent stays
+    planned = live.json("cleanup", "--dry-run")
+    assert planned["dry_run"] is True
+    done = live.json("cleanup")
+    assert not [i for i in done["items"] if i["outcome"] == "failed"], done
+    _serving(live)
+
+    # 5. the module out of service (its pool goes with the environment's teardown)
+    removed = live.json("remove", "finance", "--force")
+    assert removed["module"] == "finance"

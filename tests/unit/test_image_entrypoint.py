@@ -32,3 +32,12 @@ def test_a_shell_form_entrypoint_is_refused_with_its_line() -> None:
     assert check_entrypoint(b'FROM x\nENTRYPOINT ["/start.sh"]\n', "Dockerfile") == []
     # only the last stage's counts
     assert check_entrypoint(b"FROM a AS b\nENTRYPOINT /x\nFROM c\n", "Dockerfile") == []
+
+
+@pytest.mark.parametrize("dockerfile", [
+    "ARG DEPLOYER_REGISTRY=docker.io\nFROM ${DEPLOYER_REGISTRY}/prefecthq/prefect:3-python3.11\n",
+    "ARG REG\nFROM ${REG:-docker.io}/prefecthq/prefect:3-python3.11\n",
+    "ARG DEPLOYER_REGISTRY=myacr.azurecr.io\nFROM $DEPLOYER_REGISTRY/prefecthq/prefect:3\n",
+])
+def test_a_base_image_named_through_build_arguments_is_recognised(dockerfile: str) -> None:
+    assert image_entrypoint(dockerfile.encode()) == PREFECT_ENTRYPOINT
