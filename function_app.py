@@ -92,7 +92,8 @@ def dashboard(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("nightly_cleanup")
 @app.timer_trigger(arg_name="timer", schedule="%CLEANUP_SCHEDULE%")
 def nightly_cleanup(timer: func.TimerRequest) -> None:
-    """Delete what is no longer live: agents, images, bundles, records, queues (paced, reported)."""
+    """Delete what is no longer live: agents, images, bundles, records, queues (paced, reported);
+    then redeploy modules whose Key Vault secrets were rotated."""
     from deployer.bootstrap import services_from_environment
     from deployer.errors import LockBusy
     from deployer.pipeline.cleanup import run_cleanup
@@ -105,3 +106,8 @@ def nightly_cleanup(timer: func.TimerRequest) -> None:
     logger.info("cleanup %s: deleted %d, kept %d, deferred %d, failed %d", report.report_id,
                 report.count("deleted"), report.count("kept"), report.count("deferred"),
                 report.count("failed"))
+    from deployer.pipeline.secret_rotation import redeploy_rotated
+
+    for rotated in redeploy_rotated(services_from_environment()):  # Key Vault secrets moved on
+        logger.info("secrets of %s rotated (%s): request %s %s", rotated.module, ",".join(rotated.keys),
+                    rotated.request_id or "-", rotated.error)

@@ -27,6 +27,7 @@ from deployer.ports import (
     ImageBuilder,
     Orchestrator,
     RequestQueue,
+    SecretResolver,
 )
 from deployer.state import StateRepository
 
@@ -39,6 +40,7 @@ class AppServices:
                  runtime: AgentRuntime | None = None, orchestrator: Orchestrator | None = None,
                  checker: DeploymentChecker | None = None, code: CodeStore | None = None,
                  notifier: Notifier | None = None, azure: Any = None,
+                 secrets: SecretResolver | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  now: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
@@ -62,6 +64,8 @@ class AppServices:
             self.__dict__["notifier"] = notifier
         if azure is not None:
             self.__dict__["azure"] = azure
+        if secrets is not None:
+            self.__dict__["secrets"] = secrets
 
     @property
     def limits(self) -> BundleLimits:
@@ -112,6 +116,13 @@ class AppServices:
         from deployer.adapters.apprise_notifier import AppriseNotifier
 
         return AppriseNotifier(urls, timeout=self.settings.notify_timeout_seconds)
+
+    @functools.cached_property
+    def secrets(self) -> SecretResolver:
+        """Key Vault references in .env, read with the app's identity (or az login)."""
+        from deployer.adapters.keyvault_secrets import KeyVaultSecretResolver
+
+        return KeyVaultSecretResolver()
 
     @functools.cached_property
     def checker(self) -> DeploymentChecker:

@@ -156,6 +156,13 @@ class ProviderNotRegistered(UpstreamError):
     transient = False
 
 
+class SecretUnavailable(DeployerError):
+    """A Key Vault reference of ``.env`` cannot be read: the message names the key's secret and
+    vault, never a value."""
+
+    code = "secret_unavailable"
+
+
 class BuildFailed(DeployerError):
     code = "build_failed"
 

@@ -94,6 +94,9 @@ class Revision:
     bundle: str = ""  # blob name of the bundle the revision came from (its .env lives there)
     image_digest: str = ""  # the registry's digest of ``image`` (empty for local images)
     deps_digest: str = ""  # what the image is built from (``bundle.parts``); empty: unknown
+    #: the Key Vault references of its .env, pinned: (key, versioned SecretUri), never a value
+    #: (``pipeline.secret_pins``); the config digest covers them
+    secrets: tuple[tuple[str, str], ...] = ()
 
     @property
     def id(self) -> str:
@@ -101,10 +104,12 @@ class Revision:
         return f"{short(self.code_digest)}-{short(self.config_digest, 8)}"
 
     @staticmethod
-    def of(module: Module, config_key: str, bundle: str = "") -> Revision:
-        """The revision a validated module is: its three digests (``bundle.parts``)."""
+    def of(module: Module, config_key: str, bundle: str = "",
+           secrets: tuple[tuple[str, str], ...] = ()) -> Revision:
+        """The revision a validated module is: its three digests (``bundle.parts``); a module
+        whose Key Vault references are pinned gives its pins as ``secrets``."""
         return Revision(module.name, module.code_digest(), module.config_digest(config_key),
-                        bundle=bundle, deps_digest=module.dependencies().digest)
+                        bundle=bundle, deps_digest=module.dependencies().digest, secrets=secrets)
 
     def same_as(self, other: Revision | None) -> bool:
         return (other is not None and other.code_digest == self.code_digest

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from deployer.bundle.keyvault_ref import SecretRef
 from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.errors import Problem
 
@@ -387,6 +388,19 @@ class Orchestrator(Protocol):
 # -- the services a use case gets -----------------------------------------------------------
 
 
+# -- secrets ------------------------------------------------------------------------------------
+
+
+class SecretResolver(Protocol):
+    """Key Vault references of ``.env`` (``bundle.keyvault_ref``), read with the app's identity.
+    Failures raise ``SecretUnavailable`` (the reference cannot be read: no role, no such secret,
+    disabled) or ``UpstreamError`` (transient)."""
+
+    def latest_version(self, ref: SecretRef) -> str: ...
+
+    def value(self, ref: SecretRef) -> str: ...
+
+
 class Services(Protocol):
     """What every use case receives: settings, state and the ports, plus the clock and sleep
     (injected, so that tests never wait for real). ``deployer.bootstrap`` builds it; only entry
@@ -424,6 +438,9 @@ class Services(Protocol):
 
     @property
     def notifier(self) -> Notifier: ...
+
+    @property
+    def secrets(self) -> SecretResolver: ...
 
     def now(self) -> datetime: ...
 

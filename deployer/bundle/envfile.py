@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from deployer.bundle.keyvault_ref import is_reference, parse_reference
 from deployer.errors import Problem
 
 ENV_FILE = ".env"
@@ -88,6 +89,12 @@ def parse_env(data: bytes, *, filename: str = ENV_FILE) -> EnvFile:
                                     "variable of the agent; put large data in a file or a secret "
                                     "store the flow reads"))
             continue
+        if is_reference(value):
+            try:
+                parse_reference(value)
+            except ValueError as exc:
+                problems.append(Problem(filename, number, f"{key}: {exc}"))
+                continue
         if key in RESERVED_KEYS:
             problems.append(Problem(filename, number, f"{key} is set by the deployer for the agent "
                                     "(DEPLOYER settings); remove it from .env"))

@@ -9,6 +9,7 @@ from typing import Any
 from deployer.bundle import load_folder
 from deployer.errors import BundleInvalid
 from deployer.models import Request, RequestKind, Revision, Trigger
+from deployer.pipeline import secret_pins
 from deployer.ports import Services
 from deployer.rotation.inputs import gather
 from deployer.rotation.plan import plan_rotation
@@ -16,7 +17,8 @@ from deployer.rotation.plan import plan_rotation
 
 def dry_run(services: Services, path: Path) -> dict[str, Any]:
     module = load_folder(path, services.limits, checker=services.checker)
-    revision = Revision.of(module, services.settings.config_digest_key.reveal())
+    module, pins = secret_pins.pin(module, services.secrets, source=str(path))
+    revision = Revision.of(module, services.settings.config_digest_key.reveal(), secrets=pins)
     request = Request("dry-run", RequestKind.DEPLOY, module.name, Trigger("cli", str(path)),
                       revision)
     conflicts = services.orchestrator.conflicts(module.name, module.deployments)

@@ -29,6 +29,7 @@ from deployer.models import (
     Trigger,
     utcnow,
 )
+from deployer.pipeline import secret_pins
 from deployer.ports import BundleInfo, Services
 from deployer.rotation.messages import new_record, submit
 from deployer.workdir import sweep, work_folder
@@ -66,8 +67,9 @@ def accept_bundle(services: Services, blob_name: str) -> RunRecord:
         with work_folder() as work:
             module = load_archive(ChunkReader(chunks), work, limits, label=label,
                                   expected_name=hinted, checker=services.checker)
+            module, pins = secret_pins.pin(module, services.secrets, source=label)
             revision = Revision.of(module, services.settings.config_digest_key.reveal(),
-                                   bundle=blob_name)
+                                   bundle=blob_name, secrets=pins)
     except BundleInvalid as exc:
         logger.warning("intake.rejected blob=%r problems=%d", blob_name, len(exc.problems))
         rejected = RunRecord(

@@ -13,6 +13,7 @@ from deployer.bundle import Module, load_archive, module_from_blob_name
 from deployer.bundle.archive import ChunkReader
 from deployer.errors import BundleInvalid, Problem
 from deployer.models import Request, RequestKind
+from deployer.pipeline import secret_pins
 from deployer.ports import Services
 
 
@@ -26,6 +27,7 @@ def load_revision_bundle(services: Services, request: Request, work: Path) -> Mo
                             source=revision.bundle)
     module = load_archive(ChunkReader(chunks), work, services.limits, label=revision.bundle,
                           expected_name=module_from_blob_name(revision.bundle))
+    module = secret_pins.apply(module, revision.secrets)  # the versions it was accepted with
     problems = []
     if request.kind is RequestKind.DEPLOY and module.code_digest() != revision.code_digest:
         problems.append(Problem(revision.bundle, None, "no longer has the code digest it was "

@@ -20,6 +20,7 @@ from deployer.bundle.entrypoint import image_entrypoint
 from deployer.bundle.prefect_yaml import PREFECT_YAML
 from deployer.errors import AgentUnhealthy, BuildFailed, BundleInvalid, HealthCheckFailed, Problem
 from deployer.models import AgentRef, Baking, DrainingAgent, ModuleState, Request
+from deployer.pipeline import secret_pins
 from deployer.ports import SMOKE_TAG, AgentSpec, AgentState, BuildState, Image, Services
 from deployer.rotation import admission
 from deployer.rotation.bake import look as bake_look
@@ -71,6 +72,7 @@ class Executor:
         self.plan = plan
         self.module = request.module
         self.pool = request.module  # one process work pool per module
+        self._env_values: dict[str, str] | None = None
 
     def look(self, op: Operation, looks: int) -> Outcome:
         method = getattr(self, "_" + op.kind.replace("-", "_"))
@@ -136,7 +138,7 @@ class Executor:
         if run.state in ("FAILED", "CRASHED", "CANCELLED"):
             orchestrator.finish_code_check(self.pool)
             results = preflight.parse(run.message)
-            secrets = [*self.source.module.env.as_dict().values(),
+            secrets = [*self.env_values().values(),
                        self.s.settings.prefect_api_key.reveal()]
             if results:
                 raise self._not_loading(results, secrets)
@@ -199,7 +201,7 @@ class Executor:
             return Done({"agent": op.agent, "queue": op.queue})  # started by an earlier look
         orchestrator.ensure_pool(self.pool)
         orchestrator.ensure_queue(self.pool, op.queue)
-        secrets = self.source.module.env.as_dict()
+        secrets = self.env_values()  # Key Vault references read here, handed over as secure values
         if settings.prefect_api_key.reveal():
             secrets["PREFECT_API_KEY"] = settings.prefect_api_key.reveal()
         runtime.start(AgentSpec(
@@ -211,6 +213,12 @@ class Executor:
             pull_steps=tuple(self.pull_steps()) if self._pulls_code() else (),
             entrypoint=image_entrypoint(self._dockerfile())))
         return Done({"agent": op.agent, "queue": op.queue})
+
+    def env_values(self) -> dict[str, str]:
+        """The module's .env with its (pinned) Key Vault references read: what the agent gets."""
+        if self._env_values is None:
+            self._env_values = secret_pins.resolve(self.source.module.env.as_dict(), self.s.secrets)
+        return self._env_values
 
     def _dockerfile(self) -> bytes | None:
         path = self.source.module.root / DOCKERFILE
@@ -231,7 +239,7 @@ class Executor:
             pace = expecting(runtime.expected_start_seconds, START_CAP_SECONDS)
             return Wait(pace.pause(looks), f"agent {op.agent} to load its flows")
         if any(not r.get("ok") for r in results):
-            raise self._not_loading(results, [*self.source.module.env.as_dict().values(),
+            raise self._not_loading(results, [*self.env_values().values(),
                                               self.s.settings.prefect_api_key.reveal()])
         return Done({"entrypoints": len(results)})
 

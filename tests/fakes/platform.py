@@ -506,3 +506,38 @@ def build_failure() -> BuildProgress:
     return BuildProgress(BuildState.FAILED, detail="pip install failed",
                          log_tail="ERROR: No matching distribution found for nope")
 
+
+
+class FakeSecrets:
+    """``SecretResolver`` in memory: the same answers as the Key Vault adapter on the fake Key
+    Vault (tests/integration/test_secret_resolver_contract.py keeps them equal)."""
+
+    def __init__(self) -> None:
+        self.versions: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (vault url, name) -> [(version, value)]
+        self.forbidden: set[tuple[str, str]] = set()
+        self.reads: list[tuple[str, str]] = []
+
+    def set(self, vault: str, name: str, value: str) -> str:
+        import uuid
+
+        version = uuid.uuid4().hex
+        self.versions.setdefault((f"https://{vault}.vault.azure.net", name), []).append((version, value))
+        return version
+
+    def _find(self, ref: Any) -> tuple[str, str]:
+        from deployer.errors import SecretUnavailable
+
+        key = (ref.vault_url, ref.name)
+        self.reads.append((ref.name, ref.version))
+        if key in self.forbidden:
+            raise SecretUnavailable(f"read {ref}: the identity may not read it (403 Forbidden)")
+        found = [v for v in self.versions.get(key, []) if not ref.version or v[0] == ref.version]
+        if not found:
+            raise SecretUnavailable(f"{ref}{' version ' + ref.version if ref.version else ''} does not exist")
+        return found[-1]
+
+    def latest_version(self, ref: Any) -> str:
+        return self._find(ref.pinned(""))[0]
+
+    def value(self, ref: Any) -> str:
+        return self._find(ref)[1]

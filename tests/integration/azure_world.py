@@ -8,6 +8,7 @@ from datetime import datetime
 from deployer.adapters.aci_runtime import AciAgentRuntime
 from deployer.adapters.acr_builder import AcrImageBuilder
 from deployer.adapters.azure_clients import AzureClients
+from deployer.adapters.keyvault_secrets import KeyVaultSecretResolver
 from deployer.bootstrap import AppServices
 from deployer.config import Settings
 from deployer.models import Request, RunRecord
@@ -76,6 +77,7 @@ def azure_world(base: dict[str, str], state: StateRepository, bundles: BundleSto
                         builder=AcrImageBuilder(clients),
                         runtime=AciAgentRuntime(clients), orchestrator=orchestrator, azure=clients,
                         code=code or FakeCodeStore(),
+                        secrets=KeyVaultSecretResolver(credential=azure.credential, transport=azure.transport),
                         sleep=azure.clock.sleep, now=azure.clock.now)
     if isinstance(queue, FakeQueue):
         trigger = QueueTrigger(services, queue, advance_to)

@@ -430,3 +430,27 @@ def test_builds_take_prefects_base_image_from_the_registrys_cache_when_set() -> 
         else:
             assert run.request["arguments"] == [{"name": "DEPLOYER_REGISTRY", "value": "fakeacr.azurecr.io",
                                                  "isSecret": False}]
+
+
+def test_a_key_vault_reference_reaches_the_agent_only_as_a_secure_value(world: AzureWorld) -> None:
+    """Read with the app's identity from Key Vault (its published contract, challenge auth), the
+    pinned version only, and put in the container group as a secureValue: never a plain value,
+    never in a state document."""
+    from deployer.pipeline.intake import accept_bundle
+    from tests.builders import module_tar
+
+    version = world.azure.keyvault.set("kv-demo", "api-token", "kv-secret-value-123")
+    bundles: FakeBundleStore = world.services.bundles  # type: ignore[assignment]
+    bundles.put("demo/kv.tar.gz", module_tar("demo", changes={
+        ".env": "API_TOKEN=@Microsoft.KeyVault(VaultName=kv-demo;SecretName=api-token)\n"}))
+    queued = accept_bundle(world.services, "demo/kv.tar.gz")
+    assert queued.status is RunStatus.QUEUED, queued.error
+    world.trigger.pump(until=lambda: world.services.state.run("demo", queued.request_id).value.status.finished)  # type: ignore[union-attr]
+    record = world.services.state.run("demo", queued.request_id).value  # type: ignore[union-attr]
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    [body] = put_bodies(world)
+    env = {e["name"]: e for e in body["properties"]["containers"][0]["properties"]["environmentVariables"]}
+    assert env["API_TOKEN"] == {"name": "API_TOKEN", "secureValue": "kv-secret-value-123"}
+    assert ("kv-demo.vault.azure.net", "api-token", version) in world.azure.keyvault.reads
+    stored = b"".join(d.body for d in world.services.state.docs._docs.values())  # type: ignore[attr-defined]
+    assert b"kv-secret-value-123" not in stored and version.encode() in stored  # the pin, not the value

@@ -25,6 +25,7 @@ from tests.fakes.platform import (
     FakeImageBuilder,
     FakeOrchestrator,
     FakeQueue,
+    FakeSecrets,
 )
 from tests.fakes.trigger import QueueTrigger
 
@@ -127,7 +128,8 @@ def world() -> World:
     orchestrator.clock = clock
     code = FakeCodeStore()
     services = AppServices(settings, state, bundles, queue, builder=builder, runtime=runtime,
-                           orchestrator=orchestrator, code=code, sleep=clock.sleep, now=clock)
+                           orchestrator=orchestrator, code=code, sleep=clock.sleep, now=clock,
+                           secrets=FakeSecrets())
     trigger = QueueTrigger(services, queue, clock.advance_to)
     return World(services, builder, runtime, orchestrator, bundles, clock, queue, trigger, code)
 

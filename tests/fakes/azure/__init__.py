@@ -26,6 +26,7 @@ from azure.core.credentials import AccessToken
 from tests.fakes.azure.aci import FakeAci
 from tests.fakes.azure.acr import FakeAcr
 from tests.fakes.azure.http import FakeTransport, Request, Response, SimClock
+from tests.fakes.azure.keyvault import FakeKeyVault
 
 ARM_HOST = "management.azure.com"
 REGISTER = re.compile(r"^/subscriptions/[^/]+/providers/[^/]+/register$", re.IGNORECASE)
@@ -83,6 +84,7 @@ class FakeAzure:
     def __post_init__(self) -> None:
         self.aci = FakeAci(self.clock)
         self.acr = FakeAcr(self.clock)
+        self.keyvault = FakeKeyVault(self.clock)
         self.credential = FakeCredential(self.clock)
         self._lock = threading.Lock()
 
@@ -125,7 +127,7 @@ class FakeAzure:
             if found is None:
                 return "arm:unknown", Response.arm_error(404, "InvalidResourceType", req.path)
             return found
-        for handler in (self.acr.handle_storage, self.acr.handle_registry):
+        for handler in (self.acr.handle_storage, self.acr.handle_registry, self.keyvault.handle):
             found = handler(req)
             if found is not None:
                 return found
