@@ -100,13 +100,17 @@ def test_parameters_file_fills_every_parameter_without_a_default() -> None:
 def test_azd_hooks_exist_parse_and_wire_what_needs_the_published_app() -> None:
     azure = yaml.safe_load((ROOT / "azure.yaml").read_text())
     assert azure["services"]["app"] == {"project": ".", "language": "python", "host": "function"}
-    for hook in ("preprovision", "postdeploy"):
+    for hook in ("preprovision", "postdeploy", "postdown"):
         script = ROOT / azure["hooks"][hook]["posix"]["run"]
         assert script.is_file()
         subprocess.run(["sh", "-n", str(script)], check=True)
     post = (INFRA / "hooks" / "postdeploy.sh").read_text()
     assert "systemKeys.blobs_extension" in post and "sleep" in post  # waits for the key
     assert "az acr webhook create" in post and "--scope" not in post
+    down = (INFRA / "hooks" / "postdown.sh").read_text()  # custom roles outlive the groups
+    assert "ACR build runner ($ENV_NAME)" in down and "ACI agent manager ($ENV_NAME)" in down
+    main = (INFRA / "main.bicep").read_text()
+    assert "'ACR build runner (${environmentName})'" in main and "'ACI agent manager (${environmentName})'" in main
     pre = (INFRA / "hooks" / "preprovision.sh").read_text()
     assert "Microsoft.ContainerInstance" in pre and "az provider register" in pre
 
