@@ -31,11 +31,10 @@ flows/finance/.env: | flows/finance/.env.example
 	cp flows/finance/.env.example $@
 
 # the lint runs first: its import bans (only adapters import Azure/Prefect SDKs) are architecture
-# unit, integration and browser tests in two processes (their services are per process, on free
-# ports); the end-to-end tests one at a time (they time real workers and a real server)
+# two test processes (pytest-xdist): each starts its own Azurite and Prefect server on free
+# loopback ports, and the e2e tests wait on real workers more than they compute
 test: setup lint browser
-	$(BIN)/pytest -n 2 tests/unit tests/integration tests/browser tests/live
-	$(BIN)/pytest tests/e2e
+	$(BIN)/pytest -n 2
 
 # the dashboard's browser test drives Debian's chromium (never a browser download); where apt
 # cannot install it, that one test says so and is skipped
