@@ -147,3 +147,4 @@ output DEPLOYER_BACKEND string = 'azure'
 output DEPLOYER_LOCATION string = location
 output DEPLOYER_REGISTRY_RESOURCE_GROUP string = rg.name
 output AzureWebJobsStorage__accountName string = resources.outputs.storageAccount
+output DEPLOYER_BASE_IMAGE_REGISTRY string = resources.outputs.registryLoginServer

@@ -406,6 +406,7 @@ output appUrl string = 'https://${app.properties.defaultHostName}'
 output appPrincipalId string = app.identity.principalId
 output storageAccount string = storage.name
 output registryName string = registry.name
+output registryLoginServer string = registry.properties.loginServer
 output agentIdentityId string = agentIdentity.id
 output agentIdentityClientId string = agentIdentity.properties.clientId
 output keyVaultName string = vault.name

@@ -118,3 +118,18 @@ def test_azd_hooks_exist_parse_and_wire_what_needs_the_published_app() -> None:
 def test_no_document_tells_anyone_to_scope_the_webhook() -> None:
     for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         assert not re.search(r"acr webhook create[^\n]*(\\\n[^\n]*)*--scope", doc.read_text()), doc
+
+
+def test_the_azd_environment_holds_every_setting_the_cli_needs() -> None:
+    """postdeploy writes the CLI's settings from the azd environment: the template's outputs plus
+    what the environment holds itself (set by the user, the preprovision hook, or azd)."""
+    from deployer.config import SETTINGS
+
+    outputs = set(_parse(INFRA / "main.bicep")["outputs"])
+    held = {"PREFECT_API_URL", "PREFECT_API_KEY", "DEPLOYER_CONFIG_DIGEST_KEY", "DEPLOYER_WEBHOOK_TOKEN",
+            "AZURE_SUBSCRIPTION_ID"}
+    required = {s.env for s in SETTINGS if s.default is None} | {"AzureWebJobsStorage__accountName",
+                                                               "DEPLOYER_BACKEND", "DEPLOYER_AGENT_IDENTITY",
+                                                               "DEPLOYER_AGENT_IDENTITY_CLIENT_ID",
+                                                               "DEPLOYER_BASE_IMAGE_REGISTRY"}
+    assert required <= outputs | held, required - outputs - held
