@@ -98,8 +98,9 @@ def nightly_cleanup(timer: func.TimerRequest) -> None:
     from deployer.errors import LockBusy
     from deployer.pipeline.cleanup import run_cleanup
 
+    services = services_from_environment()
     try:
-        report = run_cleanup(services_from_environment())
+        report = run_cleanup(services)
     except LockBusy as exc:  # another cleanup runs: retrying would only collide again
         logger.warning("cleanup skipped: %s", exc.message)
         return
@@ -108,6 +109,6 @@ def nightly_cleanup(timer: func.TimerRequest) -> None:
                 report.count("failed"))
     from deployer.pipeline.secret_rotation import redeploy_rotated
 
-    for rotated in redeploy_rotated(services_from_environment()):  # Key Vault secrets moved on
+    for rotated in redeploy_rotated(services):  # Key Vault secrets moved on
         logger.info("secrets of %s rotated (%s): request %s %s", rotated.module, ",".join(rotated.keys),
                     rotated.request_id or "-", rotated.error)

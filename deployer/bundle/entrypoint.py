@@ -40,6 +40,12 @@ def _last_stage(data: bytes) -> list[tuple[int, str, str]]:
     return found[starts[-1]:] if starts else found
 
 
+def _entrypoint_line(stage: list[tuple[int, str, str]]) -> tuple[int, str] | None:
+    """(line, arguments) of the stage's last ENTRYPOINT: the one Docker keeps."""
+    found = [(line, args) for line, instruction, args in stage if instruction == "ENTRYPOINT"]
+    return found[-1] if found else None
+
+
 def _exec_form(args: str) -> tuple[str, ...] | None:
     try:
         parsed = json.loads(args)
@@ -56,9 +62,9 @@ def image_entrypoint(dockerfile: bytes | None) -> tuple[str, ...]:
     if dockerfile is None:  # a pushed image: the contract's base, Prefect's image
         return PREFECT_ENTRYPOINT
     stage = _last_stage(dockerfile)
-    entrypoints = [(line, args) for line, instruction, args in stage if instruction == "ENTRYPOINT"]
-    if entrypoints:
-        return _exec_form(entrypoints[-1][1]) or ()
+    declared = _entrypoint_line(stage)
+    if declared:
+        return _exec_form(declared[1]) or ()
     words = stage[0][2].split() if stage and stage[0][1] == "FROM" else []
     base = _expand(next((w for w in words if not w.startswith("--")), ""), _global_args(dockerfile))
     return PREFECT_ENTRYPOINT if _PREFECT_IMAGE.match(base.lower()) else ()
@@ -88,11 +94,10 @@ def _expand(word: str, args: dict[str, str]) -> str:
 
 def check_entrypoint(dockerfile: bytes, path: str) -> list[Problem]:
     """A shell-form (or empty) ENTRYPOINT in the last stage cannot be given the worker command."""
-    stage = _last_stage(dockerfile)
-    entrypoints = [(line, args) for line, instruction, args in stage if instruction == "ENTRYPOINT"]
-    if not entrypoints:
+    declared = _entrypoint_line(_last_stage(dockerfile))
+    if declared is None:
         return []
-    line, args = entrypoints[-1]
+    line, args = declared
     if _exec_form(args) is None:
         return [Problem(path, line, "ENTRYPOINT must be in exec form (e.g. ENTRYPOINT "
                         '["/usr/bin/tini", "-g", "--"]): the agent runs the worker as its '

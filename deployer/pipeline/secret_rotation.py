@@ -8,7 +8,7 @@ the module left as it runs."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from deployer.bundle import load_archive, module_from_blob_name
 from deployer.bundle.archive import ChunkReader
@@ -30,7 +30,6 @@ class Rotated:
     keys: tuple[str, ...] = ()
     request_id: str = ""  # the redeploy queued (empty in a dry run)
     error: str = ""
-    notes: tuple[str, ...] = field(default=())
 
 
 def redeploy_rotated(services: Services, *, dry_run: bool = False) -> list[Rotated]:

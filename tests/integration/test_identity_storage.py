@@ -118,8 +118,8 @@ def test_a_token_for_another_audience_is_refused_and_the_error_says_which_creden
     storage = storage_from(_settings(https_azurite), credential=EntraLikeCredential("https://vault.azure.net"))
     with pytest.raises(UpstreamError) as info:
         storage.documents.get("modules/demo.json")
-    assert "rejected the credentials" in info.value.message or "403" in info.value.message
-    assert "managed identity" in (info.value.hint or "") or "403" in info.value.message
+    assert info.value.message.endswith("rejected the credentials")
+    assert "managed identity role" in (info.value.hint or "")
 
 
 def test_without_a_credential_the_managed_identity_of_the_app_is_used(
