@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # checkov (the Bicep analyser) in a venv of its own: its pins are not the app's
 IAC    := .venv-iac
 
-.PHONY: setup test test-unit live-test demo dev lint bench browser clean
+.PHONY: setup test check test-unit live-test demo dev lint bench browser clean
 
 setup: $(VENV)/.installed node_modules/.installed local.settings.json flows/finance/.env
 
@@ -30,11 +30,17 @@ local.settings.json: | local.settings.json.example
 flows/finance/.env: | flows/finance/.env.example
 	cp flows/finance/.env.example $@
 
-# the lint runs first: its import bans (only adapters import Azure/Prefect SDKs) are architecture
-# two test processes (pytest-xdist): each starts its own Azurite and Prefect server on free
-# loopback ports, and the e2e tests wait on real workers more than they compute
+# the lint runs first: its import bans (only adapters import Azure/Prefect SDKs) are architecture.
+# Four test processes on two cores (pytest-xdist): the e2e tests wait on real workers far more
+# than they compute; one Azurite and one Prefect server serve them all (tests/conftest.py), and
+# an idle process takes tests queued for a busy one (worksteal), so slow e2e tests spread out
+PYTEST_N := -n 4 --dist worksteal
 test: setup lint browser
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest $(PYTEST_N)
+
+# for every change: lint, unit and integration tests (no real worker processes)
+check: setup lint
+	$(BIN)/pytest $(PYTEST_N) tests/unit tests/integration
 
 # the dashboard's browser test drives Debian's chromium (never a browser download); where apt
 # cannot install it, that one test says so and is skipped
@@ -60,7 +66,7 @@ lint: setup $(IAC)/.installed
 	$(IAC)/bin/checkov --config-file .checkov.yaml
 
 $(IAC)/.installed: $(VENV)/.installed
-	$(BIN)/uv venv --quiet --python $(PYTHON) $(IAC)
+	$(BIN)/uv venv --clear --quiet --python $(PYTHON) $(IAC)
 	$(BIN)/uv pip install --python $(IAC)/bin/python --quiet 'checkov>=3.2,<4'
 	touch $@
 
