@@ -459,6 +459,15 @@ class Settings:
             raise ConfigError(problems)
         return cls(**values)
 
+    def __repr__(self) -> str:
+        """Secrets hidden (``Secret``), and no credential a URL setting carries."""
+        from dataclasses import fields
+
+        from deployer.urls import mask_text
+
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return mask_text(f"Settings({shown})")
+
     @property
     def storage_identity(self) -> bool:
         """Whether storage is reached with a token (identity-only) rather than a shared key."""

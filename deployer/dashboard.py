@@ -57,7 +57,8 @@ def _overview(modules: list[dict[str, Any]]) -> str:
         agent = state.get("agent") or {}
         workers = {a["agent"]["name"]: a["worker"] for a in s.get("agents", [])}
         last = s.get("last_run") or {}
-        flags = [f for f, on in (("baking", state.get("baking")), ("draining", state.get("draining")),
+        flags = [f for f, on in (("code damaged", s.get("code") == "damaged"),
+                                 ("baking", state.get("baking")), ("draining", state.get("draining")),
                                  ("deploying", state.get("owner"))) if on]
         waiting = [r for r in s.get("active", []) if r.get("status") == "waiting"]
         if waiting:
@@ -83,6 +84,11 @@ def _module(status: dict[str, Any], deploys: list[dict[str, Any]], ui: str) -> s
         parts.append("<p>" + " · ".join(
             f"{_e(a['agent']['name'])} <span class=tag>{_e(a.get('role') or 'agent')}</span> "
             f"<span class={_worker_class(a['worker'])}>{_e(a['worker'])}</span>" for a in agents) + "</p>")
+    if status.get("code") == "damaged":
+        parts.append("<p class=bad>the code store's copy of the serving revision is not its code ("
+                     + _e("; ".join(status.get("code_problems", [])[:3])) + "): every run of it "
+                     "refuses to start. Upload the same bundle again, or <code>deployer deploy "
+                     f"--repair flows/{_e(name)}</code>, to publish it again.</p>")
     for record in status.get("active", []):
         waiting = record.get("waiting") or {}
         parts.append(f"<p class=active>request {_e(record['request_id'])}: {_e(record['status'])}"

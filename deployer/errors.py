@@ -16,6 +16,7 @@ exceptions into these once, at the boundary, with ``raise X(...) from exc``.
     │   ├── StateCorrupt     a document failed validation on read          no
     │   └── LockBusy         a lock could not be acquired in time          yes
     ├── UpstreamError        storage, Prefect or Azure failed/unreachable  yes
+    │   └── UpstreamRefused  it refused the request as made (4xx, payload)  no
     ├── BuildFailed          an image could not be built (log tail)        no
     ├── AgentUnhealthy       a new agent did not come ONLINE, or died      no
     └── HealthCheckFailed    a rung of the health ladder failed (READY,    no
@@ -34,6 +35,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from deployer.urls import mask_text
+
 
 class DeployerError(Exception):
     """Base of every error the deployer raises on purpose."""
@@ -44,11 +47,13 @@ class DeployerError(Exception):
     transient = False
 
     def __init__(self, message: str, *, hint: str | None = None, log_tail: str = "") -> None:
+        # a URL may carry a credential (a setting's userinfo, a SAS): never in an error
+        message = mask_text(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = mask_text(hint) if hint else hint
         #: the end of a build or agent log, when that is where the cause is
-        self.log_tail = log_tail
+        self.log_tail = mask_text(log_tail)
 
     def __str__(self) -> str:
         text = self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
@@ -67,7 +72,7 @@ class ConfigError(DeployerError):
     code = "config_error"
 
     def __init__(self, problems: Iterable[str]) -> None:
-        self.problems = list(problems)
+        self.problems = [mask_text(p) for p in problems]
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(
             f"invalid configuration ({len(self.problems)} problem(s)):\n{lines}",
@@ -146,6 +151,14 @@ class LockBusy(StateError):
 class UpstreamError(DeployerError):
     code = "upstream_error"
     transient = True
+
+
+class UpstreamRefused(UpstreamError):
+    """A service refused the request as it was made (its payload, its names): the same request
+    is refused again, so it is never retried."""
+
+    code = "upstream_refused"
+    transient = False
 
 
 class ProviderNotRegistered(UpstreamError):

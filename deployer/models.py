@@ -28,6 +28,7 @@ class RequestKind(StrEnum):
     DEPLOY = "deploy"  # a bundle: build if needed, rotate
     REDEPLOY = "redeploy"  # an image pushed to the registry: rotate, no build
     ROLLBACK = "rollback"  # an earlier revision's image: rotate, no build
+    REMOVE = "remove"  # ``deployer remove``: out of service; older requests never bring it back
 
 
 class RunStatus(StrEnum):
@@ -42,12 +43,13 @@ class RunStatus(StrEnum):
     REJECTED = "rejected"  # bad input: nothing was attempted
     SUPERSEDED = "superseded"  # a newer request of the module replaced it before it started
     ROLLED_BACK = "rolled_back"  # cut over, then its runs failed: the previous revision is back
+    REMOVED = "removed"  # the module was removed (``deployer remove``), during its bake window
 
     @property
     def finished(self) -> bool:
         """Nothing more happens to the request."""
         return self in (RunStatus.SUCCEEDED, RunStatus.NOOP, RunStatus.FAILED, RunStatus.REJECTED,
-                        RunStatus.SUPERSEDED, RunStatus.ROLLED_BACK)
+                        RunStatus.SUPERSEDED, RunStatus.ROLLED_BACK, RunStatus.REMOVED)
 
     @property
     def settled(self) -> bool:
@@ -97,6 +99,8 @@ class Revision:
     #: the Key Vault references of its .env, pinned: (key, versioned SecretUri), never a value
     #: (``pipeline.secret_pins``); the config digest covers them
     secrets: tuple[tuple[str, str], ...] = ()
+    #: its flow runs pull (and verify) its code from the code store; set when it is committed
+    code_store: bool = False
 
     @property
     def id(self) -> str:
@@ -161,6 +165,17 @@ class Baking:
 
 
 @dataclass(frozen=True)
+class Removed:
+    """``deployer remove``: when, by whom, and what served until then. A request whose intent is
+    older never brings the module back (``ModuleState.newest`` is the removal's claim)."""
+
+    request_id: str
+    at: datetime
+    revision_id: str = ""  # what served until the removal ("" when nothing did)
+    user: str = ""
+
+
+@dataclass(frozen=True)
 class RefusedRevision:
     """A revision rolled back on its own: a push or a re-upload of it does not bring it back
     (an explicit ``deployer deploy`` or ``deployer rollback --to`` still can)."""
@@ -191,6 +206,7 @@ class ModuleState:
     draining: tuple[DrainingAgent, ...] = ()
     baking: Baking | None = None
     refused: tuple[RefusedRevision, ...] = ()
+    removed: Removed | None = None  # out of service since; a newer deploy clears it
 
     def refusal(self, revision: Revision) -> RefusedRevision | None:
         for refused in self.refused:

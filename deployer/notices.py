@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from deployer.models import RunRecord, RunStatus
 
@@ -168,19 +168,25 @@ class Links:
         out = [f"Prefect UI: {prefect_ui(self.prefect_api_url)}/runs"]
         if self.public_url:
             query = f"?module={module}" if module else ""
-            out.append(f"status: {self.public_url.rstrip('/')}/api/status{query}")
+            out.append(f"status: {public_link(self.public_url)}/api/status{query}")
         return out
 
 
 def prefect_ui(api_url: str) -> str:
     """The UI that goes with an API URL: Prefect Cloud's app for a Cloud workspace, else the
-    server's own UI (the API URL without ``/api``)."""
+    server's own UI (the API URL without ``/api``), with no credential the URL may carry."""
     url = urlsplit(api_url)
     parts = [p for p in url.path.split("/") if p]
     if url.hostname == "api.prefect.cloud" and len(parts) >= 5 and parts[1] == "accounts":
         return f"https://app.prefect.cloud/account/{parts[2]}/workspace/{parts[4]}"
-    base = api_url.rstrip("/")
+    base = public_link(api_url).rstrip("/")
     return base[: -len("/api")] if base.endswith("/api") else base
+
+
+def public_link(url: str) -> str:
+    """A URL setting as it may be shown: no userinfo, no query (a link, never a credential)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path.rstrip("/"), "", ""))
 
 
 def _span(seconds: float) -> str:

@@ -190,16 +190,24 @@ class CodeStore(Protocol):
         the slow way)."""
         ...
 
-    def publish(self, module: str, code_digest: str, source: Path, check_flow: str) -> None:
-        """Store the module folder ``source`` (``.env`` never) as this code, once; with it the
-        deployer's check flow, ``_deployer_check.py`` (``check_flow`` is its source)."""
+    def publish(self, module: str, code_digest: str, source: Path) -> bool:
+        """Store the module folder ``source`` (``.env`` never) as this code, with the deployer's
+        check flow (``preflight.CHECK_FLOW``) and the code's manifest (``bundle.manifest``).
+        A stored copy that verifies is kept (False); anything else there is replaced (True)."""
+        ...
+
+    def verify(self, module: str, code_digest: str) -> list[str]:
+        """What is wrong with the stored copy (missing, incomplete, a file altered or added),
+        as a flow run's verification step would find it; nothing when it is that code."""
         ...
 
     def exists(self, module: str, code_digest: str) -> bool: ...
 
-    def pull_steps(self, module: str, code_digest: str) -> list[dict[str, Any]]:
-        """The deployment pull steps that fetch this code into a run's working directory.
-        They carry no secret: the agent fetches with its own identity."""
+    def pull_steps(self, module: str, code_digest: str, revision_id: str) -> list[dict[str, Any]]:
+        """The deployment pull steps that fetch this code into a run's working directory and
+        verify it against the digest before the flow is loaded (a mismatch fails the run,
+        naming the module, ``revision_id`` and the file). They carry no secret: the agent
+        fetches with its own identity."""
         ...
 
     def codes(self, module: str) -> list[str]:

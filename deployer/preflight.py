@@ -17,6 +17,7 @@ environment does not have it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -82,6 +83,8 @@ def check(entrypoints: list) -> int:
         raise RuntimeError("DEPLOYER-PREFLIGHT " + json.dumps(results))
     return len(results)
 '''
+#: what the code store checks ``CHECK_FILE`` against (it is not part of the module's code)
+CHECK_SHA256 = hashlib.sha256(CHECK_FLOW.encode()).hexdigest()
 
 
 def command(python: str, workdir: str, entrypoints: list[tuple[str, str]], worker: list[str],

@@ -2,6 +2,7 @@
 
     <DEPLOYER_CODE_CONTAINER>/<module>/<code 12>/<path>    the module's files without .env
                               <module>/<code 12>/_deployer_check.py
+                              <module>/<code 12>/.deployer-manifest  what the digest hashes
                               <module>/<code 12>/.complete  written last: the code is whole
 
 A flow run fetches it before it loads its flow, with prefect-azure's own pull step and the
@@ -9,12 +10,18 @@ agent's managed identity (``DefaultAzureCredential``): the pull steps name the a
 nothing else, so no key, SAS token or secret ever lands in a Prefect deployment, run or log.
 Each run downloads into a fresh temporary folder, so runs in flight keep the code they started
 with; folders older than a week (``SWEEP_DAYS``, far beyond the drain timeout) are swept by the
-next run's pull. The agents' identity needs *Storage Blob Data Reader* on this container only.
+next run's pull. The download is then verified against the digest the deployment names
+(``bundle.manifest``) before the flow is loaded: a copy someone altered, partly deleted or added
+to is refused by every run, naming the file. Publishing trusts nothing already there unless it
+verifies, and replaces it otherwise. The agents' identity needs *Storage Blob Data Reader* on
+this container only; only the app (Blob Data Owner) writes to it.
 """
 
 from __future__ import annotations
 
 import io
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +32,12 @@ from deployer.adapters.storage_errors import storage_errors
 from deployer.bundle import BundleLimits
 from deployer.bundle.digest import short
 from deployer.bundle.envfile import ENV_FILE
+from deployer.bundle.manifest import MANIFEST, verify, verify_command
+from deployer.bundle.pack import code_manifest_of
 from deployer.bundle.parts import BLOB_PULL_REQUIREMENT, pulls_from_blob
 from deployer.bundle.tree import scan
-from deployer.preflight import CHECK_FILE
+from deployer.errors import BundleInvalid, Problem
+from deployer.preflight import CHECK_FILE, CHECK_FLOW, CHECK_SHA256
 
 COMPLETE = ".complete"
 SWEEP_DAYS = 7
@@ -66,20 +76,51 @@ class BlobCodeStore:
     def _prefix(self, module: str, code_digest: str) -> str:
         return f"{module}/{short(code_digest)}/"
 
-    def publish(self, module: str, code_digest: str, source: Path, check_flow: str) -> None:
-        if self.exists(module, code_digest):
-            return
+    def publish(self, module: str, code_digest: str, source: Path) -> bool:
+        if not self.verify(module, code_digest):
+            return False
         self._ensure()
         prefix = self._prefix(module, code_digest)
         tree = scan(source, BundleLimits(max_bytes=1 << 40, max_entries=1 << 20))
+        manifest = code_manifest_of(tree)
+        if manifest.value() != code_digest:
+            raise BundleInvalid([Problem(str(source), None, "is not the code it is published as")],
+                                source=f"module {module}")
         with storage_errors(f"publish the code of {module} ({short(code_digest)})", self._where):
+            stale = set(self._names(prefix))
+            self._delete(prefix + COMPLETE)  # a copy being replaced is never taken for whole
             for entry in tree.files:
                 if entry.path == ENV_FILE:
                     continue
                 with open(source / entry.path, "rb") as data:
                     self._container.upload_blob(prefix + entry.path, data, overwrite=True)
-            self._container.upload_blob(prefix + CHECK_FILE, check_flow.encode(), overwrite=True)
+                stale.discard(prefix + entry.path)
+            self._container.upload_blob(prefix + CHECK_FILE, CHECK_FLOW.encode(), overwrite=True)
+            self._container.upload_blob(prefix + MANIFEST, manifest.manifest(), overwrite=True)
+            for name in stale - {prefix + CHECK_FILE, prefix + MANIFEST, prefix + COMPLETE}:
+                self._delete(name)  # what someone added to an earlier copy
             self._container.upload_blob(prefix + COMPLETE, io.BytesIO(b""), overwrite=True)
+        return True
+
+    def verify(self, module: str, code_digest: str) -> list[str]:
+        """The stored copy, downloaded and checked as a flow run checks it."""
+        prefix = self._prefix(module, code_digest)
+        folder = Path(tempfile.mkdtemp(prefix="deployer-verify-"))
+        try:
+            with storage_errors(f"read the code of {module} ({short(code_digest)})", self._where):
+                names = self._names(prefix)
+                if prefix + COMPLETE not in names:
+                    return ["the code is missing from the code store" if not names else
+                            f"{COMPLETE}: missing: the code is incomplete"]
+                for name in names:
+                    target = folder / name[len(prefix):]
+                    if not target.resolve().is_relative_to(folder.resolve()):
+                        return [f"{name[len(prefix):]}: a name that leaves its folder"]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(self._container.download_blob(name).readall())
+            return verify(str(folder), code_digest, {CHECK_FILE: CHECK_SHA256})
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def exists(self, module: str, code_digest: str) -> bool:
         blob = self._container.get_blob_client(self._prefix(module, code_digest) + COMPLETE)
@@ -90,7 +131,21 @@ class BlobCodeStore:
                 return False
         return True
 
-    def pull_steps(self, module: str, code_digest: str) -> list[dict[str, Any]]:
+    def _names(self, prefix: str) -> list[str]:
+        try:
+            return [b.name for b in self._container.list_blobs(name_starts_with=prefix)]
+        except ResourceNotFoundError:
+            return []
+
+    def _delete(self, name: str) -> None:
+        try:
+            self._container.delete_blob(name)
+        except ResourceNotFoundError:
+            pass
+
+    def pull_steps(self, module: str, code_digest: str, revision_id: str) -> list[dict[str, Any]]:
+        check = verify_command(".", code_digest, f"module {module} revision {revision_id}",
+                               {CHECK_FILE: CHECK_SHA256})
         return [
             {"prefect.deployments.steps.run_shell_script": {
                 "id": "deployer-workdir", "script": WORKDIR_SCRIPT, "stream_output": False}},
@@ -99,6 +154,7 @@ class BlobCodeStore:
             {"prefect_azure.deployments.steps.pull_from_azure_blob_storage": {
                 "container": self._name, "folder": self._prefix(module, code_digest).rstrip("/"),
                 "credentials": {"account_url": self._account_url}}},
+            {"prefect.deployments.steps.run_shell_script": {"script": check, "stream_output": True}},
         ]
 
     def codes(self, module: str) -> list[str]:
@@ -113,13 +169,6 @@ class BlobCodeStore:
     def delete(self, module: str, code_digest: str) -> None:
         prefix = self._prefix(module, code_digest)
         with storage_errors(f"delete the code of {module} ({short(code_digest)})", self._where):
-            try:
-                names = [b.name for b in self._container.list_blobs(name_starts_with=prefix)]
-            except ResourceNotFoundError:
-                return
             # the marker first: a half-deleted code is never taken for a whole one
-            for name in sorted(names, key=lambda n: not n.endswith(COMPLETE)):
-                try:
-                    self._container.delete_blob(name)
-                except ResourceNotFoundError:
-                    pass
+            for name in sorted(self._names(prefix), key=lambda n: not n.endswith(COMPLETE)):
+                self._delete(name)

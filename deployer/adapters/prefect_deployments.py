@@ -34,7 +34,8 @@ def deployment_payload(spec: DeploymentSpec, pool: str, queue: str,
     return {
         "name": spec.name,
         "version": revision_id,
-        "description": config.get("description"),
+        # none given is empty: Prefect's client would register None as the text "None"
+        "description": "" if config.get("description") is None else str(config["description"]),
         "entrypoint": spec.entrypoint,
         "work_pool_name": pool,
         "work_queue_name": queue,
@@ -80,6 +81,13 @@ class PrefectDeploymentChecker:
     def check(self, module: str, deployments: Sequence[DeploymentSpec]) -> list[Problem]:
         problems = []
         for spec in deployments:
+            for what, name, line in (("deployment", spec.name, spec.line_of("name")),
+                                     ("flow", spec.flow_name, spec.line_of("entrypoint"))):
+                refused = name_refusal(name) if name or what == "deployment" else ""
+                if refused:
+                    named = f"(the @flow name in {spec.flow_path})" if what == "flow" else ""
+                    problems.append(Problem(PREFECT_YAML, line, f"{what} name {name!r} {named}"
+                                            .replace("  ", " ") + f": {refused}"))
             for index, (path, item) in enumerate(schedule_items(spec.config)):
                 kinds = [k for k in ("cron", "interval", "rrule") if isinstance(item, dict)
                          and item.get(k) is not None]
@@ -90,6 +98,20 @@ class PrefectDeploymentChecker:
                     problems.append(Problem(PREFECT_YAML, spec.line_of(path),
                                             f"deployment {spec.name!r}: schedule {index + 1}: {message}"))
         return problems
+
+
+def name_refusal(name: str) -> str:
+    """Why Prefect refuses a flow or deployment name (its own type: not empty, none of / % & < >),
+    or ""."""
+    from prefect.types import NonEmptyishName
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        TypeAdapter(NonEmptyishName).validate_python(name)
+    except ValidationError:
+        return ("Prefect refuses it: a name must not be empty nor hold any of "
+                "/ % & < > (they would break its URLs)")
+    return ""
 
 
 def _refusal(item: dict[str, Any]) -> str:

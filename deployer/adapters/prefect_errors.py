@@ -8,9 +8,13 @@ import contextlib
 from collections.abc import Iterator
 
 import httpx
+import pydantic
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
-from deployer.errors import UpstreamError
+from deployer.errors import UpstreamError, UpstreamRefused
+
+#: answers that refuse the request as it was made: the same request gets them again
+REFUSING = frozenset({400, 404, 405, 409, 413, 415, 422})
 
 
 def first_error(exc: BaseException) -> str:
@@ -53,8 +57,13 @@ def translated(what: str, url: str) -> Iterator[None]:
                             hint="is the Prefect server running? check PREFECT_API_URL") from exc
     except PrefectHTTPStatusError as exc:
         status = exc.response.status_code
+        if status in REFUSING:
+            raise UpstreamRefused(f"{what}: the Prefect API refused it ({status}): "
+                                  f"{refusal_detail(exc)}") from exc
         hint = ("check PREFECT_API_KEY and that it may use this workspace"
                 if status in (401, 403) else None)
         raise UpstreamError(f"{what}: the Prefect API answered {status}", hint=hint) from exc
+    except pydantic.ValidationError as exc:  # the client's own models refuse the payload
+        raise UpstreamRefused(f"{what}: Prefect refuses it: {first_error(exc)}") from exc
     except httpx.HTTPError as exc:
         raise UpstreamError(f"{what}: Prefect API request failed ({type(exc).__name__})") from exc

@@ -39,7 +39,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Crashed, Scheduled
 
-from deployer.adapters.prefect_deployments import MANAGED_TAG, deployment_payload
+from deployer.adapters.prefect_deployments import MANAGED_TAG, deployment_payload, name_refusal
 from deployer.adapters.prefect_errors import first_error, not_found, refusal_detail, translated
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec
 from deployer.errors import BundleInvalid, NotFound, Problem
@@ -107,6 +107,10 @@ class PrefectOrchestrator:
         # has been re-pointed, naming the deployment and its line, never as a pydantic dump
         payloads, refused = [], []
         for spec in deployments:
+            for what, name in (("deployment", spec.name), ("flow", spec.flow_name)):
+                if name_refusal(name):  # validate refuses these: a bundle from before it did
+                    refused.append(Problem(PREFECT_YAML, spec.line, f"{what} name {name!r} of "
+                                           f"module {pool}: {name_refusal(name)}"))
             try:
                 payloads.append(deployment_payload(spec, pool, queue, pull_steps, revision_id))
             except (ValueError, TypeError) as exc:

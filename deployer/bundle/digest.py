@@ -21,19 +21,23 @@ CONFIG_PREFIX = "hmac-sha256:"
 
 
 class CodeDigest:
-    """Accumulates manifest lines in path order; ``hexdigest()`` when done."""
+    """Accumulates manifest lines in path order; ``value()`` when done. The digest is the SHA-256
+    of ``manifest()``, which the code store keeps beside the code (``bundle.manifest``)."""
 
     def __init__(self) -> None:
-        self._hash = hashlib.sha256(b"deployer-code-digest-v1\n")
+        self._lines = [b"deployer-code-digest-v1\n"]
 
     def add(self, path: str, executable: bool, size: int, file_sha256: str) -> None:
         if path == ENV_FILE:
             return
         mode = "x" if executable else "-"
-        self._hash.update(f"{path}\0{mode}\0{size}\0{file_sha256}\n".encode())
+        self._lines.append(f"{path}\0{mode}\0{size}\0{file_sha256}\n".encode())
+
+    def manifest(self) -> bytes:
+        return b"".join(self._lines)
 
     def value(self) -> str:
-        return CODE_PREFIX + self._hash.hexdigest()
+        return CODE_PREFIX + hashlib.sha256(self.manifest()).hexdigest()
 
 
 def config_digest(pairs: Iterable[tuple[str, str]], key: str) -> str:

@@ -66,6 +66,11 @@ def pack(tree: Tree, out: BinaryIO, *, prefix: str = "", exclude: Collection[str
 
 def code_digest_of(tree: Tree) -> str:
     """The code digest without writing an archive (for folders that were extracted)."""
+    return code_manifest_of(tree).value()
+
+
+def code_manifest_of(tree: Tree) -> CodeDigest:
+    """The code digest and its manifest (``bundle.manifest``) of a folder."""
     digest = CodeDigest()
     for entry in tree.files:
         with open(tree.root / entry.path, "rb") as source:
@@ -73,7 +78,7 @@ def code_digest_of(tree: Tree) -> str:
             while reader.read(CHUNK):
                 pass
         digest.add(entry.path, entry.executable, reader.size, reader.hexdigest())
-    return digest.value()
+    return digest
 
 
 class _HashingReader:

@@ -19,7 +19,9 @@ queues     of pools of known modules not being deployed: a queue no listed agent
            agent the state names (current or draining) polls either, with no run waiting in it.
 anomalies  an agent the state says is current but the runtime does not list: reported, never a
            reason to delete its queue, its records or anything else (a runtime listing can be
-           wrong: another DEPLOYER_HOME, a subscription or resource group misconfigured).
+           wrong: another DEPLOYER_HOME, a subscription or resource group misconfigured); and a
+           serving revision whose copy in the code store is not its code (altered, partly or
+           wholly deleted): reported with how to publish it again, never deleted.
 code       (the code store) never the code of a revision kept by the rules for images, nor of
            a revision a registered deployment is at (what its next run pulls); all of a
            module's code stays while Prefect cannot say what its deployments are at, or one is
@@ -67,6 +69,8 @@ class Inventory:
     #: module -> deployment -> the revision it is registered at; a module missing here could
     #: not be asked (Prefect down): its code all stays
     deployed: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: module -> what is wrong with the serving revision's copy in the code store
+    damaged: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,14 @@ def _anomalies(inv: Inventory) -> list[Action]:
                    f"the function app (settings, DEPLOYER_HOME), then `deployer status {module}`; "
                    f"if the agent is really gone, redeploy {module}")
             for module, state in sorted(inv.modules.items())
-            if state.agent is not None and state.agent.name not in listed]
+            if state.agent is not None and state.agent.name not in listed] + [
+        Action("anomaly", module, f"code {short(state.current.code_digest)}", False,
+               f"the code store's copy of revision {state.current.id} of {module} is not its code "
+               f"({'; '.join(inv.damaged[module][:3])}): every run of it refuses to start. Upload "
+               f"the same bundle again, or `deployer deploy --repair flows/{module}`, to publish "
+               "it again")
+        for module, state in sorted(inv.modules.items())
+        if state.current is not None and inv.damaged.get(module)]
 
 
 # -- agents -------------------------------------------------------------------------------------

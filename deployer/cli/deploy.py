@@ -22,6 +22,10 @@ def register(sub: Any) -> None:
     p.add_argument("path", type=Path, help="flows/<module> folder")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (the exact ordered operations) and change nothing")
+    p.add_argument("--repair", action="store_true",
+                   help="when the module already runs this revision: publish its code to the "
+                   "code store again and re-register its deployments (a copy that no longer "
+                   "verifies is repaired by any re-upload too)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_deploy)
 
@@ -113,7 +117,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     services = build(Settings.from_env(environ(args)), interactive=True)
     if args.dry_run:
-        plan = dry_run(services, args.path)
+        plan = dry_run(services, args.path, repair=args.repair)
         if args.json:
             emit_json(plan)
             return 0
@@ -133,7 +137,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         request_id=uploaded.request_id, kind=RequestKind.DEPLOY, module=uploaded.module,
         trigger=Trigger("cli", uploaded.blob, {"blob": uploaded.blob, "etag": uploaded.etag,
                                                "container": services.settings.bundles_container,
-                                               "explicit": "true", "user": _user()}),
+                                               "explicit": "true", "user": _user(),
+                                               **({"repair": "true"} if args.repair else {})}),
         revision=uploaded.revision, intent=uploaded.intent)
     return run_here(services, request, as_json=args.json)
 

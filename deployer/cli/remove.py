@@ -28,7 +28,10 @@ def cmd_remove(args: argparse.Namespace) -> int:
     from deployer.pipeline.remove import remove_module
 
     services = build(Settings.from_env(environ(args)), interactive=True)
-    removal = remove_module(services, args.module, dry_run=args.dry_run, force=args.force)
+    from deployer.cli.deploy import _user
+
+    removal = remove_module(services, args.module, dry_run=args.dry_run, force=args.force,
+                            user=_user())
     if args.json:
         emit_json(removal)
         return 0
@@ -43,4 +46,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
         what = "in flight (remove refuses without --force)" if removal.dry_run else "marked crashed"
         out.print(f"  flow runs {what}: {', '.join(removal.crashed)}", markup=False)
     out.print(f"  kept: {removal.kept}", markup=False)
+    if not removal.dry_run:
+        out.print(f"  removal {removal.request_id}: a request made before it (an upload still on "
+                  "its way, say) does not bring the module back; a new upload or `deployer "
+                  "deploy` does", markup=False)
     return 0

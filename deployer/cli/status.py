@@ -135,6 +135,11 @@ def activity(statuses: list[Any]) -> list[str]:
                     line += f" (next look {ago(record.waiting.next_look_at)})"
             lines.append(line)
         state = status.state
+        if status.code == "damaged" and state is not None and state.current is not None:
+            lines.append(f"{status.module}: the code store's copy of revision {state.current.id} is "
+                         f"not its code ({'; '.join(status.code_problems[:3])}): every run of it "
+                         "refuses to start. Upload the same bundle again, or `deployer deploy "
+                         f"--repair flows/{status.module}`, to publish it again")
         if state is not None and state.baking is not None:
             baking = state.baking
             lines.append(f"{status.module}: revision {baking.revision_id} is baking until "

@@ -99,7 +99,10 @@ def take_inventory(services: Services, *, probe_locks: bool = True) -> Inventory
         manifests={m: services.builder.manifests(m) for m in sorted(image_modules)},
         bundles=services.bundles.list(), runs=runs, queues=queues,
         reports=[(key, _report_time(key)) for key in state.docs.list(REPORTS)],
-        codes={m: services.code.codes(m) for m in modules}, deployed=deployed)
+        codes={m: services.code.codes(m) for m in modules}, deployed=deployed,
+        damaged={m: tuple(problems) for m, doc in modules.items()
+                 if doc.current is not None and doc.current.code_store
+                 and (problems := services.code.verify(m, doc.current.code_digest))})
 
 
 def last_report(services: Services) -> CleanupReport | None:

@@ -15,12 +15,12 @@ from deployer.rotation.inputs import gather
 from deployer.rotation.plan import plan_rotation
 
 
-def dry_run(services: Services, path: Path) -> dict[str, Any]:
+def dry_run(services: Services, path: Path, *, repair: bool = False) -> dict[str, Any]:
     module = load_folder(path, services.limits, checker=services.checker)
     module, pins = secret_pins.pin(module, services.secrets, source=str(path))
     revision = Revision.of(module, services.settings.config_digest_key.reveal(), secrets=pins)
-    request = Request("dry-run", RequestKind.DEPLOY, module.name, Trigger("cli", str(path)),
-                      revision)
+    trigger = Trigger("cli", str(path), {"repair": "true"} if repair else {})
+    request = Request("dry-run", RequestKind.DEPLOY, module.name, trigger, revision)
     conflicts = services.orchestrator.conflicts(module.name, module.deployments)
     if conflicts:
         raise BundleInvalid(conflicts, source=f"module {module.name}")

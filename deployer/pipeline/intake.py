@@ -18,6 +18,7 @@ from deployer.bundle.contract import MODULE_NAME
 from deployer.bundle.entries import printable
 from deployer.errors import BundleInvalid, NotFound, Problem, StateConflict
 from deployer.models import (
+    HistoryEntry,
     Intent,
     Request,
     RequestKind,
@@ -81,7 +82,12 @@ def accept_bundle(services: Services, blob_name: str) -> RunRecord:
             return existing.value
         told = notices.tell(services, notices.outcome_notice(
             rejected, RunStatus.REJECTED, rejected.error, utcnow(), notices.links(services)))
-        return _create_once(services, replace(rejected, notices=(told,) if told else ()))
+        created = _create_once(services, replace(rejected, notices=(told,) if told else ()))
+        if record_module != REJECTED_MODULE:  # the module's history says it was refused
+            services.state.append_history(HistoryEntry(
+                record_module, Revision(record_module, "", ""), request_id, RequestKind.DEPLOY,
+                trigger, RunStatus.REJECTED, utcnow(), error=rejected.error))
+        return created
     request = Request(request_id=request_id, kind=RequestKind.DEPLOY, module=revision.module,
                       trigger=trigger, revision=revision, created_at=started,
                       intent=upload_intent(info))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from deployer.errors import UpstreamError
+from deployer.errors import DeployerError, UpstreamError
 from deployer.models import ModuleState, RunRecord
 from deployer.ports import AgentInfo, Services
 
@@ -30,6 +30,10 @@ class ModuleStatus:
     agents: list[AgentStatus] = field(default_factory=list)
     #: requests not finished yet, oldest first: rotating, waiting, draining
     active: list[RunRecord] = field(default_factory=list)
+    #: the serving revision's code in the code store: "" (its runs do not pull it), verified,
+    #: damaged (``code_problems`` say how: every run of it refuses to start) or unknown
+    code: str = ""
+    code_problems: tuple[str, ...] = ()
 
 
 def module_statuses(services: Services, module: str | None = None, *,
@@ -52,7 +56,21 @@ def module_statuses(services: Services, module: str | None = None, *,
             agents.setdefault(agent.module, []).append(agent)
     return [ModuleStatus(n, states.get(n), last.get(n),
                          _agents(services, n, states.get(n), agents.get(n, [])),
-                         active.get(n, [])) for n in names]
+                         active.get(n, []), *(_code(services, states.get(n)) if live else ("", ())))
+            for n in names]
+
+
+def _code(services: Services, state: ModuleState | None) -> tuple[str, tuple[str, ...]]:
+    """Whether the code store still holds exactly the code the serving revision's runs pull."""
+    current = state.current if state else None
+    if current is None or not current.code_store:
+        return "", ()
+    try:
+        problems = services.code.verify(current.module, current.code_digest)
+    except DeployerError as exc:
+        logger.warning("status.code_unreadable module=%s error=%s", current.module, exc.message)
+        return "unknown", ()
+    return ("damaged", tuple(problems)) if problems else ("verified", ())
 
 
 def _agents(services: Services, module: str, state: ModuleState | None,

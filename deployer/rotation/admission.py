@@ -5,7 +5,10 @@ the module's step lock). Every submitted request is listed as pending (``state.p
 it finishes or cuts over. A request that finds its module owned by another waits and looks again
 later; the owner wakes the pending requests when it lets go. The newest intent wins: a request
 older than a pending one, than the owner, or than the newest request that ever owned the module
-is ``superseded`` instead of run (``models.Intent`` says what "older" means).
+is ``superseded`` instead of run (``models.Intent`` says what "older" means). A removal
+(``deployer remove``) is an intent like the others: it becomes the module's newest, so a request
+made before it (an upload whose event arrives late, say) is superseded by it and never brings the
+module back.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from deployer.models import Claim, ModuleState, RunRecord
+from deployer.models import Claim, ModuleState, RequestKind, RunRecord
 from deployer.ports import Services
 from deployer.rotation.looks import NUDGE_AFTER_SECONDS
 from deployer.rotation.messages import StepMessage, new_token
@@ -35,6 +38,7 @@ class MustWait:
 @dataclass(frozen=True)
 class Superseded:
     by: str
+    removal: bool = False  # ``by`` is the module's removal
 
 
 Verdict = Proceed | MustWait | Superseded
@@ -57,7 +61,7 @@ def admit(services: Services, record: RunRecord) -> Verdict:
         by = max(rivals, key=lambda c: (c.intent.at, c.intent.tiebreak))
         if owner is not doc.owner:
             _save(services, replace(doc, owner=owner), etag)
-        return Superseded(by.request_id)
+        return Superseded(by.request_id, removal=by.kind is RequestKind.REMOVE)
     if owner is None or owner.request_id == me.request_id:
         newest = doc.newest
         if newest is None or not newest.intent.newer_than(me.intent):

@@ -50,6 +50,9 @@ def look(ex: Executor, op: Bake, looks: int) -> Outcome:
     since = commit.finished_at
     got = s.state.module(module)
     doc = got.value if got else None
+    if doc is not None and doc.removed is not None and doc.removed.at >= since:
+        # ``deployer remove`` stopped its agents: nothing is left to watch, drain or stop
+        return Done({"outcome": "removed", "by": doc.removed.request_id}, replan=())
     if doc is None or doc.request_id != ex.request.request_id:
         return Done({"outcome": "superseded", "by": doc.request_id if doc else ""})
     begun = t.begun(op.key)

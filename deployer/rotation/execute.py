@@ -54,6 +54,7 @@ from deployer.rotation.operations import (
 from deployer.rotation.outcomes import Done, Outcome, Wait
 from deployer.rotation.source import RevisionSource
 from deployer.rotation.tracker import RunTracker
+from deployer.urls import has_credentials
 
 logger = logging.getLogger(__name__)
 #: an ACR run may sit in the registry's queue before its own timeout starts counting
@@ -96,7 +97,8 @@ class Executor:
         """How a flow run of this revision gets its code: from the code store, or from the
         image it runs in."""
         if any(isinstance(op, PublishCode) for op in self.plan):
-            return self.s.code.pull_steps(self.module, self.request.revision.code_digest)
+            revision = self.request.revision
+            return self.s.code.pull_steps(self.module, revision.code_digest, revision.id)
         return self.image().pull_steps()
 
     def _pulls_code(self) -> bool:
@@ -109,11 +111,12 @@ class Executor:
     # -- prepare ----------------------------------------------------------------------------
 
     def _publish_code(self, op: PublishCode, looks: int) -> Outcome:
-        code = self.s.code
-        if code.exists(op.module, op.code_digest):
+        problems = self.s.code.verify(op.module, op.code_digest)
+        if not problems:  # stored before, and still exactly that code
             return Done({"published": False}, skipped=True)
-        code.publish(op.module, op.code_digest, self.source.module.root, preflight.CHECK_FLOW)
-        return Done({"published": True})
+        damaged = self.s.code.exists(op.module, op.code_digest)
+        self.s.code.publish(op.module, op.code_digest, self.source.module.root)
+        return Done({"published": True, **({"repaired": problems[:10]} if damaged else {})})
 
     def _check_code(self, op: CheckCode, looks: int) -> Outcome:
         """One run of the deployer's check flow on the serving agent, pulling the new code:
@@ -204,11 +207,13 @@ class Executor:
         secrets = self.env_values()  # Key Vault references read here, handed over as secure values
         if settings.prefect_api_key.reveal():
             secrets["PREFECT_API_KEY"] = settings.prefect_api_key.reveal()
+        plain = {"PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_poll_seconds)}
+        # an API URL with a credential in it (userinfo, a token) goes as a secret too
+        (secrets if has_credentials(settings.prefect_api_url) else plain)["PREFECT_API_URL"] = \
+            settings.prefect_api_url
         runtime.start(AgentSpec(
             name=op.agent, module=self.module, revision_id=op.revision_id, image=self.image(),
-            pool=self.pool, queue=op.queue, env=secrets,
-            settings={"PREFECT_API_URL": settings.prefect_api_url,
-                      "PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_poll_seconds)},
+            pool=self.pool, queue=op.queue, env=secrets, settings=plain,
             entrypoints=tuple((d.name, d.entrypoint) for d in self.source.module.deployments),
             pull_steps=tuple(self.pull_steps()) if self._pulls_code() else (),
             entrypoint=image_entrypoint(self._dockerfile())))
@@ -324,7 +329,8 @@ class Executor:
         got = state.module(self.module)
         doc = got.value if got else ModuleState(self.module, updated_at=now)
         image = self.image()
-        serving = replace(self.request.revision, image=image.ref, image_digest=image.digest)
+        serving = replace(self.request.revision, image=image.ref, image_digest=image.digest,
+                          code_store=self._pulls_code())
         queues = {d.agent: d.queue for d in self.plan if isinstance(d, Drain)}
         deadline = now + timedelta(seconds=self.s.settings.drain_timeout_seconds)
         olds = {d.name: d for d in doc.draining}
@@ -340,7 +346,7 @@ class Executor:
             bake.previous) if bake is not None else None
         committed = replace(doc, current=serving, agent=AgentRef(op.agent, op.revision_id, op.agent, now),
                             request_id=self.request.request_id, updated_at=now, owner=owner,
-                            draining=tuple(olds.values()), baking=baking,
+                            draining=tuple(olds.values()), baking=baking, removed=None,
                             refused=tuple(r for r in doc.refused if doc.refusal(serving) is not r))
         state.save_module(committed, got.etag if got else None)
         state.remove_pending(self.module, self.request.request_id)  # no longer competing

@@ -45,8 +45,12 @@ def previous_deployments(services: Services,
                       Trigger("handback", revision.id), revision)
     with RevisionSource(services, request) as source:
         specs = list(source.module.deployments)
-    if services.code.exists(revision.module, revision.code_digest):
-        return specs, services.code.pull_steps(revision.module, revision.code_digest)
+        if services.code.exists(revision.module, revision.code_digest):
+            # its runs verify the copy they pull: one that was altered or partly deleted since
+            # is published again from the revision's own bundle (a whole one is kept)
+            services.code.publish(revision.module, revision.code_digest, source.module.root)
+            return specs, services.code.pull_steps(revision.module, revision.code_digest,
+                                                   revision.id)
     image = services.builder.resolve(revision.module, revision.image)
     if image is None:
         raise NotFound(f"image {revision.image} of revision {revision.id} is gone from the registry")

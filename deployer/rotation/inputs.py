@@ -33,6 +33,13 @@ def gather(services: Services, request: Request, source: Module) -> Inputs:
     keeps_agent = current is not None and current.config_digest == revision.config_digest and (
         revision.same_as(current) or (code_store and revision.deps_digest == current.deps_digest))
     online = services.orchestrator.online_workers(module) if keeps_agent else set()
+    damage: tuple[str, ...] = ()
+    if code_store and current is not None and revision.same_as(current):
+        damage = tuple(services.code.verify(module, revision.code_digest))
+        if not damage and not current.code_store:
+            damage = ("published before runs verified their code: its pull steps do not",)
+        if not damage and request.trigger.detail.get("repair") == "true":
+            damage = ("deploy --repair: published again, re-registered",)
     image = (services.builder.find(module, image_key(revision, code_store))
              if request.kind is RequestKind.DEPLOY else known_image(services, request))
     return Inputs(kind=request.kind, revision=revision, state=state, image=image, agents=agents,
@@ -41,7 +48,7 @@ def gather(services: Services, request: Request, source: Module) -> Inputs:
                   drained_elsewhere=drained_elsewhere(services, state, request.request_id),
                   smoke=[(d.name, d.flow_name) for d in deployments if smoke_of(d) is not None],
                   bake=services.settings.bake_seconds > 0, code_store=code_store,
-                  parts_why="; ".join(w for w in (parts_why, note or "") if w))
+                  parts_why="; ".join(w for w in (parts_why, note or "") if w), code_damage=damage)
 
 
 def known_image(services: Services, request: Request) -> Image:

@@ -54,6 +54,9 @@ class Inputs:
     code_store: bool = False
     #: why the dependencies are what they are, and why the code store cannot serve (if so)
     parts_why: str = ""
+    #: what is wrong with the code store's copy of the serving revision, when this request is
+    #: for that revision again (a re-upload, ``deploy --repair``): it is published again
+    code_damage: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,14 +111,23 @@ def plan_rotation(inputs: Inputs) -> Plan:
     mine = [a for a in inputs.agents if a.name not in inputs.drained_elsewhere]
     current = healthy_current(state, mine, inputs.online)
     changed = _changed(revision, state.current if state else None)
-    if state is not None and revision.same_as(state.current) and current is not None:
-        extras = [a for a in mine if a.name != current.name]
+    deployments = tuple(inputs.deployments)
+    if state is not None and state.current is not None and revision.same_as(state.current) \
+            and current is not None:
+        extras = tuple(StopAgent(a.name, a.queue) for a in mine if a.name != current.name)
+        if inputs.code_store and inputs.code_damage:
+            # its runs refuse the damaged copy: publish it again, re-register (the pull steps
+            # that verify), and record it; nothing else changes
+            return Plan(False, f"the code store's copy of revision {revision.id} is not its code "
+                        f"({'; '.join(inputs.code_damage[:3])}): publishing it again",
+                        current.name, (PublishCode(revision.module, revision.code_digest),
+                                       Register(current.queue, deployments),
+                                       Commit(revision.id, current.name, ()), *extras), "repair")
         if not extras:
             return Plan(True, "the module already runs this revision and its agent is healthy",
                         current.name, ())
         return Plan(False, "already current; retiring agents an interrupted rotation left behind",
-                    current.name, tuple(StopAgent(a.name, a.queue) for a in extras), "repair")
-    deployments = tuple(inputs.deployments)
+                    current.name, extras, "repair")
     publish: list[Operation] = [PublishCode(revision.module, revision.code_digest)] \
         if inputs.code_store else []
     if changed == ("code",) and inputs.code_store and current is not None:

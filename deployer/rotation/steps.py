@@ -46,6 +46,7 @@ from deployer.rotation.outcomes import Done
 from deployer.rotation.plan import plan_rotation
 from deployer.rotation.source import RevisionSource
 from deployer.rotation.tracker import LogProgress, Progress, RunTracker
+from deployer.urls import mask_text
 from deployer.workdir import sweep
 
 logger = logging.getLogger(__name__)
@@ -138,9 +139,11 @@ class Step:
         if isinstance(verdict, admission.Superseded):
             if self.record.stage("wait") is not None:
                 self.t.finish("wait", {"superseded_by": verdict.by})
-            self.t.progress.note(f"superseded by the newer request {verdict.by}")
-            self.append_history(RunStatus.SUPERSEDED, None, superseded_by=verdict.by)
-            return self.end(RunStatus.SUPERSEDED, None, superseded_by=verdict.by)
+            error = self.removed_since(verdict.by) if verdict.removal else None
+            self.t.progress.note(error["message"] if error else
+                                 f"superseded by the newer request {verdict.by}")
+            self.append_history(RunStatus.SUPERSEDED, error, superseded_by=verdict.by)
+            return self.end(RunStatus.SUPERSEDED, error, superseded_by=verdict.by)
         if isinstance(verdict, admission.MustWait):
             owner = verdict.owner.request_id
             looks = int(self.t.begun("wait").get("looks", 0))
@@ -155,6 +158,16 @@ class Step:
             self.t.finish("wait")
         self.make_plan(source, admitted=looked)
         return None
+
+    def removed_since(self, removal: str) -> dict[str, Any]:
+        got = self.s.state.module(self.request.module)
+        removed = got.value.removed if got else None
+        when = f" at {removed.at:%Y-%m-%d %H:%M:%S} UTC" if removed else ""
+        return {"code": "superseded_by_removal", "message": (
+            f"module {self.request.module} was removed{when} (request {removal}), after this "
+            "request was made: it does not bring the module back"),
+            "hint": f"to deploy {self.request.module} again, upload it again or `deployer deploy "
+            f"flows/{self.request.module}`"}
 
     def make_plan(self, source: RevisionSource, admitted: datetime | None = None) -> None:
         self.t.start("plan")
@@ -266,7 +279,13 @@ class Step:
         if op.kind == "commit" and not baking:
             self.append_history(RunStatus.SUCCEEDED, None)
         elif op.kind == "bake":
-            if outcome.detail.get("outcome") == "rolled_back":
+            if outcome.detail.get("outcome") == "removed":
+                removal = str(outcome.detail.get("by", ""))
+                self.append_history(RunStatus.REMOVED, {
+                    "code": "removed", "message": f"module {self.request.module} was removed "
+                    f"(request {removal}) while revision {self.request.revision.id} was baking"})
+                self.t.progress.note(f"the module was removed by request {removal}: the bake ends")
+            elif outcome.detail.get("outcome") == "rolled_back":
                 self.append_history(RunStatus.ROLLED_BACK, {
                     "code": "rolled_back", "message": outcome.detail.get("reason", ""),
                     "runs": outcome.detail.get("runs", [])})
@@ -303,9 +322,9 @@ class Step:
 
     def finish(self, plan: list[Operation]) -> StepResult:
         committed = any(op.kind == "commit" for op in plan)
-        rolled_back = (self.t.done("bake") or {}).get("outcome") == "rolled_back"
-        status = RunStatus.ROLLED_BACK if rolled_back else (
-            RunStatus.SUCCEEDED if committed else RunStatus.NOOP)
+        baked = (self.t.done("bake") or {}).get("outcome")
+        status = RunStatus.ROLLED_BACK if baked == "rolled_back" else RunStatus.REMOVED \
+            if baked == "removed" else (RunStatus.SUCCEEDED if committed else RunStatus.NOOP)
         return self.end(status, self.record.error)
 
     def end(self, status: RunStatus, error: dict[str, Any] | None, **changes: Any) -> StepResult:
@@ -324,6 +343,7 @@ class Step:
         logger.error("step.failed request=%s code=%s", self.request.request_id, error["code"])
         if isinstance(exc, RevisionRefused):  # nothing was attempted
             self.t.finish("plan", {"refused": True}, StageStatus.FAILED)
+            self.append_history(RunStatus.REJECTED, error)
             return self.end(RunStatus.REJECTED, error)
         phase = self.phase()
         if phase is Phase.RETIRE:
@@ -425,4 +445,4 @@ class Step:
 
 
 def _brief(exc: BaseException) -> str:
-    return (str(exc) or type(exc).__name__).splitlines()[0][:300]
+    return mask_text((str(exc) or type(exc).__name__).splitlines()[0])[:300]

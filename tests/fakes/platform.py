@@ -26,6 +26,7 @@ from deployer.ports import (
     Readiness,
     RunRef,
 )
+from deployer.preflight import CHECK_FLOW
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -179,26 +180,48 @@ class FakeCodeStore:
     def __init__(self, capable: bool = False) -> None:
         self.capable = capable
         self.stored: dict[tuple[str, str], dict[str, bytes]] = {}
+        self.originals: dict[tuple[str, str], dict[str, bytes]] = {}
         self.published: list[tuple[str, str]] = []
 
     def requirement(self, requirements: bytes) -> str | None:
         return None if self.capable else "code-only changes deploy the slow way (no code store here)"
 
-    def publish(self, module: str, code_digest: str, source: Path, check_flow: str) -> None:
+    def publish(self, module: str, code_digest: str, source: Path) -> bool:
         key = (module, code_digest[7:19])
-        if key in self.stored:
-            return
+        if key in self.stored and not self.verify(module, code_digest):
+            return False
         files = {str(p.relative_to(source)): p.read_bytes() for p in source.rglob("*")
                  if p.is_file() and p.name != ".env"}
-        files["_deployer_check.py"] = check_flow.encode()
+        files["_deployer_check.py"] = CHECK_FLOW.encode()
         self.stored[key] = files
+        self.originals[key] = dict(files)
         self.published.append(key)
+        return True
+
+    def verify(self, module: str, code_digest: str) -> list[str]:
+        key = (module, code_digest[7:19])
+        if key not in self.stored:
+            return ["the code is missing from the code store"]
+        stored, original = self.stored[key], self.originals[key]
+        return [f"{path}: altered: its content is not the published one" for path in sorted(original)
+                if path in stored and stored[path] != original[path]] + \
+            [f"{path}: missing" for path in sorted(set(original) - set(stored))] + \
+            [f"{path}: added: it is not part of this code" for path in sorted(set(stored) - set(original))]
+
+    def tamper(self, module: str, code_digest: str, path: str, content: bytes | None) -> None:
+        """What someone with write access to the store does: change, add or (None) delete."""
+        files = self.stored[(module, code_digest[7:19])]
+        if content is None:
+            files.pop(path)
+        else:
+            files[path] = content
 
     def exists(self, module: str, code_digest: str) -> bool:
         return (module, code_digest.split(":")[-1][:12]) in self.stored
 
-    def pull_steps(self, module: str, code_digest: str) -> list[dict[str, Any]]:
-        return [{"prefect.deployments.steps.set_working_directory":
+    def pull_steps(self, module: str, code_digest: str, revision_id: str) -> list[dict[str, Any]]:
+        return [{"deployer.verify": {"digest": code_digest, "revision": revision_id}},
+                {"prefect.deployments.steps.set_working_directory":
                  {"directory": f"/code/{module}/{code_digest.split(':')[-1][:12]}"}}]
 
     def codes(self, module: str) -> list[str]:

@@ -1,6 +1,8 @@
 """The code store's contract, against both adapters: the local folder store and the blob store on
-Azurite. Published code is whole or absent, never holds ``.env``, and the pull steps that fetch it
-carry no secret; Prefect itself runs the steps that need no cloud identity."""
+Azurite. Published code is whole or absent, never holds ``.env``, is verified against its digest
+(by the store, and by every run's pull steps before the flow loads), and the pull steps that fetch
+it carry no secret. Prefect itself runs the pull steps: the local ones, and the blob store's with
+prefect-azure's own download step against Azurite."""
 
 from __future__ import annotations
 
@@ -15,14 +17,41 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from deployer.adapters.blob_code import BlobCodeStore
-from deployer.adapters.local_code import LocalCodeStore
+from deployer.adapters.local_code import UNBOUNDED, LocalCodeStore
 from deployer.bundle.digest import short
+from deployer.bundle.pack import code_digest_of
+from deployer.bundle.tree import scan
+from deployer.errors import BundleInvalid
 from deployer.ports import CodeStore
-from deployer.preflight import CHECK_FILE
+from deployer.preflight import CHECK_FILE, CHECK_FLOW
 from tests.builders import module_files, write_module
 
-CODE = "sha256:" + "c0de" * 16
-CHECK = "# the deployer's check flow\n"
+
+def published(store: CodeStore, tmp_path: Path, files: dict[str, str] | None = None,
+              module: str = "demo") -> tuple[Path, str]:
+    """A module folder published to ``store``; its code digest."""
+    source = write_module(tmp_path / f"src-{uuid.uuid4().hex[:6]}", module, module_files(module, files or {}))
+    code = code_digest_of(scan(source, UNBOUNDED))
+    assert store.publish(module, code, source) is True
+    return source, code
+
+
+def tamper(store: CodeStore, module: str, code: str, path: str, content: bytes | None) -> None:
+    """What someone who can write to the store does: change or add a file, or (None) delete it."""
+    if isinstance(store, LocalCodeStore):
+        target = store._dir(module, code) / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if content is None:
+            target.unlink()
+        else:
+            target.write_bytes(content)
+        return
+    container = store._container  # type: ignore[attr-defined]
+    name = f"{module}/{short(code)}/{path}"
+    if content is None:
+        container.delete_blob(name)
+    else:
+        container.upload_blob(name, content, overwrite=True)
 
 
 @pytest.fixture(params=["local", "blob"])
@@ -45,31 +74,61 @@ def stored_files(store: CodeStore, module: str, code: str) -> dict[str, bytes]:
 
 
 def test_published_code_is_the_module_without_env_plus_the_check_flow_once(store: CodeStore, tmp_path: Path) -> None:
-    source = write_module(tmp_path / "src", "demo", module_files("demo", {"data/rates.csv": "eur,1\n"}))
-    assert not store.exists("demo", CODE) and store.codes("demo") == []
-    store.publish("demo", CODE, source, CHECK)
-    store.publish("demo", CODE, source, CHECK)  # a second publish of the same code is a no-op
-    assert store.exists("demo", CODE) and store.codes("demo") == [short(CODE)]
-    files = stored_files(store, "demo", CODE)
+    assert store.codes("demo") == []
+    source, code = published(store, tmp_path, {"data/rates.csv": "eur,1\n"})
+    assert store.publish("demo", code, source) is False  # whole and verified: kept as it is
+    assert store.exists("demo", code) and store.codes("demo") == [short(code)] and store.verify("demo", code) == []
+    files = stored_files(store, "demo", code)
     assert {"flow.py", "prefect.yaml", "requirements.txt", "data/rates.csv", CHECK_FILE} <= set(files)
     assert ".env" not in files and not any(b"s3cr3t-token-value" in data for data in files.values())
-    assert files[CHECK_FILE] == CHECK.encode()
+    assert files[CHECK_FILE] == CHECK_FLOW.encode()
     assert store.codes("other") == []
 
 
-def test_deleted_code_is_gone_and_deleting_again_is_no_error(store: CodeStore, tmp_path: Path) -> None:
+def test_code_is_never_published_under_a_digest_that_is_not_its_own(store: CodeStore, tmp_path: Path) -> None:
     source = write_module(tmp_path / "src", "demo", module_files("demo"))
-    other = "sha256:" + "0be" * 21 + "f"
-    store.publish("demo", CODE, source, CHECK)
-    store.publish("demo", other, source, CHECK)
-    store.delete("demo", short(CODE))  # cleanup deletes by the short digest codes() lists
-    assert not store.exists("demo", CODE) and store.codes("demo") == [short(other)]
-    store.delete("demo", CODE)
+    with pytest.raises(BundleInvalid, match="is not the code it is published as"):
+        store.publish("demo", "sha256:" + "c0de" * 16, source)
+    assert store.codes("demo") == []
 
 
-def test_pull_steps_name_the_code_and_carry_no_secret(store: CodeStore, storage_connection: str) -> None:
-    steps = json.dumps(store.pull_steps("demo", CODE))
-    assert short(CODE) in steps
+@pytest.mark.parametrize(("path", "content", "problem"), [
+    ("flow.py", b"import os\nos.system('curl evil')\n", "flow.py: altered"),
+    ("pandas.py", b"print('shadowing a package')\n", "pandas.py: added"),
+    ("prefect.yaml", None, "prefect.yaml: missing"),
+    (CHECK_FILE, b"def check(): return 1\n", f"{CHECK_FILE}: altered"),
+    (".deployer-manifest", b"deployer-code-digest-v1\n", ".deployer-manifest: altered"),
+])
+def test_a_copy_someone_altered_is_found_and_published_again_not_trusted(
+        store: CodeStore, tmp_path: Path, path: str, content: bytes | None, problem: str) -> None:
+    source, code = published(store, tmp_path)
+    tamper(store, "demo", code, path, content)
+    assert any(p.startswith(problem) for p in store.verify("demo", code)), store.verify("demo", code)
+    assert store.exists("demo", code)  # it looks whole: only verifying tells
+    assert store.publish("demo", code, source) is True
+    assert store.verify("demo", code) == [] and "pandas.py" not in stored_files(store, "demo", code)
+
+
+def test_data_files_a_run_writes_next_to_the_code_are_not_a_mismatch(store: CodeStore, tmp_path: Path) -> None:
+    _, code = published(store, tmp_path)
+    tamper(store, "demo", code, "out/report.csv", b"a,b\n")
+    tamper(store, "demo", code, "__pycache__/flow.cpython-311.pyc", b"\0")
+    assert store.verify("demo", code) == []
+
+
+def test_deleted_code_is_missing_and_deleting_again_is_no_error(store: CodeStore, tmp_path: Path) -> None:
+    _, code = published(store, tmp_path)
+    _, other = published(store, tmp_path, {"flow2.py": "x = 1\n"})
+    store.delete("demo", short(code))  # cleanup deletes by the short digest codes() lists
+    assert not store.exists("demo", code) and store.codes("demo") == [short(other)]
+    assert store.verify("demo", code) == ["the code is missing from the code store"]
+    store.delete("demo", code)
+
+
+def test_pull_steps_name_the_code_and_revision_and_carry_no_secret(store: CodeStore, storage_connection: str) -> None:
+    code = "sha256:" + "c0de" * 16
+    steps = json.dumps(store.pull_steps("demo", code, "c0dec0dec0de-1234abcd"))
+    assert short(code) in steps and "c0dec0dec0de-1234abcd" in steps
     key = storage_connection.split("AccountKey=", 1)[1].split(";", 1)[0]
     assert key not in steps and "AccountKey" not in steps and "sig=" not in steps
 
@@ -104,23 +163,81 @@ def run_steps(prefect_api: str):  # type: ignore[no-untyped-def]
 
 def test_prefect_runs_the_local_pull_steps_into_the_published_code(tmp_path: Path, run_steps) -> None:  # type: ignore[no-untyped-def]
     store = LocalCodeStore(tmp_path / "home")
-    store.publish("demo", CODE, write_module(tmp_path / "src", "demo", module_files("demo")), CHECK)
-    where = Path(run_steps(store.pull_steps("demo", CODE)))
+    _, code = published(store, tmp_path)
+    where = Path(run_steps(store.pull_steps("demo", code, "rev-1")))
     assert (where / "flow.py").is_file() and not (where / ".env").exists()
 
 
-def test_prefect_runs_the_blob_steps_before_the_download_into_a_fresh_folder_per_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_steps) -> None:  # type: ignore[no-untyped-def]
-    """The download itself needs prefect-azure and the agent's managed identity, which only Azure
-    has; the steps before it (a fresh folder, old ones swept) run here for real."""
+@pytest.mark.parametrize(("path", "content", "named"), [
+    ("flow.py", b"print('not the published code')\n", "flow.py: altered"),
+    ("requirements.txt", None, "requirements.txt: missing"),
+    (".deployer-manifest", None, ".deployer-manifest: missing"),
+])
+def test_a_run_refuses_a_local_copy_that_is_not_its_code_naming_module_revision_and_file(
+        tmp_path: Path, run_steps, path: str, content: bytes | None, named: str) -> None:  # type: ignore[no-untyped-def]
+    store = LocalCodeStore(tmp_path / "home")
+    _, code = published(store, tmp_path)
+    tamper(store, "demo", code, path, content)
+    failure = refused(run_steps, store.pull_steps("demo", code, "rev-7"))
+    assert "refusing to run the code of module demo revision rev-7" in failure
+    assert named in failure and "deployer deploy --repair" in failure
+
+
+def test_a_run_of_local_code_that_was_deleted_says_so(tmp_path: Path, run_steps) -> None:  # type: ignore[no-untyped-def]
+    store = LocalCodeStore(tmp_path / "home")
+    _, code = published(store, tmp_path)
+    store.delete("demo", code)
+    failure = refused(run_steps, store.pull_steps("demo", code, "rev-7"))
+    assert "module demo revision rev-7" in failure and "missing from the code store" in failure
+
+
+def refused(run_steps, steps: list[dict]) -> str:  # type: ignore[no-untyped-def, type-arg]
+    """What a run's log says when its pull steps fail (Prefect logs the step's own error)."""
+    with pytest.raises(Exception) as caught:
+        run_steps(steps)
+    return str(caught.value.__cause__ or caught.value)
+
+
+@pytest.fixture
+def blob_steps(storage_connection: str):  # type: ignore[no-untyped-def]
+    """The blob store's pull steps with the connection string in place of the agent's managed
+    identity (which only Azure has): every step else is what an ACI agent's runs execute."""
+    def steps(store: BlobCodeStore, code: str, revision: str) -> list[dict]:  # type: ignore[type-arg]
+        out = store.pull_steps("demo", code, revision)
+        download = out[2]["prefect_azure.deployments.steps.pull_from_azure_blob_storage"]
+        assert download["credentials"] == {"account_url": store._account_url}
+        download["credentials"] = {"connection_string": storage_connection}
+        return out
+
+    return steps
+
+
+def test_prefect_downloads_verified_blob_code_into_a_fresh_folder_per_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, storage_connection: str, run_steps, blob_steps) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     stale = tmp_path / "deployer-code.stale123"
     stale.mkdir()
     os.utime(stale, (0, 0))
-    steps = BlobCodeStore(BlobServiceClient("https://acct.blob.core.windows.net"), "code").pull_steps("demo", CODE)
-    first, second = Path(run_steps(steps[:2])), Path(run_steps(steps[:2]))
-    assert first != second and first.parent == second.parent == tmp_path
-    assert first.name.startswith("deployer-code.") and not stale.exists()
-    download = steps[2]["prefect_azure.deployments.steps.pull_from_azure_blob_storage"]
-    assert download == {"container": "code", "folder": f"demo/{short(CODE)}",
-                        "credentials": {"account_url": "https://acct.blob.core.windows.net/"}}
+    store = BlobCodeStore(BlobServiceClient.from_connection_string(storage_connection), f"code-{uuid.uuid4().hex[:8]}")
+    _, code = published(store, tmp_path)
+    first, second = Path(run_steps(blob_steps(store, code, "rev-1"))), Path(run_steps(blob_steps(store, code, "rev-1")))
+    assert first != second and first.parent == second.parent == tmp_path and not stale.exists()
+    assert (first / "flow.py").is_file() and not (first / ".env").exists()
+
+
+@pytest.mark.parametrize(("path", "content", "named"), [
+    ("flow.py", b"print('not the published code')\n", "flow.py: altered"),
+    ("sitecustomize.py", b"print('added')\n", "sitecustomize.py: added"),
+    ("prefect.yaml", None, "prefect.yaml: missing"),
+])
+def test_a_run_refuses_a_blob_copy_that_is_not_its_code_naming_module_revision_and_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, storage_connection: str, run_steps, blob_steps,
+        path: str, content: bytes | None, named: str) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    store = BlobCodeStore(BlobServiceClient.from_connection_string(storage_connection), f"code-{uuid.uuid4().hex[:8]}")
+    _, code = published(store, tmp_path)
+    tamper(store, "demo", code, path, content)
+    failure = refused(run_steps, blob_steps(store, code, "rev-3"))
+    assert "refusing to run the code of module demo revision rev-3" in failure and named in failure
+    store.delete("demo", code)  # and gone altogether: the run says that, not an import error
+    assert "missing" in refused(run_steps, blob_steps(store, code, "rev-3"))

@@ -71,7 +71,10 @@ def test_bad_bundle_gets_a_rejected_record_naming_every_problem_and_nothing_else
     assert any("expected KEY=VALUE" in m for m in messages) and any("gone.py" in m for m in messages)
     assert "hunter2" not in codec.dumps(record).decode()
     assert queued(services) == []
-    assert state_keys(services) == [f"runs/demo/{record.request_id}.json"]
+    # the run record, and the refusal in the module's history: nothing else
+    assert state_keys(services) == ["history/demo.jsonl", f"runs/demo/{record.request_id}.json"]
+    [refused] = services.state.history("demo")
+    assert (refused.request_id, refused.outcome) == (record.request_id, RunStatus.REJECTED)
 
 
 def test_something_that_is_not_an_archive_is_rejected(services: AppServices) -> None:

@@ -166,3 +166,50 @@ def test_versions_name_each_deployment_of_the_pool_and_the_revision_it_is_regist
     orchestrator.register(pool, "q1", [spec(flow), spec(flow, "other")], WORK, "rev-1")
     orchestrator.register(pool, "q1", [spec(flow), spec(flow, "other")], WORK, "rev-2")
     assert orchestrator.versions(pool) == {f"{flow}/hello": "rev-2", f"{flow}/other": "rev-2"}
+
+
+def test_a_deployment_name_prefect_refuses_is_a_refusal_that_is_never_retried(prefect_api: str) -> None:
+    """Validate refuses such names first; should one reach Prefect anyway, its refusal is final
+    (one attempt, not five ending in internal_error)."""
+    orchestrator = PrefectOrchestrator(prefect_api)
+    pool, flow = names()
+    try:
+        orchestrator.ensure_pool(pool)
+        orchestrator.ensure_queue(pool, "q1")
+        with pytest.raises(BundleInvalid) as refused:
+            orchestrator.register(pool, "q1", [spec(flow, "a/b")], WORK, "rev-1")
+        assert not refused.value.transient and "'a/b'" in str(refused.value) and "Prefect refuses it" in str(refused.value)
+        assert orchestrator.versions(pool) == {}
+    finally:
+        orchestrator.close()
+
+
+def test_a_deployment_without_a_description_has_none_not_the_text_none(prefect_api: str) -> None:
+    from prefect.client.orchestration import SyncPrefectClient
+
+    orchestrator = PrefectOrchestrator(prefect_api)
+    pool, flow = names()
+    try:
+        orchestrator.ensure_pool(pool)
+        orchestrator.ensure_queue(pool, "q1")
+        orchestrator.register(pool, "q1", [spec(flow), spec(flow, "told", description="says hi")], WORK, "rev-1")
+        with SyncPrefectClient(prefect_api) as client:
+            assert client.read_deployment_by_name(f"{flow}/hello").description in ("", None)
+            assert client.read_deployment_by_name(f"{flow}/told").description == "says hi"
+    finally:
+        orchestrator.close()
+
+
+@pytest.mark.parametrize(("status", "transient"), [(422, False), (400, False), (404, False), (429, True), (503, True), (401, True)])
+def test_prefect_refusing_a_request_is_final_and_its_faults_are_retried(status: int, transient: bool) -> None:
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    from deployer.adapters.prefect_errors import translated
+    from deployer.errors import UpstreamError
+
+    request = httpx.Request("POST", "http://prefect/api/deployments/")
+    response = httpx.Response(status, json={"detail": [{"loc": ["body", "name"], "msg": "bad name"}]}, request=request)
+    with pytest.raises(UpstreamError) as caught, translated("register", "http://prefect/api"):
+        raise PrefectHTTPStatusError.from_httpx_error(httpx.HTTPStatusError("x", request=request, response=response))
+    assert caught.value.transient is transient

@@ -9,6 +9,7 @@ from datetime import timedelta
 from deployer import codec
 from deployer.models import RunStatus, StageStatus, Trigger
 from deployer.ports import SMOKE_TAG
+from tests.fakes.notifier import Recorder, notify_into
 from tests.fakes.platform import transient
 from tests.unit.pipeline_world import World
 
@@ -146,10 +147,14 @@ def test_a_revision_whose_runs_fail_is_rolled_back_on_its_own_and_marked(world: 
     assert world.state.history("demo")[-1].outcome is RunStatus.ROLLED_BACK
     assert first.status is RunStatus.SUCCEEDED
 
+    told = notify_into(world, Recorder())
     again = world.run(world.request(CHANGE))  # a re-upload of the same content
     assert again.status is RunStatus.REJECTED and again.error["code"] == "revision_refused"  # type: ignore[index]
     assert "rolled back on its own" in again.error["message"] and "deployer deploy" in again.error["hint"]  # type: ignore[index]
     assert serving(world) == old
+    refused = world.state.history("demo")[-1]  # the refusal is in history and told, like any outcome
+    assert (refused.request_id, refused.outcome) == (again.request_id, RunStatus.REJECTED)
+    assert [n.kind for n in told.notices] == ["deploy.rejected"] and "rolled back on its own" in told.notices[0].body
 
     explicit = world.request(CHANGE)
     explicit = replace(explicit, trigger=Trigger("cli", "x", {**explicit.trigger.detail, "explicit": "true"}))

@@ -5,24 +5,9 @@ from __future__ import annotations
 
 from deployer import codec
 from deployer.models import RunStatus
-from deployer.notices import Notice, Sent
+from tests.fakes.notifier import Recorder, notify_into
 from tests.unit.pipeline_world import World
 from tests.unit.test_health_ladder import CHANGE, broken
-
-
-class Recorder:
-    def __init__(self, ok: bool = True) -> None:
-        self.ok = ok
-        self.notices: list[Notice] = []
-
-    def send(self, notice: Notice) -> Sent:
-        self.notices.append(notice)
-        return Sent(self.ok, "sent to 1 target(s)" if self.ok else "timed out after 5 s")
-
-
-def notify_into(world: World, recorder: Recorder) -> Recorder:
-    world.services.__dict__["notifier"] = recorder
-    return recorder
 
 
 def test_a_deploy_and_a_failed_deploy_are_each_told_once_and_recorded(world: World) -> None:

@@ -200,3 +200,16 @@ def test_a_value_too_large_for_the_agents_environment_is_a_contract_error(tmp_pa
 def test_prefect_settings_in_env_are_named_since_the_deployer_sets_them(tmp_path: Path) -> None:
     found = problems(tmp_path, {".env": "PREFECT_API_KEY=pnu_x\n"})
     assert any(".env:1: PREFECT_API_KEY is set by the deployer" in p for p in found), found
+
+
+@pytest.mark.parametrize("name", ["a/b", "50%", "q&a", "<hello>"])
+def test_deployment_names_prefect_refuses_are_refused_at_validate_with_their_line(tmp_path: Path, name: str) -> None:
+    text = f"name: demo\ndeployments:\n  - entrypoint: flow.py:hello\n    name: '{name}'\n"
+    found = problems(tmp_path, {"prefect.yaml": text})
+    assert any(p.startswith("prefect.yaml:4: ") and "Prefect refuses it" in p for p in found), found
+
+
+def test_a_flow_name_prefect_refuses_is_refused_at_validate(tmp_path: Path) -> None:
+    flow = FLOW.replace("@flow\ndef hello", "@flow(name='etl/daily')\ndef hello")
+    found = problems(tmp_path, {"flow.py": flow, "prefect.yaml": deployment("")})
+    assert any("flow name 'etl/daily'" in p and "prefect.yaml:4" in p for p in found), found
