@@ -1,0 +1,323 @@
+"""Settings: read once from a mapping (the environment by default) into one frozen object.
+
+Each setting is declared once, as a field of ``Settings``: its attribute and type, its name in
+the environment, its parser (``values``), its default (None: required) and its description. From
+those declarations come ``SETTINGS`` (the table the settings file, ``deployer dev`` and the docs
+use), the "every problem at once" check of ``from_env``, and the checks that keep
+``local.settings.json.example`` and the Bicep app settings equal to them (tests/unit/test_infra.py,
+tests/unit/test_settings.py). Adding a setting is one field here.
+
+Every missing or invalid value is reported in one ``ConfigError``. Secret values are wrapped in
+``Secret`` so that ``repr(settings)`` and log lines never show them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from deployer.config import values as v
+from deployer.config.values import MAX_STEP_SLICE_SECONDS, MIB, Secret
+from deployer.errors import ConfigError
+
+__all__ = ["MAX_STEP_SLICE_SECONDS", "MIB", "SETTINGS", "Secret", "Settings", "Spec", "read_one",
+           "with_defaults"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    env: str
+    attr: str
+    parse: Callable[[str], Any]
+    default: str | None  # None: required
+    description: str
+    secret: bool = False
+    backend: str | None = None  # required only for this backend
+
+
+def setting(env: str, parse: Callable[[str], Any], default: str | None, description: str, *,
+            secret: bool = False, backend: str | None = None) -> Any:
+    """One setting's declaration, as a field of ``Settings`` (its attribute is the field's)."""
+    return field(metadata={"spec": Spec(env, "", parse, default, description, secret, backend)})
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    backend: str = setting("DEPLOYER_BACKEND", v.backend, "local",
+        "where images and agents run: 'local' (uv venvs + worker processes) or 'azure'")
+    storage_connection: Secret = setting("AzureWebJobsStorage", v.connection, "",
+        "storage account connection string (Azurite locally); in Azure, leave it out and name"
+        " the account with AzureWebJobsStorage__accountName (identity-only)", secret=True)
+    storage_account_name: str = setting("AzureWebJobsStorage__accountName", v.account, "",
+        "identity-only storage, as the Functions host reads it: the account whose blob and "
+        "queue endpoints are used with the app's managed identity (shared keys may be off)")
+    storage_blob_uri: str = setting("AzureWebJobsStorage__blobServiceUri", v.https_url, "",
+        "identity-only storage: the blob endpoint, instead of the account name (sovereign "
+        "clouds, private endpoints, Azurite over HTTPS)")
+    storage_queue_uri: str = setting("AzureWebJobsStorage__queueServiceUri", v.https_url, "",
+        "identity-only storage: the queue endpoint, with the blob one")
+    storage_credential: str = setting("AzureWebJobsStorage__credential", v.storage_credential, "",
+        "identity-only storage: 'managedidentity' (the host's word; DefaultAzureCredential is"
+        " used either way, so az login works on a laptop)")
+    storage_client_id: str = setting("AzureWebJobsStorage__clientId", v.text, "",
+        "identity-only storage: the client id of a user-assigned identity (empty: the "
+        "system-assigned one)")
+    prefect_api_url: str = setting("PREFECT_API_URL", v.url, None,
+        "Prefect API the agents and the deployer talk to")
+    prefect_api_key: Secret = setting("PREFECT_API_KEY", v.text, "",
+        "Prefect Cloud API key (empty for a self-hosted server)", secret=True)
+    config_digest_key: Secret = setting("DEPLOYER_CONFIG_DIGEST_KEY", v.key, None,
+        "secret key of the keyed hash over .env values", secret=True)
+    bundles_container: str = setting("DEPLOYER_BUNDLES_CONTAINER", v.name, "bundles",
+        "blob container that receives flow bundles (the blob trigger watches it)")
+    state_container: str = setting("DEPLOYER_STATE_CONTAINER", v.name, "deployer-state",
+        "blob container holding state documents, run records and locks")
+    request_queue: str = setting("DEPLOYER_REQUEST_QUEUE", v.name, "deploy-requests",
+        "storage queue of pipeline requests")
+    code_container: str = setting("DEPLOYER_CODE_CONTAINER", v.name, "deployer-code",
+        "azure backend: blob container of revisions' code, which flow runs pull (agents need "
+        "read access to it only)")
+    max_bundle_mb: int = setting("DEPLOYER_MAX_BUNDLE_MB", v.positive_int, "200",
+        "largest total uncompressed size of a bundle, in MiB")
+    max_bundle_entries: int = setting("DEPLOYER_MAX_BUNDLE_ENTRIES", v.positive_int, "10000",
+        "most entries (files and folders) in a bundle")
+    max_compression_ratio: int = setting("DEPLOYER_MAX_COMPRESSION_RATIO", v.positive_int, "100",
+        "highest uncompressed/compressed ratio of a bundle (zip-bomb guard)")
+    lock_lease_seconds: int = setting("DEPLOYER_LOCK_LEASE_SECONDS", v.lease_seconds, "30",
+        "blob lease length of a module lock; a crashed holder's lock frees after this")
+    lock_wait_seconds: int = setting("DEPLOYER_LOCK_WAIT_SECONDS", v.lock_wait, "10",
+        "how long a step waits for its module's step lock (another step holds it for at most "
+        "one slice) before it puts its message back on the queue for a moment")
+    step_slice_seconds: int = setting("DEPLOYER_STEP_SLICE_SECONDS", v.slice, "20",
+        "the most one invocation spends waiting: shorter waits are slept in place, longer "
+        "ones end the invocation with a delayed continuation message (host.json's "
+        "functionTimeout allows for it)")
+    home: str = setting("DEPLOYER_HOME", v.text, ".deployer",
+        "local backend: folder for revision images, agent records and logs")
+    venv_dir: str = setting("DEPLOYER_VENV_DIR", v.text, "",
+        "local backend: where virtualenvs are kept, one per dependency digest, shared by "
+        "every image with the same requirements (default: <DEPLOYER_HOME>/venvs)")
+    agent_prefix: str = setting("DEPLOYER_AGENT_PREFIX", v.prefix, "agent",
+        "agents are named <prefix>-<module>-<UTC timestamp> (the old deploy.sh naming)")
+    health_timeout_seconds: int = setting("DEPLOYER_HEALTH_TIMEOUT_SECONDS", v.positive_int, "600",
+        "how long a new agent has to show ONLINE in Prefect before the deploy is rolled back "
+        "(an ACI group pulls a ~1 GB Prefect image on a cold host: minutes, not seconds)")
+    drain_timeout_seconds: int = setting("DEPLOYER_DRAIN_TIMEOUT_SECONDS", v.positive_int, "86400",
+        "the drain deadline: an old agent keeps its in-flight runs until they finish, or "
+        "until this long after the cutover (only runaway runs are then marked crashed)")
+    bake_seconds: int = setting("DEPLOYER_BAKE_SECONDS", v.non_negative_int, "600",
+        "after a cutover, how long the new revision's runs are watched while the previous "
+        "agent stays ready to take over (0: no bake window)")
+    bake_runs: int = setting("DEPLOYER_BAKE_RUNS", v.positive_int, "3",
+        "the bake window ends early once this many runs of the new revision have finished")
+    bake_failure_ratio: float = setting("DEPLOYER_BAKE_FAILURE_RATIO", v.ratio, "0.5",
+        "a baking revision whose runs fail or crash more often than this (and more often than"
+        " the previous revision's did) is rolled back on its own")
+    worker_poll_seconds: int = setting("DEPLOYER_WORKER_POLL_SECONDS", v.positive_int, "10",
+        "how often agents poll Prefect for runs (PREFECT_WORKER_QUERY_SECONDS)")
+    webhook_token: Secret = setting("DEPLOYER_WEBHOOK_TOKEN", v.text, "",
+        "shared secret the ACR webhook (or Event Grid) sends in the X-Deployer-Webhook-Token "
+        "header; without it every webhook call is refused", secret=True)
+    # -- notifications ---------------------------------------------------------------------------
+    notify_urls: Secret = setting("DEPLOYER_NOTIFY_URLS", v.text, "",
+        "apprise URLs (space or comma separated: slack://, msteams://, mailtos://, ntfy://, "
+        "json:// ...) told of deploys that succeed, fail or roll back, superseded requests, "
+        "cleanups that did something and unauthorised webhook storms; empty: none",
+        secret=True)
+    notify_timeout_seconds: float = setting("DEPLOYER_NOTIFY_TIMEOUT_SECONDS", v.positive_float, "5",
+        "longest a notification may hold up what it reports on; it is given up after that")
+    public_url: str = setting("DEPLOYER_PUBLIC_URL", v.optional_url, "",
+        "the function app's base URL (https://<app>.azurewebsites.net), for links in "
+        "notifications; empty: no link to the deployer's status")
+    # -- cleanup ---------------------------------------------------------------------------------
+    cleanup_schedule: str = setting("CLEANUP_SCHEDULE", v.ncrontab, "0 0 2 * * *",
+        "NCRONTAB (six fields, UTC) of the nightly cleanup")
+    keep_revisions: int = setting("DEPLOYER_KEEP_REVISIONS", v.positive_int, "5",
+        "images of a module's last N revisions (and its newest N tags) are kept")
+    rollback_window_days: int = setting("DEPLOYER_ROLLBACK_WINDOW_DAYS", v.non_negative_int, "14",
+        "images and bundles of revisions deployed within this many days are kept (rollback)")
+    retention_days: int = setting("DEPLOYER_RETENTION_DAYS", v.positive_int, "30",
+        "bundles, run records and cleanup reports older than this may be deleted")
+    keep_records: int = setting("DEPLOYER_KEEP_RECORDS", v.positive_int, "20",
+        "the last N bundles and run records of each module are kept whatever their age")
+    orphan_grace_hours: int = setting("DEPLOYER_ORPHAN_GRACE_HOURS", v.positive_int, "24",
+        "an agent of a module the deployer does not know is deleted only after this long")
+    aci_delete_quota: tuple[tuple[int, int], ...] = setting(
+        "DEPLOYER_ACI_DELETE_QUOTA", v.quota, "100/300,300/3600",
+        "container group deletions allowed per window: count/seconds pairs, comma-separated")
+    cleanup_concurrency: int = setting("DEPLOYER_CLEANUP_CONCURRENCY", v.positive_int, "4",
+        "deletions a cleanup runs at once")
+    cleanup_budget_seconds: int = setting("DEPLOYER_CLEANUP_BUDGET_SECONDS", v.positive_int, "600",
+        "a cleanup stops (and reports what is left for the next run) after this long")
+    # -- azure backend ---------------------------------------------------------------------------
+    subscription_id: str = setting("AZURE_SUBSCRIPTION_ID", v.text, None,
+        "azure backend: the subscription of the registry and the agents", backend="azure")
+    resource_group: str = setting("DEPLOYER_RESOURCE_GROUP", v.text, None,
+        "azure backend: resource group of the agents' container groups", backend="azure")
+    location: str = setting("DEPLOYER_LOCATION", v.text, None,
+        "azure backend: region of the agents' container groups (e.g. westeurope)", backend="azure")
+    registry: str = setting("DEPLOYER_REGISTRY", v.text, None,
+        "azure backend: name of the Azure Container Registry that builds and holds images", backend="azure")
+    registry_resource_group: str = setting("DEPLOYER_REGISTRY_RESOURCE_GROUP", v.text, "",
+        "azure backend: resource group of the registry (default: DEPLOYER_RESOURCE_GROUP)")
+    registry_login_server: str = setting("DEPLOYER_REGISTRY_LOGIN_SERVER", v.text, "",
+        "azure backend: the registry's login server (default: <registry>.azurecr.io)")
+    image_repository: str = setting("DEPLOYER_IMAGE_REPOSITORY", v.text, "prefect-flows",
+        "azure backend: images are <registry>/<this>/<module>:<code digest>")
+    agent_identity: str = setting("DEPLOYER_AGENT_IDENTITY", v.text, "",
+        "azure backend: resource id of the user-assigned identity agents pull images with "
+        "(AcrPull); without it, registry credentials are used")
+    agent_identity_client_id: str = setting("DEPLOYER_AGENT_IDENTITY_CLIENT_ID", v.text, "",
+        "azure backend: that identity's client id, given to agents as AZURE_CLIENT_ID so that"
+        " flow runs fetch their code from the code container with it")
+    registry_username: str = setting("DEPLOYER_REGISTRY_USERNAME", v.text, "",
+        "azure backend: registry user for image pulls, only when no agent identity is set")
+    registry_password: Secret = setting("DEPLOYER_REGISTRY_PASSWORD", v.text, "",
+        "azure backend: registry password for image pulls, only when no agent identity is set",
+        secret=True)
+    agent_cpu: float = setting("DEPLOYER_AGENT_CPU", v.positive_float, "1",
+        "azure backend: CPU cores of an agent container")
+    agent_memory_gb: float = setting("DEPLOYER_AGENT_MEMORY_GB", v.positive_float, "1.5",
+        "azure backend: memory of an agent container, in GB")
+    build_timeout_seconds: int = setting("DEPLOYER_BUILD_TIMEOUT_SECONDS", v.build_timeout, "3600",
+        "azure backend: an ACR Tasks build is cancelled after this long (ACR accepts "
+        "300-28800)")
+    fast_deploys: bool = setting("DEPLOYER_FAST_DEPLOYS", v.switch, "on",
+        "'on': a change of code alone is published to the code store and re-registered (no "
+        "build, no new agent); 'off': every change builds an image and rotates")
+    base_image_registry: str = setting("DEPLOYER_BASE_IMAGE_REGISTRY", v.text, "",
+        "azure backend: passed to builds as --build-arg DEPLOYER_REGISTRY, for Dockerfiles "
+        "that take their base image FROM ${DEPLOYER_REGISTRY}/prefecthq/prefect (azd sets the"
+        " app's registry, whose cache rule serves Docker Hub's image; empty: no argument)")
+    build_cache: bool = setting("DEPLOYER_BUILD_CACHE", v.switch, "on",
+        "azure backend: 'on' builds with ACR Tasks' layer cache (a task whose build step has "
+        "cache: enabled), 'off' as a plain quick build")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        backend = env.get("DEPLOYER_BACKEND") or "local"
+        for spec in SETTINGS:
+            raw = env.get(spec.env)
+            if raw is None or raw == "":
+                if spec.default is None and spec.backend in (None, backend):
+                    problems.append(f"{spec.env} is missing: {spec.description}")
+                    continue
+                raw = spec.default or ""
+                if raw == "":
+                    values[spec.attr] = Secret("") if spec.secret else ""
+                    continue
+            try:
+                value = spec.parse(raw)
+            except ValueError as exc:
+                shown = "" if spec.secret else f" (got {raw!r})"
+                problems.append(f"{spec.env} {exc}{shown}")
+                continue
+            values[spec.attr] = Secret(value) if spec.secret else value
+        problems.extend(_storage_rules(env))
+        if backend == "azure":
+            problems.extend(_azure_rules(env))
+        if problems:
+            raise ConfigError(problems)
+        return cls(**values)
+
+    def __repr__(self) -> str:
+        """Secrets hidden (``Secret``), and no credential a URL setting carries."""
+        from deployer.urls import mask_text
+
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        return mask_text(f"Settings({shown})")
+
+    @property
+    def storage_identity(self) -> bool:
+        """Whether storage is reached with a token (identity-only) rather than a shared key."""
+        return not self.storage_connection.reveal()
+
+    @property
+    def blob_service_url(self) -> str:
+        return self.storage_blob_uri or f"https://{self.storage_account_name}.blob.core.windows.net"
+
+    @property
+    def queue_service_url(self) -> str:
+        return self.storage_queue_uri or f"https://{self.storage_account_name}.queue.core.windows.net"
+
+    @property
+    def registry_server(self) -> str:
+        return self.registry_login_server or f"{self.registry}.azurecr.io"
+
+    @property
+    def registry_group(self) -> str:
+        return self.registry_resource_group or self.resource_group
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home).expanduser().resolve()
+
+    @property
+    def venv_path(self) -> Path:
+        return Path(self.venv_dir).expanduser().resolve() if self.venv_dir else self.home_path / "venvs"
+
+
+
+#: every setting, in declaration order: the one table derived from ``Settings``' fields
+SETTINGS: tuple[Spec, ...] = tuple(replace(f.metadata["spec"], attr=f.name) for f in fields(Settings))
+_BY_ATTR = {s.attr: s for s in SETTINGS}
+
+
+def _storage_rules(env: Mapping[str, str]) -> list[str]:
+    """One way to the storage account: a connection string, or an identity-only account."""
+    connection = bool(env.get("AzureWebJobsStorage"))
+    account = bool(env.get("AzureWebJobsStorage__accountName"))
+    uris = [bool(env.get(f"AzureWebJobsStorage__{k}ServiceUri")) for k in ("blob", "queue")]
+    if not connection and not account and not any(uris):
+        return ["AzureWebJobsStorage is missing: the storage account's connection string "
+                "(Azurite locally), or AzureWebJobsStorage__accountName for identity-only access"]
+    if connection and (account or any(uris)):
+        return ["AzureWebJobsStorage and AzureWebJobsStorage__* are both set: use the connection "
+                "string or the identity-only settings, not both"]
+    if not connection and not account and not all(uris):
+        return ["AzureWebJobsStorage__blobServiceUri and __queueServiceUri go together (the "
+                "deployer uses blobs and a queue), or set AzureWebJobsStorage__accountName"]
+    return []
+
+
+def _azure_rules(env: Mapping[str, str]) -> list[str]:
+    """What only makes sense together, for the azure backend."""
+    problems = []
+    if (env.get("DEPLOYER_CONFIG_DIGEST_KEY") or "").startswith("replace-me"):
+        problems.append("DEPLOYER_CONFIG_DIGEST_KEY still has the example's placeholder: set a "
+                        "random secret (e.g. `openssl rand -hex 32`)")
+    if not env.get("DEPLOYER_AGENT_IDENTITY") and not (
+            env.get("DEPLOYER_REGISTRY_USERNAME") and env.get("DEPLOYER_REGISTRY_PASSWORD")):
+        problems.append("DEPLOYER_AGENT_IDENTITY is missing: agents need a user-assigned identity "
+                        "with AcrPull (or, as a fallback, DEPLOYER_REGISTRY_USERNAME and "
+                        "DEPLOYER_REGISTRY_PASSWORD)")
+    return problems
+
+
+def with_defaults(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with every setting that has a default filled in: what a host needs to resolve
+    binding expressions like ``%DEPLOYER_REQUEST_QUEUE%`` the way the deployer reads them."""
+    merged = dict(environ)
+    for spec in SETTINGS:
+        if spec.default:
+            merged.setdefault(spec.env, spec.default)
+    return merged
+
+
+def read_one(environ: Mapping[str, str], attr: str) -> Any:
+    """One setting, for commands that need only it (``deployer bundle`` needs only the key)."""
+    spec = _BY_ATTR[attr]
+    raw = environ.get(spec.env) or spec.default
+    if not raw:
+        raise ConfigError([f"{spec.env} is missing: {spec.description}"])
+    try:
+        value = spec.parse(raw)
+    except ValueError as exc:
+        raise ConfigError([f"{spec.env} {exc}"]) from exc
+    return Secret(value) if spec.secret else value
