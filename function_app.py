@@ -32,7 +32,7 @@ def bundle_uploaded(client: blob.BlobClient) -> None:
 def deploy_request(message: func.QueueMessage) -> None:
     """Run the pipeline for one request. Transient failures raise, so the host retries."""
     from deployer.bootstrap import services_from_environment
-    from deployer.pipeline.dispatch import handle_message
+    from deployer.rotation.dispatch import handle_message
 
     record = handle_message(services_from_environment(), message.get_body(),
                             message_id=message.id or "", attempt=message.dequeue_count or 1)

@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 from deployer.cleanup.plan import Inventory, Policy, plan_cleanup  # noqa: E402
 from deployer.models import AgentRef, HistoryEntry, ModuleState, RequestKind, Revision, RunStatus, Trigger  # noqa: E402
 from deployer.pipeline.cleanup import run_cleanup  # noqa: E402
-from deployer.ports import AgentInfo, AgentState, ManifestInfo  # noqa: E402
+from deployer.ports.agents import AgentInfo, AgentState  # noqa: E402
+from deployer.ports.images import ManifestInfo  # noqa: E402
 from deployer.state import StateRepository  # noqa: E402
 from tests.fakes.azure import FakeAzure  # noqa: E402
 from tests.fakes.documents import MemoryDocumentStore  # noqa: E402

@@ -36,8 +36,8 @@ from deployer.bundle import BundleLimits, load_folder  # noqa: E402
 from deployer.config import Settings  # noqa: E402
 from deployer.models import Request, RequestKind, Trigger  # noqa: E402
 from deployer.pipeline.upload import upload_module  # noqa: E402
+from deployer.request_queue import new_record, submit  # noqa: E402
 from deployer.rotation.drive import drive  # noqa: E402
-from deployer.rotation.messages import new_record, submit  # noqa: E402
 from tests.builders import write_module  # noqa: E402
 from tests.e2e.harness import demo_files  # noqa: E402
 

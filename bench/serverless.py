@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from deployer.bundle import BundleLimits, load_archive  # noqa: E402
 from deployer.models import Intent, Request, RequestKind, Revision, RunStatus, Trigger  # noqa: E402
+from deployer.request_queue import new_record, submit  # noqa: E402
 from deployer.rotation.drive import drive  # noqa: E402
-from deployer.rotation.messages import new_record, submit  # noqa: E402
 from deployer.state import StateRepository  # noqa: E402
 from tests.builders import module_tar  # noqa: E402
 from tests.fakes.azure import FakeAzure  # noqa: E402

@@ -18,17 +18,13 @@ from typing import Any
 from deployer.bundle import BundleLimits
 from deployer.config import MIB, Settings
 from deployer.models import utcnow
-from deployer.notices import NoNotifier, Notifier
-from deployer.ports import (
-    AgentRuntime,
-    BundleStore,
-    CodeStore,
-    DeploymentChecker,
-    ImageBuilder,
-    Orchestrator,
-    RequestQueue,
-    SecretResolver,
-)
+from deployer.ports.agents import AgentRuntime
+from deployer.ports.code import CodeStore
+from deployer.ports.images import ImageBuilder
+from deployer.ports.notifications import NoNotifier, Notifier
+from deployer.ports.orchestrator import DeploymentChecker, Orchestrator
+from deployer.ports.secrets import SecretResolver
+from deployer.ports.storage import BundleStore, RequestQueue
 from deployer.state import StateRepository
 
 

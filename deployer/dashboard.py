@@ -11,7 +11,7 @@ from typing import Any
 
 from deployer import codec
 from deployer.notices import prefect_ui
-from deployer.ports import Services
+from deployer.services import Services
 
 #: deploys shown per module
 LAST_DEPLOYS = 8

@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 from deployer import codec
 from deployer.errors import LockBusy, NotFound, StateConflict
 from deployer.models import Claim, HistoryEntry, ModuleState, RunRecord
-from deployer.ports import DocumentStore
+from deployer.ports.storage import DocumentStore
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

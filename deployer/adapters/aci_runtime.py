@@ -28,7 +28,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from deployer import preflight
 from deployer.adapters.azure_clients import AzureClients
 from deployer.adapters.azure_errors import azure_errors
-from deployer.ports import AgentInfo, AgentSpec, AgentState
+from deployer.ports.agents import AgentInfo, AgentSpec, AgentState
 
 logger = logging.getLogger(__name__)
 MANAGED_BY = "prefect-collective-deployer"

@@ -44,7 +44,7 @@ from deployer.adapters.azure_errors import azure_errors
 from deployer.bundle import BundleLimits, pack, short
 from deployer.bundle.envfile import ENV_FILE
 from deployer.bundle.tree import scan
-from deployer.ports import BuildProgress, BuildState, Image, ManifestInfo
+from deployer.ports.images import BuildProgress, BuildState, Image, ManifestInfo
 
 logger = logging.getLogger(__name__)
 FINAL = {"Succeeded", "Failed", "Canceled", "Error", "Timeout"}

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from deployer.notices import Notice, Sent
+from deployer.ports.notifications import Notice, Sent
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
 
 from deployer.adapters.storage_errors import storage_errors
-from deployer.ports import BundleInfo
+from deployer.ports.storage import BundleInfo
 
 GZIP = ContentSettings(content_type="application/gzip")
 

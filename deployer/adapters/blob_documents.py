@@ -12,7 +12,7 @@ from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient, C
 
 from deployer.adapters.storage_errors import storage_errors
 from deployer.errors import NotFound, StateConflict
-from deployer.ports import StoredDocument
+from deployer.ports.storage import StoredDocument
 
 JSON = ContentSettings(content_type="application/json")
 _LEASE_GONE = {"LeaseIdMismatchWithLeaseOperation", "LeaseLost", "LeaseNotPresentWithLeaseOperation",

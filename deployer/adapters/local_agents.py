@@ -25,7 +25,7 @@ import psutil
 from deployer import preflight
 from deployer.errors import AgentUnhealthy
 from deployer.models import utcnow
-from deployer.ports import AgentInfo, AgentSpec, AgentState
+from deployer.ports.agents import AgentInfo, AgentSpec, AgentState
 
 logger = logging.getLogger(__name__)
 #: a worker stops in about a second on SIGTERM; flow runs get a little longer to report

@@ -41,7 +41,7 @@ from deployer.bundle.digest import short
 from deployer.bundle.envfile import ENV_FILE
 from deployer.bundle.tree import copy_files
 from deployer.models import utcnow
-from deployer.ports import BuildProgress, BuildState, Image, ManifestInfo
+from deployer.ports.images import BuildProgress, BuildState, Image, ManifestInfo
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from deployer.adapters.prefect_deployments import MANAGED_TAG, deployment_payloa
 from deployer.adapters.prefect_errors import first_error, not_found, refusal_detail, translated
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec
 from deployer.errors import BundleInvalid, NotFound, Problem
-from deployer.ports import SMOKE_TAG, Readiness, RunRef
+from deployer.ports.orchestrator import SMOKE_TAG, Readiness, RunRef
 from deployer.preflight import CHECK_FILE, CHECK_FLOW_NAME
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from deployer.bundle.tree import Tree, scan
 from deployer.errors import BundleInvalid, Problem
 
 if TYPE_CHECKING:
-    from deployer.ports import DeploymentChecker
+    from deployer.ports.orchestrator import DeploymentChecker
 
 __all__ = [
     "BLOB_FORMS", "BundleLimits", "DeploymentSpec", "EnvFile", "Module", "Packed", "Tree",

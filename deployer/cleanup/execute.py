@@ -17,7 +17,7 @@ from deployer.cleanup.pacing import SlidingWindowLimiter
 from deployer.cleanup.plan import Action
 from deployer.errors import DeployerError, LockBusy
 from deployer.models import CleanupItem
-from deployer.ports import Services
+from deployer.services import Services
 
 logger = logging.getLogger(__name__)
 #: agents go first (they cost money), queues after their agents, reports last

@@ -37,7 +37,9 @@ from datetime import datetime, timedelta
 from deployer.bundle import module_from_blob_name
 from deployer.bundle.digest import short
 from deployer.models import HistoryEntry, ModuleState, Revision, RunRecord, RunStatus
-from deployer.ports import AgentInfo, AgentState, BundleInfo, ManifestInfo
+from deployer.ports.agents import AgentInfo, AgentState
+from deployer.ports.images import ManifestInfo
+from deployer.ports.storage import BundleInfo
 
 UNTAGGED_MIN_AGE = timedelta(hours=1)  # an untagged manifest may be a push in progress
 DEFAULT_QUEUE = "default"  # every Prefect pool has one; never ours to delete

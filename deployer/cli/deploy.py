@@ -112,8 +112,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from deployer.bootstrap import build
     from deployer.config import Settings
     from deployer.models import Request, RequestKind, Trigger
-    from deployer.pipeline.dryrun import dry_run
     from deployer.pipeline.upload import upload_module
+    from deployer.rotation.dryrun import dry_run
 
     services = build(Settings.from_env(environ(args)), interactive=True)
     if args.dry_run:
@@ -149,8 +149,8 @@ def run_here(services: Any, request: Any, *, as_json: bool) -> int:
     the revision is serving."""
     from deployer.cli.follow import report
     from deployer.models import RunStatus
+    from deployer.request_queue import new_record, submit
     from deployer.rotation.drive import drive
-    from deployer.rotation.messages import new_record, submit
 
     submit(services, new_record(request))
     record = drive(services, request.module, request.request_id,

@@ -7,7 +7,7 @@ import time
 from deployer.cli.output import err
 from deployer.errors import DeployerError
 from deployer.models import RunRecord, RunStatus
-from deployer.ports import Services
+from deployer.services import Services
 
 #: how often to re-read the run record while following it
 POLL_SECONDS = 0.5

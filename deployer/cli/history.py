@@ -82,7 +82,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from deployer.cli.deploy import run_here
     from deployer.config import Settings
     from deployer.pipeline.rollback import rollback_request
-    from deployer.rotation.messages import new_record, submit
+    from deployer.request_queue import new_record, submit
 
     services = build(Settings.from_env(environ(args)), interactive=True)
     request = rollback_request(services, args.module, args.to)

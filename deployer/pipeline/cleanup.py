@@ -18,7 +18,7 @@ from deployer.cleanup.pacing import SlidingWindowLimiter
 from deployer.cleanup.plan import Inventory, Policy, plan_cleanup
 from deployer.errors import LockBusy, UpstreamError
 from deployer.models import CleanupItem, CleanupReport
-from deployer.ports import Services
+from deployer.services import Services
 
 logger = logging.getLogger(__name__)
 LOCK = "_cleanup"

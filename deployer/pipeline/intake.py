@@ -30,9 +30,10 @@ from deployer.models import (
     Trigger,
     utcnow,
 )
-from deployer.pipeline import secret_pins
-from deployer.ports import BundleInfo, Services
-from deployer.rotation.messages import new_record, submit
+from deployer.ports.storage import BundleInfo
+from deployer.request_queue import new_record, submit
+from deployer.revisions import secret_pins
+from deployer.services import Services
 from deployer.workdir import sweep, work_folder
 
 logger = logging.getLogger(__name__)

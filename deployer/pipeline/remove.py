@@ -34,7 +34,8 @@ from deployer.models import (
     RunStatus,
     Trigger,
 )
-from deployer.ports import Services
+from deployer.ports.notifications import Notice
+from deployer.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def _record(services: Services, module: str, request_id: str, served: Any, user:
     trigger = Trigger("cli", f"remove {module}", {"user": user} if user else {})
     services.state.append_history(HistoryEntry(module, served, request_id, RequestKind.REMOVE,
                                                trigger, RunStatus.REMOVED, now))
-    notices.tell(services, notices.Notice(
+    notices.tell(services, Notice(
         "module.removed", "warning", f"{module}: removed",
         f"module {module} was removed (request {request_id}"
         f"{', by ' + user if user else ''}); it served revision {served.id} until then\n"

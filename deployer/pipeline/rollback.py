@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from deployer.errors import NotFound, UsageError
 from deployer.models import HistoryEntry, Intent, Request, RequestKind, RunStatus, Trigger, utcnow
-from deployer.ports import Services
+from deployer.services import Services
 
 
 def rollback_request(services: Services, module: str, to: str | None = None,

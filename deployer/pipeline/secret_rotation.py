@@ -15,9 +15,9 @@ from deployer.bundle.archive import ChunkReader
 from deployer.bundle.keyvault_ref import PREFIX, parse_reference
 from deployer.errors import DeployerError
 from deployer.models import Intent, ModuleState, Request, RequestKind, Revision, Trigger
-from deployer.pipeline import secret_pins
-from deployer.ports import Services
-from deployer.rotation.messages import new_record, submit
+from deployer.request_queue import new_record, submit
+from deployer.revisions import secret_pins
+from deployer.services import Services
 from deployer.workdir import work_folder
 
 logger = logging.getLogger(__name__)

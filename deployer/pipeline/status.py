@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from deployer.errors import DeployerError, UpstreamError
 from deployer.models import ModuleState, RunRecord
-from deployer.ports import AgentInfo, Services
+from deployer.ports.agents import AgentInfo
+from deployer.services import Services
 
 logger = logging.getLogger(__name__)
 

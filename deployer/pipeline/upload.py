@@ -14,7 +14,7 @@ from pathlib import Path
 from deployer.bundle import load_folder, pack, short
 from deployer.models import Intent, Request, Revision, utcnow
 from deployer.pipeline.intake import UPLOADED_AT, upload_intent
-from deployer.ports import Services
+from deployer.services import Services
 
 #: bundles up to this size are packed in memory, bigger ones spill to a temporary file
 SPOOL_BYTES = 8 * 1024 * 1024

@@ -29,8 +29,8 @@ from deployer.models import (
     RunRecord,
     Trigger,
 )
-from deployer.ports import Services
-from deployer.rotation.messages import new_record, submit
+from deployer.request_queue import new_record, submit
+from deployer.services import Services
 from deployer.webhooks import Other, Ping, Push, Validation, WebhookInvalid, parse
 
 logger = logging.getLogger(__name__)

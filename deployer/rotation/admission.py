@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from deployer.models import Claim, ModuleState, RequestKind, RunRecord
-from deployer.ports import Services
+from deployer.request_queue import StepMessage, new_token
 from deployer.rotation.looks import NUDGE_AFTER_SECONDS
-from deployer.rotation.messages import StepMessage, new_token
+from deployer.services import Services
 
 logger = logging.getLogger(__name__)
 

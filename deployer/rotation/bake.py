@@ -25,10 +25,11 @@ from deployer.models import (
     Revision,
     Trigger,
 )
-from deployer.ports import AgentState, RunRef
+from deployer.ports.agents import AgentState
+from deployer.ports.orchestrator import RunRef
+from deployer.request_queue import new_record, submit
 from deployer.rotation.handback import hand_back
 from deployer.rotation.looks import BAKE
-from deployer.rotation.messages import new_record, submit
 from deployer.rotation.operations import Bake, Drain, StopAgent
 from deployer.rotation.outcomes import Done, Outcome, Wait
 

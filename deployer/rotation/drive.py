@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 from deployer.errors import NotFound, is_transient
 from deployer.models import RunRecord
-from deployer.ports import Services
-from deployer.rotation.messages import StepMessage
+from deployer.request_queue import StepMessage
 from deployer.rotation.steps import MAX_ATTEMPTS, handle_step
 from deployer.rotation.tracker import LogProgress, Progress
+from deployer.services import Services
 
 logger = logging.getLogger(__name__)
 #: pauses between attempts after a transient failure (storage, Prefect, ARM hiccups)

@@ -20,8 +20,11 @@ from deployer.bundle.entrypoint import image_entrypoint
 from deployer.bundle.prefect_yaml import PREFECT_YAML
 from deployer.errors import AgentUnhealthy, BuildFailed, BundleInvalid, HealthCheckFailed, Problem
 from deployer.models import AgentRef, Baking, DrainingAgent, ModuleState, Request
-from deployer.pipeline import secret_pins
-from deployer.ports import SMOKE_TAG, AgentSpec, AgentState, BuildState, Image, Services
+from deployer.ports.agents import AgentSpec, AgentState
+from deployer.ports.images import BuildState, Image
+from deployer.ports.orchestrator import SMOKE_TAG
+from deployer.revisions import secret_pins
+from deployer.revisions.source import RevisionSource
 from deployer.rotation import admission
 from deployer.rotation.bake import look as bake_look
 from deployer.rotation.looks import (
@@ -52,8 +55,8 @@ from deployer.rotation.operations import (
     StopAgent,
 )
 from deployer.rotation.outcomes import Done, Outcome, Wait
-from deployer.rotation.source import RevisionSource
 from deployer.rotation.tracker import RunTracker
+from deployer.services import Services
 from deployer.urls import has_credentials
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from typing import Any
 from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.errors import NotFound
 from deployer.models import Request, RequestKind, Revision, Trigger
-from deployer.ports import Services
-from deployer.rotation.source import RevisionSource
+from deployer.revisions.source import RevisionSource
+from deployer.services import Services
 
 
 def hand_back(services: Services, module: str, *, previous: Revision | None, previous_queue: str,

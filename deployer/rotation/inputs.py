@@ -7,8 +7,9 @@ from deployer.bundle import Module
 from deployer.bundle.deployment_config import smoke_of
 from deployer.errors import NotFound
 from deployer.models import ModuleState, Request, RequestKind
-from deployer.ports import Image, Services
+from deployer.ports.images import Image
 from deployer.rotation.plan import Inputs, image_key
+from deployer.services import Services
 
 
 def gather(services: Services, request: Request, source: Module) -> Inputs:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from deployer.models import ModuleState, RequestKind, Revision
-from deployer.ports import AgentInfo, AgentState, Image
+from deployer.ports.agents import AgentInfo, AgentState
+from deployer.ports.images import Image
 from deployer.rotation.operations import (
     AwaitOnline,
     AwaitReady,

@@ -34,18 +34,18 @@ from deployer.models import (
     StageStatus,
     Waiting,
 )
-from deployer.ports import Services
+from deployer.request_queue import StepMessage, new_token
+from deployer.revisions.source import RevisionSource
 from deployer.rotation import admission
 from deployer.rotation.execute import Executor
 from deployer.rotation.handback import hand_back
 from deployer.rotation.inputs import gather
 from deployer.rotation.looks import ADMISSION, INLINE_PAUSE_SECONDS, LOCK_BUSY_SECONDS
-from deployer.rotation.messages import StepMessage, new_token
 from deployer.rotation.operations import Operation, Phase, from_dict
 from deployer.rotation.outcomes import Done
 from deployer.rotation.plan import plan_rotation
-from deployer.rotation.source import RevisionSource
 from deployer.rotation.tracker import LogProgress, Progress, RunTracker
+from deployer.services import Services
 from deployer.urls import mask_text
 from deployer.workdir import sweep
 

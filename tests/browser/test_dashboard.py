@@ -23,7 +23,7 @@ from deployer.models import (
     Trigger,
 )
 from deployer.pipeline.status import AgentStatus, ModuleStatus
-from deployer.ports import AgentInfo, AgentState
+from deployer.ports.agents import AgentInfo, AgentState
 from tests.conftest import ARTIFACTS
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

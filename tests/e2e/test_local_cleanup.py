@@ -11,7 +11,8 @@ import pytest
 
 from deployer.models import RunStatus
 from deployer.pipeline.cleanup import last_report
-from deployer.ports import AgentSpec, AgentState, Image
+from deployer.ports.agents import AgentSpec, AgentState
+from deployer.ports.images import Image
 from tests.e2e.harness import Stack
 
 pytestmark = pytest.mark.timeout(900)

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 
 from deployer.errors import StateConflict
-from deployer.ports import StoredDocument
+from deployer.ports.storage import StoredDocument
 
 
 class MemoryDocumentStore:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployer.notices import Notice, Sent
+from deployer.ports.notifications import Notice, Sent
 
 
 class Recorder:

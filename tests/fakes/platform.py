@@ -13,19 +13,10 @@ from typing import Any, BinaryIO
 
 from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.errors import NotFound, Problem, UpstreamError
-from deployer.ports import (
-    SMOKE_TAG,
-    AgentInfo,
-    AgentSpec,
-    AgentState,
-    BuildProgress,
-    BuildState,
-    BundleInfo,
-    Image,
-    ManifestInfo,
-    Readiness,
-    RunRef,
-)
+from deployer.ports.agents import AgentInfo, AgentSpec, AgentState
+from deployer.ports.images import BuildProgress, BuildState, Image, ManifestInfo
+from deployer.ports.orchestrator import SMOKE_TAG, Readiness, RunRef
+from deployer.ports.storage import BundleInfo
 from deployer.preflight import CHECK_FLOW
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from deployer.pipeline.dispatch import handle_message
-from deployer.ports import Services
+from deployer.rotation.dispatch import handle_message
+from deployer.services import Services
 from tests.fakes.platform import FakeQueue
 
 

@@ -12,8 +12,9 @@ from deployer.adapters.keyvault_secrets import KeyVaultSecretResolver
 from deployer.bootstrap import AppServices
 from deployer.config import Settings
 from deployer.models import Request, RunRecord
-from deployer.ports import BundleStore, CodeStore, RequestQueue
-from deployer.rotation.messages import new_record, submit
+from deployer.ports.code import CodeStore
+from deployer.ports.storage import BundleStore, RequestQueue
+from deployer.request_queue import new_record, submit
 from deployer.state import StateRepository
 from tests.fakes.azure import FakeAzure
 from tests.fakes.platform import FakeCodeStore, FakeOrchestrator, FakeQueue

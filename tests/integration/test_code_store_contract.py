@@ -22,7 +22,7 @@ from deployer.bundle.digest import short
 from deployer.bundle.pack import code_digest_of
 from deployer.bundle.tree import scan
 from deployer.errors import BundleInvalid
-from deployer.ports import CodeStore
+from deployer.ports.code import CodeStore
 from deployer.preflight import CHECK_FILE, CHECK_FLOW
 from tests.builders import module_files, write_module
 

@@ -11,7 +11,7 @@ from azure.storage.blob import BlobServiceClient
 
 from deployer.adapters.blob_documents import BlobDocumentStore
 from deployer.errors import StateConflict
-from deployer.ports import DocumentStore
+from deployer.ports.storage import DocumentStore
 from tests.fakes.documents import MemoryDocumentStore
 
 

@@ -13,7 +13,7 @@ from deployer.bootstrap import AppServices, build
 from deployer.models import Request, RunStatus
 from deployer.pipeline.intake import REJECTED_MODULE, accept_bundle
 from deployer.pipeline.upload import upload_module
-from deployer.rotation.messages import StepMessage
+from deployer.request_queue import StepMessage
 from tests.builders import module_files, module_tar, write_module
 from tests.integration.conftest import settings_for
 

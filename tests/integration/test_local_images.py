@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deployer.adapters.local_images import LocalImageBuilder
-from deployer.ports import BuildProgress, BuildState
+from deployer.ports.images import BuildProgress, BuildState
 
 CODE = "sha256:" + "1" * 64
 OTHER_CODE = "sha256:" + "2" * 64

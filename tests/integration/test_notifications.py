@@ -12,7 +12,8 @@ import pytest
 
 from deployer.adapters.apprise_notifier import AppriseNotifier
 from deployer.models import RequestKind, Revision, RunRecord, RunStatus, Trigger
-from deployer.notices import Links, Notice, outcome_notice, unauthorised_notice
+from deployer.notices import Links, outcome_notice, unauthorised_notice
+from deployer.ports.notifications import Notice
 from tests.fakes.receiver import Receiver, receiver
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -14,7 +14,8 @@ import pytest
 from deployer.adapters.prefect_orchestrator import PrefectOrchestrator
 from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.errors import BundleInvalid
-from deployer.ports import SMOKE_TAG, Image, Orchestrator
+from deployer.ports.images import Image
+from deployer.ports.orchestrator import SMOKE_TAG, Orchestrator
 from tests.fakes.platform import FakeOrchestrator
 
 WORK = Image("img", "/work").pull_steps()

@@ -14,7 +14,7 @@ from deployer.bootstrap import AppServices
 from deployer.bundle import load_archive
 from deployer.config import Settings
 from deployer.models import Intent, Request, RequestKind, Revision, RunRecord, Trigger
-from deployer.rotation.messages import new_record, submit
+from deployer.request_queue import new_record, submit
 from deployer.state import StateRepository
 from tests.builders import module_tar
 from tests.fakes.documents import MemoryDocumentStore

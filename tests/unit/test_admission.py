@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from deployer.models import Claim, Intent, ModuleState, RequestKind, RunStatus
 from deployer.pipeline.webhook import TOKEN_HEADER, receive_webhook
-from deployer.ports import Image
+from deployer.ports.images import Image
 from tests.unit.pipeline_world import WEBHOOK_TOKEN, World
 from tests.unit.test_webhook_and_rollback import DATA
 

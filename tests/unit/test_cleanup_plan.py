@@ -18,7 +18,9 @@ from deployer.models import (
     RunStatus,
     Trigger,
 )
-from deployer.ports import AgentInfo, AgentState, BundleInfo, ManifestInfo
+from deployer.ports.agents import AgentInfo, AgentState
+from deployer.ports.images import ManifestInfo
+from deployer.ports.storage import BundleInfo
 
 NOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 POLICY = Policy(keep_revisions=2, rollback_window=timedelta(days=3), retention=timedelta(days=30),

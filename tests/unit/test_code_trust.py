@@ -8,9 +8,9 @@ from __future__ import annotations
 from deployer.dashboard import dashboard_data, render
 from deployer.models import RunStatus
 from deployer.pipeline.cleanup import run_cleanup
-from deployer.pipeline.dryrun import dry_run
 from deployer.pipeline.rollback import rollback_request
 from deployer.pipeline.status import module_statuses
+from deployer.rotation.dryrun import dry_run
 from tests.builders import module_files, write_module
 from tests.unit.pipeline_world import World
 

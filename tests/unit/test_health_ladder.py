@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from deployer import codec
 from deployer.models import RunStatus, StageStatus, Trigger
-from deployer.ports import SMOKE_TAG
+from deployer.ports.orchestrator import SMOKE_TAG
 from tests.fakes.notifier import Recorder, notify_into
 from tests.fakes.platform import transient
 from tests.unit.pipeline_world import World

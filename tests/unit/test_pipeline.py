@@ -8,8 +8,8 @@ from datetime import timedelta
 
 from deployer import codec
 from deployer.models import RunStatus, StageStatus
-from deployer.ports import AgentState
-from deployer.rotation.messages import StepMessage
+from deployer.ports.agents import AgentState
+from deployer.request_queue import StepMessage
 from tests.builders import module_tar
 from tests.fakes.platform import build_failure, transient
 from tests.unit.pipeline_world import World

@@ -12,7 +12,7 @@ from deployer.errors import NotFound
 from deployer.models import Request, RequestKind, RunStatus, StageStatus
 from deployer.pipeline.rollback import rollback_request
 from deployer.pipeline.webhook import TOKEN_HEADER, receive_webhook
-from deployer.ports import Image
+from deployer.ports.images import Image
 from deployer.webhooks import Ping, Push, Validation, WebhookInvalid, parse
 from tests.fakes.azure.swagger import spec_path
 from tests.unit.pipeline_world import WEBHOOK_TOKEN, World
@@ -266,7 +266,7 @@ def test_rollback_is_refused_without_an_earlier_revision_or_with_an_unknown_one(
 
 
 def test_a_queued_rollback_runs_from_the_queue_trigger(world: World) -> None:
-    from deployer.rotation.messages import new_record, submit
+    from deployer.request_queue import new_record, submit
 
     deployed(world)
     world.run(world.request({".env": "GREETING=2\n"}))

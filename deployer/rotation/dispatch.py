@@ -7,9 +7,9 @@ import logging
 
 from deployer.errors import StateCorrupt
 from deployer.models import RunRecord
-from deployer.ports import Services
-from deployer.rotation.messages import decode
+from deployer.request_queue import decode
 from deployer.rotation.steps import handle_step
+from deployer.services import Services
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from deployer import codec, telemetry
 from deployer.errors import StateConflict, StateCorrupt
 from deployer.models import Claim, Intent, Request, RunRecord, RunStatus, Stage, StageStatus, utcnow
-from deployer.ports import Services
+from deployer.services import Services
 
 logger = logging.getLogger(__name__)
 

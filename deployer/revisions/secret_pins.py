@@ -17,7 +17,7 @@ from deployer.bundle import Module
 from deployer.bundle.envfile import ENV_FILE, EnvFile
 from deployer.bundle.keyvault_ref import PREFIX, SecretRef, is_reference, parse_reference
 from deployer.errors import BundleInvalid, Problem, SecretUnavailable
-from deployer.ports import SecretResolver
+from deployer.ports.secrets import SecretResolver
 
 Pins = tuple[tuple[str, str], ...]  # (key, versioned SecretUri)
 

@@ -9,10 +9,10 @@ from typing import Any
 from deployer.bundle import load_folder
 from deployer.errors import BundleInvalid
 from deployer.models import Request, RequestKind, Revision, Trigger
-from deployer.pipeline import secret_pins
-from deployer.ports import Services
+from deployer.revisions import secret_pins
 from deployer.rotation.inputs import gather
 from deployer.rotation.plan import plan_rotation
+from deployer.services import Services
 
 
 def dry_run(services: Services, path: Path, *, repair: bool = False) -> dict[str, Any]:

@@ -1,0 +1,73 @@
+"""Agents: the long-lived containers (or local processes) running a module's Prefect worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from deployer.ports.images import Image
+
+
+class AgentState(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPED = "stopped"  # exited, terminated or being deleted
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    module: str
+    revision_id: str
+    image: Image
+    pool: str
+    queue: str
+    env: dict[str, str] = field(repr=False)  # .env values: secrets
+    settings: dict[str, str] = field(default_factory=dict)  # non-secret agent settings
+    #: (deployment, entrypoint) pairs the agent loads before its worker starts (``preflight``)
+    entrypoints: tuple[tuple[str, str], ...] = ()
+    #: the pull steps the preflight runs first, when flow runs pull their code (code store)
+    pull_steps: tuple[dict[str, Any], ...] = ()
+    #: the image's own ENTRYPOINT, put back in front of the command (``bundle.entrypoint``)
+    entrypoint: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return (f"AgentSpec(name={self.name!r}, revision={self.revision_id!r}, "
+                f"queue={self.queue!r}, env_keys={sorted(self.env)!r})")
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    name: str
+    module: str
+    revision_id: str
+    queue: str
+    state: AgentState
+    started_at: datetime | None
+    detail: str = ""  # pid / provisioning state, for people
+
+
+class AgentRuntime(Protocol):
+    #: how long a new agent usually takes until its worker is ONLINE (paces the looks)
+    expected_start_seconds: float
+
+    def start(self, spec: AgentSpec) -> AgentInfo:
+        """Start the agent without waiting for it; starting one that already exists (same name)
+        returns it instead of starting a second."""
+        ...
+
+    def get(self, name: str) -> AgentInfo | None: ...
+
+    def list(self, module: str | None = None, *, detailed: bool = True) -> list[AgentInfo]:
+        """The agents (of ``module``). ``detailed=False`` may skip per-agent reads: the state is
+        then only what a listing shows (provisioning state for ACI), enough for cleanup."""
+        ...
+
+    def stop(self, name: str) -> None:
+        """Stop and remove the agent (graceful, then forced); a missing agent is not an error."""
+        ...
+
+    def logs(self, name: str, tail: int = 50) -> str: ...

@@ -1,0 +1,123 @@
+"""The orchestrator: Prefect's work pools, queues, deployments and flow runs, in domain terms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from deployer.bundle.prefect_yaml import DeploymentSpec
+from deployer.errors import Problem
+
+
+@dataclass(frozen=True)
+class RunRef:
+    id: str
+    name: str
+    state: str
+    deployment: str = ""
+    version: str = ""  # the deployment version the run ran (the deployer's revision id)
+    message: str = ""  # its state's message (why it failed)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    queue: str  # READY | NOT_READY | PAUSED | missing
+    deployments: dict[str, str]  # deployment name -> READY | NOT_READY | missing | elsewhere
+
+    @property
+    def ready(self) -> bool:
+        return self.queue == "READY" and all(s == "READY" for s in self.deployments.values())
+
+
+#: the tag of the flow runs the deployer itself starts to check a revision (smoke runs)
+SMOKE_TAG = "deployer-smoke"
+
+
+class Orchestrator(Protocol):
+    def ensure_pool(self, pool: str) -> None: ...
+
+    def ensure_queue(self, pool: str, queue: str) -> None: ...
+
+    def online_workers(self, pool: str) -> set[str]:
+        """Names of the pool's workers that Prefect shows ONLINE."""
+        ...
+
+    def conflicts(self, pool: str, deployments: Sequence[DeploymentSpec]) -> list[Problem]:
+        """Deployments whose Prefect name (``flow/deployment``) another pool already owns."""
+        ...
+
+    def register(self, pool: str, queue: str, deployments: Sequence[DeploymentSpec],
+                 pull_steps: Sequence[dict[str, Any]], revision_id: str) -> list[str]:
+        """Create or update the deployments on ``queue``, each run pulling its code with
+        ``pull_steps``, versioned ``revision_id``; delete the pool's other deployer-made
+        deployments. Returns the names of deployments that were removed."""
+        ...
+
+    def start_code_check(self, pool: str, queue: str, pull_steps: Sequence[dict[str, Any]],
+                         entrypoints: Sequence[tuple[str, str]], *,
+                         idempotency_key: str) -> RunRef:
+        """A run of the deployer's check flow (``preflight.CHECK_FLOW``) on ``queue``, pulling
+        code with ``pull_steps``: it loads ``entrypoints`` where the serving agent runs."""
+        ...
+
+    def finish_code_check(self, pool: str) -> None:
+        """Remove what ``start_code_check`` registered."""
+        ...
+
+    def pause_queue(self, pool: str, queue: str) -> None: ...
+
+    def resume_queue(self, pool: str, queue: str) -> None: ...
+
+    def readiness(self, pool: str, queue: str,
+                  deployments: Sequence[DeploymentSpec]) -> Readiness:
+        """What Prefect reports of a queue and of deployments registered on it."""
+        ...
+
+    def finished_runs(self, pool: str, queue: str, since: datetime,
+                      limit: int = 50) -> list[RunRef]:
+        """Runs of the queue that started after ``since`` and are final now, newest first
+        (the deployer's own smoke runs left out)."""
+        ...
+
+    def rehome_scheduled(self, pool: str, from_queue: str, to_queue: str) -> list[tuple[str, str]]:
+        """Move runs not yet started from one queue to another; (old id, new id) pairs."""
+        ...
+
+    def in_flight(self, pool: str, queue: str) -> list[RunRef]: ...
+
+    def mark_crashed(self, run_ids: Sequence[str], message: str) -> list[str]:
+        """Mark runs that are still not final as crashed; returns the ids it changed."""
+        ...
+
+    def delete_queue(self, pool: str, queue: str) -> None: ...
+
+    def queues(self, pool: str) -> dict[str, int]:
+        """The pool's work queues and how many runs in each are not final yet."""
+        ...
+
+    def versions(self, pool: str) -> dict[str, str]:
+        """The pool's deployments (``flow/name``) and the revision each is registered at (its
+        ``version``; "" when it has none): what their next runs pull."""
+        ...
+
+    def start_run(self, flow_name: str, deployment: str,
+                  parameters: dict[str, Any] | None = None, *, idempotency_key: str = "",
+                  tags: Sequence[str] = ()) -> RunRef:
+        """A flow run of a deployment, now (the demo, smoke runs). With an idempotency key, a
+        second call returns the first call's run."""
+        ...
+
+    def run_status(self, run_id: str) -> RunRef: ...
+
+    def run_artifacts(self, run_id: str) -> list[str]:
+        """The run's markdown and table artifacts, as text."""
+        ...
+
+
+class DeploymentChecker(Protocol):
+    """What only the orchestrator can say about a module's deployments without network: that
+    every schedule (cron, interval, rrule, time zone) is one its own models accept."""
+
+    def check(self, module: str, deployments: Sequence[DeploymentSpec]) -> list[Problem]: ...
