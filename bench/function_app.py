@@ -29,7 +29,7 @@ RUNS = 5
 INDEX = "import function_app; function_app.app.get_functions()"
 FIRST = ("import function_app; function_app.app.get_functions()\n"
          "import deployer.bootstrap, deployer.pipeline.intake, deployer.rotation.dispatch, "
-         "deployer.rotation.steps, deployer.webhooks, deployer.cleanup.execute\n"
+         "deployer.rotation.engine, deployer.webhooks, deployer.cleanup.execute\n"
          "import deployer.adapters.aci_runtime, deployer.adapters.acr_builder, "
          "deployer.adapters.azure_clients, deployer.adapters.blob_documents, "
          "deployer.adapters.storage_queue, deployer.adapters.prefect_orchestrator, "

@@ -57,6 +57,16 @@ class RunStatus(StrEnum):
         return self.finished or self in (RunStatus.BAKING, RunStatus.DRAINING)
 
 
+class RequestStage(StrEnum):
+    """The stages of a request that are not operations of its plan (those are named by
+    ``rotation.operations``): validated at intake, enqueued, waiting for its module, planned."""
+
+    VALIDATE = "validate"
+    ENQUEUE = "enqueue"
+    WAIT = "wait"
+    PLAN = "plan"
+
+
 class StageStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"

@@ -15,7 +15,17 @@ from dataclasses import dataclass
 
 from deployer import codec, telemetry
 from deployer.errors import StateConflict, StateCorrupt
-from deployer.models import Claim, Intent, Request, RunRecord, RunStatus, Stage, StageStatus, utcnow
+from deployer.models import (
+    Claim,
+    Intent,
+    Request,
+    RequestStage,
+    RunRecord,
+    RunStatus,
+    Stage,
+    StageStatus,
+    utcnow,
+)
 from deployer.services import Services
 
 logger = logging.getLogger(__name__)
@@ -79,7 +89,7 @@ def submit(services: Services, record: RunRecord) -> RunRecord:
         if got is None:
             raise
         record = got.value
-    if record.status is not RunStatus.QUEUED or record.stage("enqueue") is not None:
+    if record.status is not RunStatus.QUEUED or record.stage(RequestStage.ENQUEUE) is not None:
         return record
     # listed as pending before its message exists: admission sees it from its first step on
     state.add_pending(record.module, Claim(record.request_id, record.kind,
@@ -91,7 +101,7 @@ def submit(services: Services, record: RunRecord) -> RunRecord:
     if got is None or got.value.status is not RunStatus.QUEUED:
         return got.value if got else record  # a step already moved it on
     now = utcnow()
-    updated = got.value.with_stage(Stage("enqueue", StageStatus.DONE, now, now))
+    updated = got.value.with_stage(Stage(RequestStage.ENQUEUE, StageStatus.DONE, now, now))
     try:
         state.save_run(updated, got.etag)
     except StateConflict:

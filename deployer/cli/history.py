@@ -9,6 +9,7 @@ from rich.table import Table
 
 from deployer.cli import environ
 from deployer.cli.output import ago, emit_json, err, out
+from deployer.models import RequestStage
 
 
 def register(sub: Any) -> None:
@@ -65,7 +66,7 @@ def cmd_history(args: argparse.Namespace) -> int:
                       entry.outcome.value, f"{took:.0f}s", str(error).splitlines()[0][:60] if error else "")
     for record in active:
         waiting = record.waiting.what if record.waiting else ""
-        plan = record.stage("plan")
+        plan = record.stage(RequestStage.PLAN)
         table.add_row("…", ago(record.created_at), record.revision.id if record.revision else "-",
                       record.kind.value, f"{record.trigger.source}: {record.trigger.ref}",
                       ", ".join(plan.detail.get("changed", [])) if plan else "",

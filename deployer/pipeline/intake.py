@@ -22,6 +22,7 @@ from deployer.models import (
     Intent,
     Request,
     RequestKind,
+    RequestStage,
     Revision,
     RunRecord,
     RunStatus,
@@ -77,7 +78,7 @@ def accept_bundle(services: Services, blob_name: str) -> RunRecord:
         rejected = RunRecord(
             request_id=request_id, kind=RequestKind.DEPLOY, module=record_module, trigger=trigger,
             status=RunStatus.REJECTED, created_at=started, updated_at=utcnow(),
-            stages=(Stage("validate", StageStatus.FAILED, started, utcnow()),),
+            stages=(Stage(RequestStage.VALIDATE, StageStatus.FAILED, started, utcnow()),),
             error=exc.to_dict())
         if existing is not None:
             return existing.value
@@ -92,7 +93,7 @@ def accept_bundle(services: Services, blob_name: str) -> RunRecord:
     request = Request(request_id=request_id, kind=RequestKind.DEPLOY, module=revision.module,
                       trigger=trigger, revision=revision, created_at=started,
                       intent=upload_intent(info))
-    validated = Stage("validate", StageStatus.DONE, started, utcnow(),
+    validated = Stage(RequestStage.VALIDATE, StageStatus.DONE, started, utcnow(),
                       {"code_digest": revision.code_digest, "config_digest": revision.config_digest})
     # also when an earlier delivery created the record and stopped before enqueueing
     record = submit(services, existing.value if existing is not None

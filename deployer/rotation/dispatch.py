@@ -8,7 +8,7 @@ import logging
 from deployer.errors import StateCorrupt
 from deployer.models import RunRecord
 from deployer.request_queue import decode
-from deployer.rotation.steps import handle_step
+from deployer.rotation.engine import handle_step
 from deployer.services import Services
 
 logger = logging.getLogger(__name__)

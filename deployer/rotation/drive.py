@@ -16,7 +16,7 @@ from collections.abc import Callable
 from deployer.errors import NotFound, is_transient
 from deployer.models import RunRecord
 from deployer.request_queue import StepMessage
-from deployer.rotation.steps import MAX_ATTEMPTS, handle_step
+from deployer.rotation.engine import MAX_ATTEMPTS, handle_step
 from deployer.rotation.tracker import LogProgress, Progress
 from deployer.services import Services
 

@@ -1,8 +1,10 @@
 """The rotation's one vocabulary: typed operations.
 
 ``plan.plan_rotation`` returns them, the run record stores them (``to_dict``), ``deploy
---dry-run`` prints them (``describe``) and ``execute.Executor`` carries each out with a method of
-its own. Every operation is one checkpointed stage of the run record, named by ``key``.
+--dry-run`` prints them (``describe``) and the engine carries each out with the handler the
+table ``handlers.HANDLERS`` has for its type, which returns its typed result (``results``).
+Every operation is one checkpointed stage of the run record, named by ``key``; the request's
+other stages are ``models.RequestStage``.
 
 Phases decide what a failure means: before ``cutover`` nothing points at the new agent (remove
 it, the old one keeps serving); during it some deployments may already point at it (keep both);

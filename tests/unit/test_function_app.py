@@ -43,7 +43,7 @@ def test_import_needs_no_settings_nor_network_and_registers_the_triggers() -> No
 
 
 def test_importing_the_deployer_core_does_not_import_azure_or_prefect() -> None:
-    probe = ("import sys, deployer.rotation.steps, deployer.rotation.drive, deployer.rotation.dispatch, "
+    probe = ("import sys, deployer.rotation.engine, deployer.rotation.drive, deployer.rotation.dispatch, "
              "deployer.pipeline.intake, deployer.pipeline.webhook, deployer.pipeline.cleanup, deployer.bundle; "
              "bad = [m for m in sys.modules if m.startswith(('azure', 'prefect'))]; print(bad)")
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from deployer.config import MAX_STEP_SLICE_SECONDS, SETTINGS
 from deployer.devhost.host import HostOptions
+from deployer.rotation.engine import MAX_ATTEMPTS, STEP_WORK_SECONDS
 from deployer.rotation.looks import INLINE_PAUSE_SECONDS
-from deployer.rotation.steps import MAX_ATTEMPTS, STEP_WORK_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = json.loads((ROOT / "host.json").read_text())

@@ -1,0 +1,99 @@
+"""What an operation's end means for its request: the commit and the bake window settle it (its
+status, its entry in history, the notice), and the last operation finishes it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from deployer import codec, notices
+from deployer.models import HistoryEntry, RequestStage, RunStatus, StageStatus
+from deployer.rotation.context import result_of
+from deployer.rotation.operations import (
+    Bake,
+    BuildImage,
+    Commit,
+    Drain,
+    Operation,
+    ReuseImage,
+    from_dict,
+)
+from deployer.rotation.outcomes import Done
+from deployer.rotation.results import Baked, ImageReady
+from deployer.rotation.step import Step, StepResult
+
+
+def record_done(step: Step, op: Operation, outcome: Done, plan: list[Operation]) -> None:
+    """Record a finished operation; after commit and bake, the request's status and history
+    say where it stands (baking, draining; succeeded, rolled back or removed)."""
+    status = StageStatus.SKIPPED if outcome.skipped else StageStatus.DONE
+    changes: dict[str, Any] = {}
+    if outcome.replan is not None:
+        changes["plan"] = tuple(o.to_dict() for o in plan)
+    baking = any(isinstance(o, Bake) for o in plan)
+    drains = any(isinstance(o, Drain) for o in plan)
+    if isinstance(op, Commit):
+        changes["status"] = RunStatus.BAKING if baking else (
+            RunStatus.DRAINING if drains else RunStatus.RUNNING)
+    elif isinstance(op, Bake):
+        changes["status"] = RunStatus.DRAINING if drains else RunStatus.RUNNING
+    step.t.finish(op.key, codec.to_data(outcome.result), status, changes)
+    if isinstance(op, Commit) and not baking:
+        append_history(step, RunStatus.SUCCEEDED, None)
+    elif isinstance(op, Bake):
+        _baked(step, outcome.result)
+
+
+def _baked(step: Step, baked: Any) -> None:
+    assert isinstance(baked, Baked)
+    if baked.removed:
+        append_history(step, RunStatus.REMOVED, {
+            "code": "removed", "message": f"module {step.request.module} was removed "
+            f"(request {baked.by}) while revision {step.request.revision.id} was baking"})
+        step.t.progress.note(f"the module was removed by request {baked.by}: the bake ends")
+    elif baked.rolled_back:
+        append_history(step, RunStatus.ROLLED_BACK, {
+            "code": "rolled_back", "message": baked.reason, "runs": list(baked.runs)})
+        step.t.progress.note(f"rolled back: {baked.reason}")
+    else:
+        append_history(step, RunStatus.SUCCEEDED, None)
+
+
+def finish(step: Step, plan: list[Operation]) -> StepResult:
+    """Every operation done: the request ends as its commit and bake window made it."""
+    committed = any(isinstance(op, Commit) for op in plan)
+    baked = result_of(step.t, plan, Bake, Baked)
+    status = RunStatus.ROLLED_BACK if baked and baked.rolled_back else RunStatus.REMOVED \
+        if baked and baked.removed else (RunStatus.SUCCEEDED if committed else RunStatus.NOOP)
+    return step.end(status, step.record.error)
+
+
+def append_history(step: Step, outcome: RunStatus, error: dict[str, Any] | None, *,
+                   superseded_by: str = "") -> None:
+    """The request's outcome in the module's history (once), and told to whoever listens."""
+    state, request = step.s.state, step.request
+    if any(e.request_id == request.request_id for e in state.history(request.module)):
+        return
+    timings = {s.name: round(s.seconds, 3) for s in step.record.stages if s.seconds is not None}
+    revision = request.revision
+    plan = [from_dict(d) for d in step.record.plan]
+    image = result_of(step.t, plan, BuildImage, ImageReady) or result_of(step.t, plan, ReuseImage, ImageReady)
+    if image is not None:
+        revision = replace(revision, image=image.image.ref, image_digest=image.image.digest)
+    if not revision.image:  # a code-only revision: it runs in the image it was committed with
+        got = state.module(request.module)
+        current = got.value.current if got else None
+        if current is not None and current.id == revision.id:
+            revision = replace(revision, image=current.image, image_digest=current.image_digest)
+    planned = step.t.begun(RequestStage.PLAN)
+    state.append_history(HistoryEntry(
+        module=request.module, revision=revision, request_id=request.request_id,
+        kind=request.kind, trigger=request.trigger, outcome=outcome, at=step.s.now(),
+        stages=timings, error=error, changed=tuple(planned.get("changed", ())),
+        path=str(planned.get("path", ""))))
+    told = notices.tell(step.s, notices.outcome_notice(
+        replace(step.record, superseded_by=superseded_by or step.record.superseded_by),
+        outcome, error, step.s.now(), notices.links(step.s)))
+    if told is not None:
+        step.t.update(notices=(*step.record.notices, told))
+

@@ -1,0 +1,196 @@
+"""Before cutover: the revision's code and image made ready, its agent started and proven (its
+flows load, its worker is ONLINE). Nothing points at the new revision yet: a failure here removes
+the new agent and the old one keeps serving."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from deployer import preflight
+from deployer.bundle.entrypoint import image_entrypoint
+from deployer.errors import BuildFailed, HealthCheckFailed
+from deployer.ports.agents import AgentSpec, AgentState
+from deployer.ports.images import BuildState, Image
+from deployer.rotation.context import Context
+from deployer.rotation.handlers.registry import handles
+from deployer.rotation.looks import (
+    BUILD_CAP_SECONDS,
+    RUN_START_SECONDS,
+    START_CAP_SECONDS,
+    Backoff,
+    expecting,
+)
+from deployer.rotation.operations import (
+    AwaitOnline,
+    BuildImage,
+    CheckCode,
+    CheckEntrypoints,
+    PublishCode,
+    ReuseImage,
+    StartAgent,
+)
+from deployer.rotation.outcomes import Done, Outcome, Wait
+from deployer.rotation.results import (
+    AgentStarted,
+    CodeChecked,
+    EntrypointsLoaded,
+    ImageReady,
+    Online,
+    Published,
+)
+from deployer.urls import has_credentials
+
+logger = logging.getLogger(__name__)
+#: an ACR run may sit in the registry's queue before its own timeout starts counting
+BUILD_QUEUE_ALLOWANCE_SECONDS = 600
+#: the preflight line is among the first an agent prints; read this much of its log for it
+PREFLIGHT_LOG_LINES = 2000
+
+
+@handles(PublishCode)
+def publish_code(ctx: Context, op: PublishCode, looks: int) -> Outcome:
+    problems = ctx.s.code.verify(op.module, op.code_digest)
+    if not problems:  # stored before, and still exactly that code
+        return Done(Published(False), skipped=True)
+    damaged = ctx.s.code.exists(op.module, op.code_digest)
+    ctx.s.code.publish(op.module, op.code_digest, ctx.source.module.root)
+    return Done(Published(True, tuple(problems[:10]) if damaged else ()))
+
+
+@handles(CheckCode)
+def check_code(ctx: Context, op: CheckCode, looks: int) -> Outcome:
+    """One run of the deployer's check flow on the serving agent, pulling the new code: the
+    proof that it loads in the current image, before anything points at it."""
+    orchestrator = ctx.s.orchestrator
+    run_id = ctx.t.begun(op.key).get("run_id")
+    if not run_id:
+        entrypoints = [(d.name, d.entrypoint) for d in ctx.source.module.deployments]
+        started = orchestrator.start_code_check(
+            ctx.pool, op.queue, ctx.pull_steps(), entrypoints,
+            idempotency_key=f"check:{ctx.request.request_id}")
+        run_id = started.id
+        ctx.t.checkpoint(op.key, {"run_id": run_id})
+        # the run needs the worker's next poll and a process start: wait for that on the
+        # queue, not inside this invocation
+        return Wait(float(ctx.s.settings.worker_poll_seconds) + RUN_START_SECONDS,
+                    f"the check of the new code on agent {op.agent}: started", inline=False)
+    run = orchestrator.run_status(run_id)
+    if run.state == "COMPLETED":
+        orchestrator.finish_code_check(ctx.pool)
+        return Done(CodeChecked(run_id))
+    if run.state in ("FAILED", "CRASHED", "CANCELLED"):
+        orchestrator.finish_code_check(ctx.pool)
+        results = preflight.parse(run.message)
+        if results:
+            raise ctx.not_loading(results)
+        raise HealthCheckFailed(preflight.redact(
+            f"the check run of the new code on agent {op.agent} ended {run.state}: "
+            f"{run.message or 'no message'}", ctx.secrets()),
+            hint="the run's logs in Prefect say why; the serving revision is untouched")
+    timeout = ctx.s.settings.health_timeout_seconds
+    if ctx.since(op) >= timedelta(seconds=timeout):
+        raise HealthCheckFailed(f"the check run of the new code on agent {op.agent} did not "
+                                f"finish within {timeout}s (DEPLOYER_HEALTH_TIMEOUT_SECONDS)",
+                                hint="is the agent's worker polling? `deployer status`")
+    pace = Backoff(0.5, 1.5, max(float(ctx.s.settings.worker_poll_seconds), 1.0))
+    return Wait(pace.pause(looks), f"the check of the new code on agent {op.agent}: {run.state}")
+
+
+@handles(BuildImage)
+def build(ctx: Context, op: BuildImage, looks: int) -> Outcome:
+    builder = ctx.s.builder
+    build_id = ctx.t.begun(op.key).get("build_id")
+    if not build_id:  # the plan found no image for this code (under this module's ownership)
+        build_id = builder.start_build(op.module, op.image_key, ctx.source.module.root)
+        ctx.t.checkpoint(op.key, {"build_id": build_id})
+        logger.info("rotation.build_started module=%s build=%s", op.module, build_id)
+    progress = builder.build_status(op.module, op.image_key, build_id)
+    if progress.state is BuildState.SUCCEEDED:
+        assert progress.image is not None
+        return Done(ImageReady(progress.image, built=True))
+    if progress.state is BuildState.FAILED:
+        raise BuildFailed(f"the image build of module {op.module} (build {build_id}) failed"
+                          + (f": {progress.detail}" if progress.detail else ""),
+                          log_tail=progress.log_tail, hint=progress.hint or
+                          "fix the module and upload it again; the running agent is untouched")
+    limit = ctx.s.settings.build_timeout_seconds + BUILD_QUEUE_ALLOWANCE_SECONDS
+    if ctx.since(op) > timedelta(seconds=limit):
+        raise BuildFailed(f"the image build of module {op.module} (build {build_id}) is still "
+                          f"{progress.detail or 'running'} after {limit}s "
+                          "(DEPLOYER_BUILD_TIMEOUT_SECONDS plus the registry's queue)")
+    pace = expecting(builder.expected_build_seconds, BUILD_CAP_SECONDS)
+    return Wait(pace.pause(looks), f"build {build_id} of {op.module}: "
+                f"{progress.detail or 'running'}")
+
+
+@handles(ReuseImage)
+def reuse_image(ctx: Context, op: ReuseImage, looks: int) -> Outcome:
+    image = Image(ref=op.ref, working_dir=op.working_dir, digest=op.digest)
+    return Done(ImageReady(image, built=False), skipped=True)
+
+
+@handles(StartAgent)
+def start_agent(ctx: Context, op: StartAgent, looks: int) -> Outcome:
+    runtime, orchestrator, settings = ctx.s.runtime, ctx.s.orchestrator, ctx.s.settings
+    existing = runtime.get(op.agent)
+    if existing is not None:
+        if existing.state in (AgentState.STOPPED, AgentState.FAILED):
+            raise ctx.unhealthy(op.agent, f"stopped before its worker came ONLINE "
+                                f"({existing.detail or existing.state.value})")
+        return Done(AgentStarted(op.agent, op.queue))  # started by an earlier look
+    orchestrator.ensure_pool(ctx.pool)
+    orchestrator.ensure_queue(ctx.pool, op.queue)
+    secrets = dict(ctx.env_values())  # Key Vault references read here, handed over as secure values
+    if settings.prefect_api_key.reveal():
+        secrets["PREFECT_API_KEY"] = settings.prefect_api_key.reveal()
+    plain = {"PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_poll_seconds)}
+    # an API URL with a credential in it (userinfo, a token) goes as a secret too
+    (secrets if has_credentials(settings.prefect_api_url) else plain)["PREFECT_API_URL"] = \
+        settings.prefect_api_url
+    runtime.start(AgentSpec(
+        name=op.agent, module=ctx.module, revision_id=op.revision_id, image=ctx.image(),
+        pool=ctx.pool, queue=op.queue, env=secrets, settings=plain,
+        entrypoints=tuple((d.name, d.entrypoint) for d in ctx.source.module.deployments),
+        pull_steps=tuple(ctx.pull_steps()) if ctx.pulls_code() else (),
+        entrypoint=image_entrypoint(ctx.dockerfile())))
+    return Done(AgentStarted(op.agent, op.queue))
+
+
+@handles(CheckEntrypoints)
+def check_entrypoints(ctx: Context, op: CheckEntrypoints, looks: int) -> Outcome:
+    runtime = ctx.s.runtime
+    info = runtime.get(op.agent)
+    results = preflight.parse(runtime.logs(op.agent, tail=PREFLIGHT_LOG_LINES))
+    if results is None:
+        if info is None or info.state in (AgentState.STOPPED, AgentState.FAILED):
+            raise ctx.unhealthy(op.agent, "stopped before it reported whether its flows "
+                                f"load ({info.detail if info else 'gone'})")
+        timeout = ctx.s.settings.health_timeout_seconds
+        if ctx.since(op) >= timedelta(seconds=timeout):
+            raise ctx.unhealthy(op.agent, f"did not report within {timeout}s whether its "
+                                "flows load (DEPLOYER_HEALTH_TIMEOUT_SECONDS)")
+        pace = expecting(runtime.expected_start_seconds, START_CAP_SECONDS)
+        return Wait(pace.pause(looks), f"agent {op.agent} to load its flows")
+    if any(not r.get("ok") for r in results):
+        raise ctx.not_loading(results)
+    return Done(EntrypointsLoaded(len(results)))
+
+
+@handles(AwaitOnline)
+def wait_online(ctx: Context, op: AwaitOnline, looks: int) -> Outcome:
+    info = ctx.s.runtime.get(op.agent)
+    if info is None or info.state in (AgentState.STOPPED, AgentState.FAILED):
+        raise ctx.unhealthy(op.agent, "stopped before its worker came ONLINE "
+                            f"({info.detail if info else 'gone'})")
+    if op.agent in ctx.s.orchestrator.online_workers(ctx.pool):
+        return Done(Online(looks + 1))
+    timeout = ctx.s.settings.health_timeout_seconds
+    if ctx.since(op) >= timedelta(seconds=timeout):
+        raise ctx.unhealthy(op.agent, f"did not come ONLINE in Prefect within {timeout}s "
+                            "(DEPLOYER_HEALTH_TIMEOUT_SECONDS)",
+                            hint="check PREFECT_API_URL/PREFECT_API_KEY as the agent sees "
+                            "them; the old agent keeps serving")
+    pace = expecting(ctx.s.runtime.expected_start_seconds, START_CAP_SECONDS)
+    return Wait(pace.pause(looks),
+                f"worker {op.agent} to come ONLINE ({info.detail or info.state.value})")
