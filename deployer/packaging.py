@@ -13,6 +13,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 FUNCIGNORE = ".funcignore"
 #: what the app must hold to be indexed and to run
@@ -33,7 +34,7 @@ class Package:
                 "zip_bytes": self.zip_bytes}
 
 
-def _spec(root: Path):  # type: ignore[no-untyped-def]
+def _spec(root: Path) -> Any:  # a pathspec.PathSpec (imported when needed)
     import pathspec
 
     path = root / FUNCIGNORE

@@ -31,7 +31,7 @@ def _owner_alive(folder: Path) -> bool:
     pid, _, rest = folder.name.partition("-")
     try:
         process = psutil.Process(int(pid))
-        return abs(process.create_time() - float(rest.split("-", 1)[0])) < 0.01
+        return bool(abs(process.create_time() - float(rest.split("-", 1)[0])) < 0.01)
     except (ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 

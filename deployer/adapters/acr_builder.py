@@ -150,7 +150,7 @@ class AcrImageBuilder:
         registry, group = self._s.registry, self._s.registry_group
         with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as context:
             tree = scan(source, BundleLimits(max_bytes=1 << 40, max_entries=1 << 20))
-            pack(tree, context, exclude={ENV_FILE})  # type: ignore[arg-type]
+            pack(tree, context, exclude={ENV_FILE})
             context.seek(0)
             with azure_errors(f"get a build source upload URL from registry {registry}"):
                 upload = self._c.acr.registries.get_build_source_upload_url(group, registry)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings
@@ -37,7 +37,7 @@ class BlobBundleStore:
         self._ensure()
         return self._container.get_blob_client(name)
 
-    def upload(self, name: str, data: BinaryIO, metadata: dict[str, str]) -> BundleInfo:
+    def upload(self, name: str, data: IO[bytes], metadata: dict[str, str]) -> BundleInfo:
         blob = self._client(name)
         with storage_errors(f"upload bundle {name}", self._where):
             blob.upload_blob(data, overwrite=True, metadata=metadata, content_settings=GZIP,

@@ -19,6 +19,7 @@ import signal
 import subprocess
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -137,13 +138,14 @@ class LocalAgentRuntime:
         return "\n".join(lines[-tail:])
 
     @staticmethod
-    def _read(path: Path) -> dict | None:  # type: ignore[type-arg]
+    def _read(path: Path) -> dict[str, Any] | None:
         try:
-            return json.loads(path.read_text())  # type: ignore[no-any-return]
+            data = json.loads(path.read_text())
+            return data if isinstance(data, dict) else None
         except (OSError, ValueError):
             return None
 
-    def _info(self, record: dict) -> AgentInfo:  # type: ignore[type-arg]
+    def _info(self, record: dict[str, Any]) -> AgentInfo:
         process = _process(record)
         state = AgentState.RUNNING if process is not None else AgentState.STOPPED
         return AgentInfo(name=record["name"], module=record["module"],
@@ -163,7 +165,7 @@ def _started_with(argv: list[str]) -> psutil.Process | None:
     return None
 
 
-def _process(record: dict) -> psutil.Process | None:  # type: ignore[type-arg]
+def _process(record: dict[str, Any]) -> psutil.Process | None:
     """The agent's process if it is still the one we started (not a recycled PID) and alive."""
     try:
         process = psutil.Process(record["pid"])

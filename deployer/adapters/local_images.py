@@ -170,8 +170,8 @@ class LocalImageBuilder:
 def _alive(record: dict[str, Any]) -> bool:
     try:
         process = psutil.Process(int(record["pid"]))
-        return abs(process.create_time() - float(record["create_time"])) < 0.01 and \
-            process.status() != psutil.STATUS_ZOMBIE
+        return bool(abs(process.create_time() - float(record["create_time"])) < 0.01 and
+                    process.status() != psutil.STATUS_ZOMBIE)
     except (KeyError, ValueError, TypeError, psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 

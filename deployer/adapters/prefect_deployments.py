@@ -134,10 +134,13 @@ def _never_runs(schedule: Any) -> str:
         if isinstance(schedule, CronSchedule):
             from zoneinfo import ZoneInfo
 
-            from prefect._vendor.croniter import croniter
+            # Prefect's scheduler's own croniter (vendored, unannotated): the prefect-client the
+            # app ships has no other
+            from prefect._vendor.croniter import croniter  # type: ignore[attr-defined]
 
             start = now.astimezone(ZoneInfo(schedule.timezone or "UTC")).replace(tzinfo=None)
-            following = croniter(schedule.cron, start, day_or=schedule.day_or).get_next(datetime)
+            cron = croniter(schedule.cron, start, day_or=schedule.day_or)  # type: ignore[no-untyped-call]
+            following = cron.get_next(datetime)  # type: ignore[no-untyped-call]
             found = following is not None and following <= end.replace(tzinfo=None)
         else:
             rule = schedule.to_rrule()

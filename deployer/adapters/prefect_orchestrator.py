@@ -219,6 +219,7 @@ class PrefectOrchestrator:
                 work_queue_filter=WorkQueueFilter(name=WorkQueueFilterName(any_=[queue])),
                 flow_run_filter=FlowRunFilter(
                     state=FlowRunFilterState(type=FlowRunFilterStateType(any_=FINAL)),
+                    # the filter's field is Prefect's own DateTime type; a datetime is what it takes
                     start_time=FlowRunFilterStartTime(after_=since)),  # type: ignore[arg-type]
                 sort=FlowRunSort.START_TIME_DESC, limit=limit)
         return [_ref(r) for r in runs if SMOKE_TAG not in (r.tags or [])]

@@ -28,7 +28,9 @@ def extract_tar(raw: Readable, writer: EntryWriter, label: str) -> None:
     compressed = _Counter(raw)
     gz = zlib.decompressobj(16 + zlib.MAX_WBITS)
     decompressed = _Inflater(compressed, gz, writer)
-    with tarfile.open(fileobj=decompressed, mode="r|", encoding="utf-8", errors="surrogateescape") as tf:  # type: ignore[call-overload]
+    # the inflater is a file-like object the stream mode reads (typeshed wants a full IO)
+    with tarfile.open(fileobj=decompressed, mode="r|", encoding="utf-8",  # type: ignore[call-overload]
+                      errors="surrogateescape") as tf:
         for member in tf:
             writer.count_entry()
             name, reason = safe_name(member.name)

@@ -33,7 +33,7 @@ class SecretRef:
 
     @property
     def vault(self) -> str:
-        return urlsplit(self.vault_url).hostname.split(".")[0]  # type: ignore[union-attr]
+        return (urlsplit(self.vault_url).hostname or "").split(".")[0]
 
     @property
     def uri(self) -> str:

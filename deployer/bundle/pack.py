@@ -12,7 +12,7 @@ import hashlib
 import tarfile
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from deployer.bundle.digest import CodeDigest
 from deployer.bundle.tree import Tree
@@ -30,7 +30,7 @@ class Packed:
     files: int
 
 
-def pack(tree: Tree, out: BinaryIO, *, prefix: str = "", exclude: Collection[str] = ()) -> Packed:
+def pack(tree: Tree, out: IO[bytes], *, prefix: str = "", exclude: Collection[str] = ()) -> Packed:
     """Write ``tree`` as a tar.gz to ``out``; entries are ``prefix/path`` (or ``path``).
 
     ``exclude`` drops files from the archive (the build context leaves out ``.env``); the code
@@ -39,7 +39,7 @@ def pack(tree: Tree, out: BinaryIO, *, prefix: str = "", exclude: Collection[str
     counted = _HashingWriter(out)
     digest = CodeDigest()
     written = 0
-    with gzip.GzipFile(filename="", mode="wb", fileobj=counted, mtime=0,  # type: ignore[arg-type]
+    with gzip.GzipFile(filename="", mode="wb", fileobj=counted, mtime=0,
                        compresslevel=GZIP_LEVEL) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for entry in tree.files:
@@ -98,7 +98,7 @@ class _HashingReader:
 
 
 class _HashingWriter:
-    def __init__(self, target: BinaryIO) -> None:
+    def __init__(self, target: IO[bytes]) -> None:
         self._target = target
         self._hash = hashlib.sha256()
         self.size = 0

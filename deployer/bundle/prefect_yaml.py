@@ -207,7 +207,7 @@ def _lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
 def _child(node: yaml.MappingNode, key: str) -> yaml.Node | None:
     for k, v in node.value:
         if isinstance(k, yaml.ScalarNode) and k.value == key:
-            return v
+            return v if isinstance(v, yaml.Node) else None
     return None
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from deployer.bundle import module_from_blob_name
 from deployer.bundle.digest import short
@@ -345,8 +346,8 @@ def _older(policy: Policy) -> str:
     return f"older than the retention ({policy.retention.days} days), beyond the newest {policy.keep_records}"
 
 
-def _by_module(pairs: Iterable[tuple[str, object]]) -> dict[str, list]:  # type: ignore[type-arg]
-    out: dict[str, list] = {}  # type: ignore[type-arg]
+def _by_module(pairs: Iterable[tuple[str, object]]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
     for module, item in pairs:
         out.setdefault(module, []).append(item)
     return out

@@ -142,7 +142,8 @@ def settings_path(args: argparse.Namespace) -> Path | None:
 
     if not hasattr(args, "settings_found"):
         args.settings_found = locate(args.settings, os.environ, Path.cwd())
-    return args.settings_found  # type: ignore[no-any-return]
+    found: Path | None = args.settings_found
+    return found
 
 
 def environ(args: argparse.Namespace) -> dict[str, str]:

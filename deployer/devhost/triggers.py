@@ -149,7 +149,9 @@ class QueueWatcher:
 
         renewer = threading.Thread(target=keep_invisible, daemon=True)
         renewer.start()
-        arg = QueueMessage(id=message.id, body=message.body, dequeue_count=message.dequeue_count,
+        # azure-functions' QueueMessage has no annotations
+        arg = QueueMessage(  # type: ignore[no-untyped-call]
+            id=message.id, body=message.body, dequeue_count=message.dequeue_count,
                            insertion_time=message.inserted_on, pop_receipt=message.pop_receipt)
         try:
             self.host.call(self.fn, self.trigger["name"], arg,

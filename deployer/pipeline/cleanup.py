@@ -113,7 +113,7 @@ def last_report(services: Services) -> CleanupReport | None:
     return codec.loads(CleanupReport, doc.body, where=keys[-1]) if doc else None
 
 
-def _recent_deletions(services: Services) -> list:  # type: ignore[type-arg]
+def _recent_deletions(services: Services) -> list[datetime]:
     report = last_report(services)
     return list(report.agent_deletions) if report else []
 

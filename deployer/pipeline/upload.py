@@ -46,13 +46,13 @@ EXPLICIT = "explicit"
 def upload_module(services: Services, path: Path, *, explicit: bool = False) -> Uploaded:
     module = load_folder(path, services.limits, checker=services.checker)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-        packed = pack(module.tree, spool, prefix=module.name)  # type: ignore[arg-type]
+        packed = pack(module.tree, spool, prefix=module.name)
         spool.seek(0)
         uploaded = utcnow()
         stamp = uploaded.strftime("%Y%m%dT%H%M%S%fZ")
         blob = f"{module.name}/{stamp}-{short(packed.code_digest)}.tar.gz"
         config = module.config_digest(services.settings.config_digest_key.reveal())
-        info = services.bundles.upload(blob, spool, {  # type: ignore[arg-type]
+        info = services.bundles.upload(blob, spool, {
             "module": module.name, "code_digest": packed.code_digest, "config_digest": config,
             "uploaded_by": "deployer-cli", UPLOADED_AT: uploaded.isoformat(),
             **({EXPLICIT: "true"} if explicit else {})})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class BundleInfo:
 class BundleStore(Protocol):
     """The bundles container: uploaded flow bundles (they hold ``.env``, so it is private)."""
 
-    def upload(self, name: str, data: BinaryIO, metadata: dict[str, str]) -> BundleInfo: ...
+    def upload(self, name: str, data: IO[bytes], metadata: dict[str, str]) -> BundleInfo: ...
 
     def open(self, name: str) -> tuple[BundleInfo, Iterator[bytes]]:
         """The blob's properties and its content as chunks, read as one consistent version."""

@@ -65,11 +65,13 @@ def known_image(services: Services, request: Request) -> Image:
 
 def drained_elsewhere(services: Services, state: ModuleState | None, request_id: str) -> set[str]:
     """Agents in the module's draining list whose drain another live request looks after."""
-    out = set()
-    for draining in state.draining if state else ():
+    out: set[str] = set()
+    if state is None:
+        return out
+    for draining in state.draining:
         if draining.request_id == request_id:
             continue
-        got = services.state.run(state.module, draining.request_id)  # type: ignore[union-attr]
+        got = services.state.run(state.module, draining.request_id)
         if got is not None and not got.value.status.finished:
             out.add(draining.name)
     return out

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.errors import NotFound, Problem, UpstreamError
@@ -27,7 +27,7 @@ class FakeBundleStore:
         self.blobs: dict[str, tuple[bytes, str, dict[str, str]]] = {}
         self._n = 0
 
-    def upload(self, name: str, data: BinaryIO, metadata: dict[str, str]) -> BundleInfo:
+    def upload(self, name: str, data: IO[bytes], metadata: dict[str, str]) -> BundleInfo:
         self._n += 1
         self.blobs[name] = (data.read(), f'"etag-{self._n}"', dict(metadata))
         return self.info(name)  # type: ignore[return-value]
