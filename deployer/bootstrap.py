@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from deployer.adapters.system_clock import SYSTEM_CLOCK
 from deployer.bundle import BundleLimits
 from deployer.config import MIB, Settings
-from deployer.models import utcnow
 from deployer.ports.agents import AgentRuntime
 from deployer.ports.code import CodeStore
 from deployer.ports.images import ImageBuilder
@@ -37,8 +36,8 @@ class AppServices:
                  checker: DeploymentChecker | None = None, code: CodeStore | None = None,
                  notifier: Notifier | None = None, azure: Any = None,
                  secrets: SecretResolver | None = None,
-                 sleep: Callable[[float], None] = time.sleep,
-                 now: Callable[[], datetime] = utcnow) -> None:
+                 sleep: Callable[[float], None] = SYSTEM_CLOCK.sleep,
+                 now: Callable[[], datetime] = SYSTEM_CLOCK.now) -> None:
         self.settings = settings
         self._blob_code: CodeStore | None = None
         self.state = state

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from deployer.bundle import Module
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+#: the time of a record built as plain data, with no clock at hand (tests, examples): wall time
+#: comes only from the injected clock (``services.Clock``)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class RequestKind(StrEnum):
@@ -210,7 +211,7 @@ class ModuleState:
     current: Revision | None = None
     agent: AgentRef | None = None
     request_id: str = ""  # the request that made ``current`` current
-    updated_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = EPOCH
     owner: Claim | None = None
     newest: Claim | None = None
     draining: tuple[DrainingAgent, ...] = ()
@@ -253,7 +254,7 @@ class Request:
     module: str
     trigger: Trigger
     revision: Revision  # the revision to make current (image may be empty for DEPLOY)
-    created_at: datetime = field(default_factory=utcnow)
+    created_at: datetime = EPOCH
     intent: Intent | None = None  # None: when the request was made
 
     @staticmethod
@@ -335,7 +336,7 @@ class RunRecord:
             stages = tuple(stage if s.name == stage.name else s for s in self.stages)
         else:
             stages = (*self.stages, stage)
-        return replace(self, stages=stages, updated_at=utcnow())
+        return replace(self, stages=stages)
 
 
 @dataclass(frozen=True)

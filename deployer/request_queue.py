@@ -24,7 +24,6 @@ from deployer.models import (
     RunStatus,
     Stage,
     StageStatus,
-    utcnow,
 )
 from deployer.services import Services
 
@@ -60,7 +59,7 @@ def decode(services: Services, body: bytes, *, where: str) -> StepMessage:
             record = new_record(request, token="")
             services.state.create_run(record)
             services.state.add_pending(request.module, Claim(
-                request.request_id, request.kind, record.intent_or_created, utcnow()))
+                request.request_id, request.kind, record.intent_or_created, services.now()))
         except StateConflict:
             pass
     return StepMessage(request.module, request.request_id, "")
@@ -68,7 +67,7 @@ def decode(services: Services, body: bytes, *, where: str) -> StepMessage:
 
 def new_record(request: Request, *, token: str | None = None,
                stages: tuple[Stage, ...] = ()) -> RunRecord:
-    now = utcnow()
+    now = request.created_at  # the record is made with its request
     return RunRecord(request_id=request.request_id, kind=request.kind, module=request.module,
                      trigger=request.trigger, status=RunStatus.QUEUED, created_at=now,
                      updated_at=now, revision=request.revision, stages=stages,
@@ -93,14 +92,14 @@ def submit(services: Services, record: RunRecord) -> RunRecord:
         return record
     # listed as pending before its message exists: admission sees it from its first step on
     state.add_pending(record.module, Claim(record.request_id, record.kind,
-                                           record.intent_or_created, utcnow()))
+                                           record.intent_or_created, services.now()))
     # a crash between send and checkpoint sends twice: both messages carry the same token, and
     # the step lock lets only one of them act
     services.queue.send(StepMessage(record.module, record.request_id, record.token).encode())
     got = state.run(record.module, record.request_id)
     if got is None or got.value.status is not RunStatus.QUEUED:
         return got.value if got else record  # a step already moved it on
-    now = utcnow()
+    now = services.now()
     updated = got.value.with_stage(Stage(RequestStage.ENQUEUE, StageStatus.DONE, now, now))
     try:
         state.save_run(updated, got.etag)

@@ -24,8 +24,8 @@ from typing import Any
 import psutil
 
 from deployer import preflight
+from deployer.adapters.system_clock import SYSTEM_CLOCK
 from deployer.errors import AgentUnhealthy
-from deployer.models import utcnow
 from deployer.ports.agents import AgentInfo, AgentSpec, AgentState
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class LocalAgentRuntime:
                 raise AgentUnhealthy(f"agent {spec.name} exited at once:\n{self.logs(spec.name)}") from exc
         record = {"name": spec.name, "module": spec.module, "revision_id": spec.revision_id,
                   "queue": spec.queue, "pool": spec.pool, "pid": pid,
-                  "create_time": created, "started_at": utcnow().isoformat(),
+                  "create_time": created, "started_at": SYSTEM_CLOCK.now().isoformat(),
                   "image": spec.image.ref}
         partial = self._record_path(spec.name).with_suffix(".json.partial")
         partial.write_text(json.dumps(record, indent=2))

@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deployer.adapters.system_clock import SYSTEM_CLOCK
 from deployer.errors import BuildFailed
-from deployer.models import utcnow
 
 #: a cold install of prefect and its dependencies takes ~30 s without a cache; give slow mirrors room
 INSTALL_TIMEOUT_SECONDS = 900
@@ -72,7 +72,7 @@ def run_build(folder: Path) -> int:
     (folder / "image.json").write_text(json.dumps({
         "module": record["module"], "code_digest": record["code_digest"],
         "dependencies": record["dependencies"], "venv": str(venv),
-        "built_at": utcnow().isoformat(), "python": record["python"]}, indent=2))
+        "built_at": SYSTEM_CLOCK.now().isoformat(), "python": record["python"]}, indent=2))
     write(folder / "build.json", {**read(folder / "build.json"), "state": "succeeded"})
     return 0
 

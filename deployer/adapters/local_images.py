@@ -37,10 +37,10 @@ from deployer.adapters.local_build import (
     uv_env,
     write,
 )
+from deployer.adapters.system_clock import SYSTEM_CLOCK
 from deployer.bundle.digest import short
 from deployer.bundle.envfile import ENV_FILE
 from deployer.bundle.tree import copy_files
-from deployer.models import utcnow
 from deployer.ports.images import BuildProgress, BuildState, Image, ManifestInfo
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class LocalImageBuilder:
         build_id = f"local-{short(code_digest)}-{uuid.uuid4().hex[:6]}"
         requirements = (folder / "code" / "requirements.txt").read_bytes()
         record = {"build_id": build_id, "module": module, "code_digest": code_digest,
-                  "state": "running", "python": self._python, "started_at": utcnow().isoformat(),
+                  "state": "running", "python": self._python, "started_at": SYSTEM_CLOCK.now().isoformat(),
                   "venvs": str(self._venvs),
                   "dependencies": dependency_digest(requirements, self._python, code_digest)}
         write(folder / "build.json", record)

@@ -139,7 +139,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                                                "container": services.settings.bundles_container,
                                                "explicit": "true", "user": _user(),
                                                **({"repair": "true"} if args.repair else {})}),
-        revision=uploaded.revision, intent=uploaded.intent)
+        revision=uploaded.revision, created_at=services.now(), intent=uploaded.intent)
     return run_here(services, request, as_json=args.json)
 
 

@@ -98,7 +98,7 @@ def take_inventory(services: Services, *, probe_locks: bool = True) -> Inventory
         history={m: state.history(m) for m in modules}, busy=busy, agents=agents,
         manifests={m: services.builder.manifests(m) for m in sorted(image_modules)},
         bundles=services.bundles.list(), runs=runs, queues=queues,
-        reports=[(key, _report_time(key)) for key in state.docs.list(REPORTS)],
+        reports=[(key, _report_time(key, services.now())) for key in state.docs.list(REPORTS)],
         codes={m: services.code.codes(m) for m in modules}, deployed=deployed,
         damaged={m: tuple(problems) for m, doc in modules.items()
                  if doc.current is not None and doc.current.code_store
@@ -126,9 +126,10 @@ def _locked(services: Services, module: str) -> bool:
         return True
 
 
-def _report_time(key: str) -> datetime:
+def _report_time(key: str, now: datetime) -> datetime:
+    """When a report was made, from its key; a key that says nothing counts as new (kept)."""
     stamp = key[len(REPORTS):].split("-", 1)[0]
     try:
         return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError:
-        return datetime.now(UTC)
+        return now

@@ -29,7 +29,6 @@ from deployer.models import (
     Stage,
     StageStatus,
     Trigger,
-    utcnow,
 )
 from deployer.ports.storage import BundleInfo
 from deployer.request_queue import new_record, submit
@@ -55,7 +54,7 @@ def accept_bundle(services: Services, blob_name: str) -> RunRecord:
         logger.info("intake.duplicate blob=%r request=%s status=%s", blob_name, request_id,
                     existing.value.status)
         return existing.value
-    started = utcnow()
+    started = services.now()
     limits = services.limits
     label = printable(blob_name)  # a name is input: never shown with its control characters
     try:
@@ -77,23 +76,23 @@ def accept_bundle(services: Services, blob_name: str) -> RunRecord:
         logger.warning("intake.rejected blob=%r problems=%d", blob_name, len(exc.problems))
         rejected = RunRecord(
             request_id=request_id, kind=RequestKind.DEPLOY, module=record_module, trigger=trigger,
-            status=RunStatus.REJECTED, created_at=started, updated_at=utcnow(),
-            stages=(Stage(RequestStage.VALIDATE, StageStatus.FAILED, started, utcnow()),),
+            status=RunStatus.REJECTED, created_at=started, updated_at=services.now(),
+            stages=(Stage(RequestStage.VALIDATE, StageStatus.FAILED, started, services.now()),),
             error=exc.to_dict())
         if existing is not None:
             return existing.value
         told = notices.tell(services, notices.outcome_notice(
-            rejected, RunStatus.REJECTED, rejected.error, utcnow(), notices.links(services)))
+            rejected, RunStatus.REJECTED, rejected.error, services.now(), notices.links(services)))
         created = _create_once(services, replace(rejected, notices=(told,) if told else ()))
         if record_module != REJECTED_MODULE:  # the module's history says it was refused
             services.state.append_history(HistoryEntry(
                 record_module, Revision(record_module, "", ""), request_id, RequestKind.DEPLOY,
-                trigger, RunStatus.REJECTED, utcnow(), error=rejected.error))
+                trigger, RunStatus.REJECTED, services.now(), error=rejected.error))
         return created
     request = Request(request_id=request_id, kind=RequestKind.DEPLOY, module=revision.module,
                       trigger=trigger, revision=revision, created_at=started,
                       intent=upload_intent(info))
-    validated = Stage(RequestStage.VALIDATE, StageStatus.DONE, started, utcnow(),
+    validated = Stage(RequestStage.VALIDATE, StageStatus.DONE, started, services.now(),
                       {"code_digest": revision.code_digest, "config_digest": revision.config_digest})
     # also when an earlier delivery created the record and stopped before enqueueing
     record = submit(services, existing.value if existing is not None

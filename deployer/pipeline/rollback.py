@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from deployer.errors import NotFound, UsageError
-from deployer.models import HistoryEntry, Intent, Request, RequestKind, RunStatus, Trigger, utcnow
+from deployer.models import HistoryEntry, Intent, Request, RequestKind, RunStatus, Trigger
 from deployer.services import Services
 
 
@@ -40,7 +40,7 @@ def rollback_request(services: Services, module: str, to: str | None = None,
         raise NotFound(f"cannot roll {module} back to {revision.id}: its bundle {revision.bundle} "
                        "(with its .env and prefect.yaml) was cleaned up",
                        hint=f"pick another revision from `deployer history {module}`")
-    now = utcnow()
+    now = services.now()
     request_id = Request.make_id("rollback", module, revision.id, current.id, now.isoformat())
     return Request(request_id, RequestKind.ROLLBACK, module,
                    trigger or Trigger("cli", f"rollback to {revision.id}",

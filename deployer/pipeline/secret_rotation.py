@@ -77,5 +77,5 @@ def _queue(services: Services, state: ModuleState, keys: tuple[str, ...]) -> str
         trigger = Trigger("timer", f"secret-rotation:{','.join(keys)}",
                           {"blob": current.bundle, "etag": info.etag, "rotated": ",".join(keys)})
         submit(services, new_record(Request(request_id, RequestKind.DEPLOY, module.name, trigger,
-                                            revision, intent=Intent(services.now()))))
+                                            revision, services.now(), Intent(services.now()))))
     return request_id

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployer.bundle import load_folder, pack, short
-from deployer.models import Intent, Request, Revision, utcnow
+from deployer.models import Intent, Request, Revision
 from deployer.pipeline.intake import UPLOADED_AT, upload_intent
 from deployer.services import Services
 
@@ -48,7 +48,7 @@ def upload_module(services: Services, path: Path, *, explicit: bool = False) -> 
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
         packed = pack(module.tree, spool, prefix=module.name)
         spool.seek(0)
-        uploaded = utcnow()
+        uploaded = services.now()
         stamp = uploaded.strftime("%Y%m%dT%H%M%S%fZ")
         blob = f"{module.name}/{stamp}-{short(packed.code_digest)}.tar.gz"
         config = module.config_digest(services.settings.config_digest_key.reveal())

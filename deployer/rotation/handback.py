@@ -42,7 +42,7 @@ def previous_deployments(services: Services,
     """The revision's deployments (from its own bundle) and how its runs got their code: from
     the code store when its code is there, else from its image's working directory."""
     request = Request(f"handback-{revision.id}", RequestKind.ROLLBACK, revision.module,
-                      Trigger("handback", revision.id), revision)
+                      Trigger("handback", revision.id), revision, services.now())
     with RevisionSource(services, request) as source:
         specs = list(source.module.deployments)
         if services.code.exists(revision.module, revision.code_digest):

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from deployer.models import RunRecord, RunStatus, Stage, StageStatus, utcnow
+from deployer.models import RunRecord, RunStatus, Stage, StageStatus
 from deployer.state import ModuleLock, StateRepository
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class LogProgress:
 class RunTracker:
     def __init__(self, state: StateRepository, record: RunRecord, etag: str,
                  lock: ModuleLock | None, progress: Progress,
-                 now: Callable[[], datetime] = utcnow) -> None:
+                 now: Callable[[], datetime]) -> None:
         self._state = state
         self._now = now
         self.record = record

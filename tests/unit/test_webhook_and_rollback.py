@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -226,6 +226,7 @@ def test_rollback_after_a_bad_deploy_brings_the_old_revision_back_without_a_buil
     bad = world.run(world.request({"flow.py": "from prefect import flow\n\n@flow\ndef hello():\n    raise SystemExit\n"}))
     assert bad.status is RunStatus.SUCCEEDED  # deployed fine, but its flow is broken
     builds = len(world.builder.builds)
+    world.clock.now += timedelta(seconds=1)  # someone notices, then asks for the rollback
     request = rollback_request(world.services, "demo")
     assert request.kind is RequestKind.ROLLBACK and request.revision.id == good.id  # type: ignore[union-attr]
     record = world.run(request)
