@@ -13,7 +13,9 @@ from tests.e2e.harness import FLOW, Stack
 pytestmark = pytest.mark.timeout(900)
 
 
-@pytest.mark.parametrize("hosts", [1, 2])
+#: two function app instances on one storage: the real leases and etags decide (one host is
+#: tests/unit/test_admission.py::test_five_uploads_at_once_deploy_only_the_newest)
+@pytest.mark.parametrize("hosts", [2])
 def test_five_uploads_within_a_second_end_with_the_newest_current(stack: Stack, hosts: int) -> None:
     stack.start_host()
     for _ in range(hosts - 1):

@@ -4,8 +4,6 @@ the code it started with, a rollback across it is a re-registration, and no secr
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from deployer.models import RunStatus
@@ -50,23 +48,3 @@ def test_a_code_only_change_is_live_on_the_same_agent_and_a_run_in_flight_keeps_
     everything = prefect_runs.everything_of(stack.prefect_api, stack.name)
     assert "/code/" in everything  # the deployments do pull from the code store ...
     assert CANARY not in everything and key not in everything  # ... and hold no secret
-
-
-def test_a_rollback_across_a_code_only_change_re_registers_with_no_agent_change(stack: Stack) -> None:
-    stack.start_host()
-    assert stack.deploy({".env": ENV}).status is RunStatus.SUCCEEDED
-    agent = stack.current_agent()
-    assert stack.deploy(NEW_CODE).status is RunStatus.SUCCEEDED
-    assert run_and_print(stack) == ["greeting v2 hi"]
-
-    rolled = stack.cli("rollback", stack.name, "--json")
-    assert rolled.returncode == 0, rolled.stderr
-    assert stack.current_agent() == agent and stack.running_agents() == [agent]
-    assert run_and_print(stack) == ["greeting hi"]
-
-    history = json.loads(stack.cli("history", stack.name, "--json").stdout)["entries"]
-    assert [(e["kind"], e["path"], e["changed"]) for e in history] == [
-        ("deploy", "first", ["dependencies", "code", "config"]), ("deploy", "code", ["code"]),
-        ("rollback", "code", ["code"])]
-    table = stack.cli("history", stack.name).stdout
-    assert "code" in table and "first" in table

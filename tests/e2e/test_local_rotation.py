@@ -1,5 +1,15 @@
 """End to end on the local backend, through the trigger path: upload a bundle to Azurite, the
-function app (run by `deployer dev`) accepts and deploys it, real workers run real flow runs."""
+function app (run by `deployer dev`) accepts and deploys it, real workers run real flow runs.
+
+Only what needs real processes is here. The same decisions on fakes are unit tests:
+the same bundle again is a no-op (tests/unit/test_pipeline.py
+test_the_same_bundle_again_is_a_noop_without_build_or_start), a config-only change
+(test_config_only_change_starts_a_new_agent_from_the_same_image), an agent that never comes
+ONLINE (test_agent_that_never_comes_online_is_removed_after_the_health_timeout), a failed build
+(test_build_failure_is_recorded_and_the_old_agent_keeps_serving, with uv failing for real in
+tests/integration/test_local_images.py test_a_failed_build_says_what_uv_said_and_leaves_no_venv);
+a code-only rollback and a bad code-only bake are tests/unit/test_fast_deploys.py's.
+"""
 
 from __future__ import annotations
 
@@ -35,15 +45,6 @@ def test_upload_brings_an_agent_online_and_a_flow_run_completes(stack: Stack) ->
     assert stack.running_agents() == [agent] and agent in stack.online()
     run_id = prefect_runs.start_run(stack.prefect_api, stack.name)
     assert prefect_runs.wait_state(stack.prefect_api, run_id, {"COMPLETED", "FAILED", "CRASHED"}) == "COMPLETED"
-
-
-def test_the_same_bundle_again_is_a_noop_with_the_same_agent(stack: Stack) -> None:
-    stack.start_host()
-    agent = deployed(stack)
-    record = stack.deploy()
-    assert record.status is RunStatus.NOOP
-    assert "build" not in {s.name for s in record.stages}
-    assert stack.running_agents() == [agent] and stack.current_agent() == agent
 
 
 def test_a_dependency_change_builds_and_rotates_with_an_online_worker_at_every_poll(stack: Stack) -> None:
@@ -113,40 +114,6 @@ def test_scheduled_runs_follow_the_deployment_to_the_new_agent(stack: Stack) -> 
     scheduled = [r for r in prefect_runs.runs_of(stack.prefect_api, stack.name) if r[3] == "SCHEDULED"]
     assert [(r[1], r[2]) for r in scheduled] == [(name, new)]
     assert scheduled[0][0] != old_id and abs((scheduled[0][4] - later).total_seconds()) < 1
-
-
-def test_requirements_that_cannot_install_fail_the_build_and_keep_the_old_agent(stack: Stack) -> None:
-    stack.start_host()
-    old = deployed(stack)
-    record = stack.deploy({"requirements.txt": "prefect>=3.4,<4\nthis-package-does-not-exist-xyz==1.0\n"})
-    assert record.status is RunStatus.FAILED and record.error["code"] == "build_failed"  # type: ignore[index]
-    assert "this-package-does-not-exist-xyz" in record.error["log_tail"]  # type: ignore[index]
-    assert stack.running_agents() == [old] and stack.current_agent() == old and old in stack.online()
-
-
-def test_a_worker_that_never_comes_online_is_removed_and_the_old_one_serves(stack: Stack) -> None:
-    stack.extra["DEPLOYER_HEALTH_TIMEOUT_SECONDS"] = "15"
-    stack.start_host()
-    old = deployed(stack)
-    # the new revision's agent cannot reach the API (a proxy that goes nowhere): alive, never ONLINE
-    record = stack.deploy({".env": "GREETING=hi\nHTTP_PROXY=http://127.0.0.1:9\nALL_PROXY=http://127.0.0.1:9\n"})
-    assert record.status is RunStatus.FAILED and record.error["code"] == "agent_unhealthy"  # type: ignore[index]
-    assert record.stage("wait-online").status is StageStatus.FAILED  # type: ignore[union-attr]
-    assert stack.running_agents() == [old] and stack.current_agent() == old
-    run_id = prefect_runs.start_run(stack.prefect_api, stack.name)
-    assert prefect_runs.wait_state(stack.prefect_api, run_id, {"COMPLETED", "FAILED", "CRASHED"}) == "COMPLETED"
-
-
-def test_config_only_change_starts_a_new_agent_from_the_same_image(stack: Stack) -> None:
-    stack.start_host()
-    old = deployed(stack)
-    record = stack.deploy({".env": "GREETING=bonjour\nAPI_TOKEN=rotated\n"})
-    assert record.status is RunStatus.SUCCEEDED
-    assert record.stage("reuse-image").status is StageStatus.SKIPPED  # type: ignore[union-attr]
-    new = stack.current_agent()
-    assert new != old and stack.running_agents() == [new]
-    run_id = prefect_runs.start_run(stack.prefect_api, stack.name)
-    assert prefect_runs.wait_state(stack.prefect_api, run_id, {"COMPLETED", "FAILED", "CRASHED"}) == "COMPLETED"
 
 
 def _worker_pids(module: str) -> set[int]:
