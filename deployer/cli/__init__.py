@@ -10,9 +10,9 @@ import itertools
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from deployer.errors import DeployerError, UsageError
 
@@ -100,6 +100,10 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+if TYPE_CHECKING:
+    from deployer.services import Services
+
+
 def wants_json(argv: Sequence[str]) -> bool:
     """Whether the command line asks for JSON, read before (or without) a successful parse."""
     args = list(argv)
@@ -107,7 +111,11 @@ def wants_json(argv: Sequence[str]) -> bool:
         a in ("--output", "-o") and b == "json" for a, b in itertools.pairwise(args))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *,
+         services: Callable[[argparse.Namespace], Services] | None = None) -> int:
+    """The CLI. ``services``: what builds a command's services from its arguments (the seam:
+    tests pass a world of fakes, and run every command in-process); by default the settings
+    file and the environment, through ``bootstrap``."""
     from deployer.cli import output
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -115,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
+        args.services_factory = services
         args.settings = getattr(args, "settings", None)
         args.debug = bool(getattr(args, "debug", False))
         if getattr(args, "output", None) is not None:
@@ -144,6 +153,18 @@ def settings_path(args: argparse.Namespace) -> Path | None:
         args.settings_found = locate(args.settings, os.environ, Path.cwd())
     found: Path | None = args.settings_found
     return found
+
+
+def services_for(args: argparse.Namespace) -> Services:
+    """The services a command works with: the one place the CLI builds them."""
+    factory = getattr(args, "services_factory", None)
+    if factory is not None:
+        built: Services = factory(args)
+        return built
+    from deployer.bootstrap import build
+    from deployer.config import Settings
+
+    return build(Settings.from_env(environ(args)), interactive=True)
 
 
 def environ(args: argparse.Namespace) -> dict[str, str]:

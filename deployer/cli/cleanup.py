@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from deployer.cli import environ
+from deployer.cli import services_for
 from deployer.cli.output import emit_json, err, out
 
 COLOURS = {"deleted": "green", "planned": "yellow", "kept": "dim", "deferred": "yellow", "failed": "red",
@@ -25,11 +25,9 @@ def register(sub: Any) -> None:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from deployer.bootstrap import build
-    from deployer.config import Settings
     from deployer.pipeline.cleanup import run_cleanup
 
-    services = build(Settings.from_env(environ(args)), interactive=True)
+    services = services_for(args)
     if not args.json and not args.dry_run:
         err.print("cleaning up (paced under the delete quota) ...")
     report = run_cleanup(services, dry_run=args.dry_run)

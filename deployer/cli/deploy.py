@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from deployer.cli import environ, settings_path
+from deployer.cli import environ, services_for, settings_path
 from deployer.cli.output import emit_json, err, out
 from deployer.models import StageStatus
 
@@ -109,13 +109,11 @@ def _stage_note(name: str, status: StageStatus, detail: dict[str, Any]) -> str:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from deployer.bootstrap import build
-    from deployer.config import Settings
-    from deployer.models import Request, RequestKind, Trigger
+    from deployer.pipeline.intake import accept_bundle
     from deployer.pipeline.upload import upload_module
     from deployer.rotation.dryrun import dry_run
 
-    services = build(Settings.from_env(environ(args)), interactive=True)
+    services = services_for(args)
     if args.dry_run:
         plan = dry_run(services, args.path, repair=args.repair)
         if args.json:
@@ -133,28 +131,30 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     uploaded = upload_module(services, args.path, explicit=True)
     if not args.json:
         err.print(f"deploying [bold]{uploaded.module}[/] (bundle {uploaded.blob})")
-    request = Request(
-        request_id=uploaded.request_id, kind=RequestKind.DEPLOY, module=uploaded.module,
-        trigger=Trigger("cli", uploaded.blob, {"blob": uploaded.blob, "etag": uploaded.etag,
-                                               "container": services.settings.bundles_container,
-                                               "explicit": "true", "user": _user(),
-                                               **({"repair": "true"} if args.repair else {})}),
-        revision=uploaded.revision, created_at=services.now(), intent=uploaded.intent)
-    return run_here(services, request, as_json=args.json)
+    # the blob trigger's own use case: the same request its upload's event makes
+    record = accept_bundle(services, uploaded.blob, via="cli", detail={
+        "user": _user(), **({"repair": "true"} if args.repair else {})})
+    return follow_here(services, record, as_json=args.json)
 
 
 def run_here(services: Any, request: Any, *, as_json: bool) -> int:
+    """Submit ``request`` (a rollback, say), then drive it from this process."""
+    from deployer.request_queue import new_record, submit
+
+    return follow_here(services, submit(services, new_record(request)), as_json=as_json)
+
+
+def follow_here(services: Any, record: Any, *, as_json: bool) -> int:
     """Drive a request from this process, step by step with progress, until what it does to
     the module is known (old agents may go on draining under the function app); exit 0 when
     the revision is serving."""
     from deployer.cli.follow import report
     from deployer.models import RunStatus
-    from deployer.request_queue import new_record, submit
     from deployer.rotation.drive import drive
 
-    submit(services, new_record(request))
-    record = drive(services, request.module, request.request_id,
-                   progress=CliProgress(quiet=as_json))
+    if not record.status.finished:
+        record = drive(services, record.module, record.request_id,
+                       progress=CliProgress(quiet=as_json))
     if as_json:
         emit_json(record)
     else:

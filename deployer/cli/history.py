@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from deployer.cli import environ
+from deployer.cli import services_for
 from deployer.cli.output import ago, emit_json, err, out
 from deployer.models import RequestStage
 
@@ -30,10 +30,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from deployer.bootstrap import build
-    from deployer.config import Settings
 
-    services = build(Settings.from_env(environ(args)), interactive=True)
+    services = services_for(args)
     entries = services.state.history(args.module)
     got = services.state.module(args.module)
     current = got.value.request_id if got else ""
@@ -79,13 +77,11 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from deployer.bootstrap import build
     from deployer.cli.deploy import run_here
-    from deployer.config import Settings
     from deployer.pipeline.rollback import rollback_request
     from deployer.request_queue import new_record, submit
 
-    services = build(Settings.from_env(environ(args)), interactive=True)
+    services = services_for(args)
     request = rollback_request(services, args.module, args.to)
     if args.queue:
         submit(services, new_record(request))

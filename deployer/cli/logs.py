@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from deployer.cli import environ
+from deployer.cli import services_for
 from deployer.cli.output import ago, emit_json, out
 from deployer.errors import NotFound
 
@@ -23,10 +23,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from deployer.bootstrap import build
-    from deployer.config import Settings
 
-    services = build(Settings.from_env(environ(args)), interactive=True)
+    services = services_for(args)
     if args.request:
         got = services.state.run(args.module, args.request)
         if got is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from deployer.cli import environ
+from deployer.cli import services_for
 from deployer.cli.output import emit_json, out
 
 
@@ -23,11 +23,9 @@ def register(sub: Any) -> None:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    from deployer.bootstrap import build
-    from deployer.config import Settings
     from deployer.pipeline.remove import remove_module
 
-    services = build(Settings.from_env(environ(args)), interactive=True)
+    services = services_for(args)
     from deployer.cli.deploy import _user
 
     removal = remove_module(services, args.module, dry_run=args.dry_run, force=args.force,

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from deployer.cli import environ
+from deployer.cli import services_for
 from deployer.cli.output import ago, emit_json, out
 from deployer.errors import NotFound
 
@@ -22,11 +22,9 @@ def register(sub: Any) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from deployer.bootstrap import build
-    from deployer.config import Settings
     from deployer.pipeline.status import module_statuses
 
-    services = build(Settings.from_env(environ(args)), interactive=True)
+    services = services_for(args)
     statuses = module_statuses(services, args.module)
     if args.module and not statuses:
         raise unknown_module(services, args.module)

@@ -41,14 +41,19 @@ logger = logging.getLogger(__name__)
 REJECTED_MODULE = "_rejected"
 
 
-def accept_bundle(services: Services, blob_name: str) -> RunRecord:
+def accept_bundle(services: Services, blob_name: str, *, via: str = "blob",
+                  detail: dict[str, str] | None = None) -> RunRecord:
+    """The blob trigger's use case, and ``deployer deploy``'s (``via="cli"``, with who asked in
+    ``detail``): both make the same request of the same upload (its id comes from blob name and
+    etag), so a deploy the CLI drives and the trigger of its upload are one request."""
     hinted = module_from_blob_name(blob_name)
     record_module = hinted if MODULE_NAME.match(hinted) else REJECTED_MODULE
     info, chunks = services.bundles.open(blob_name)
     request_id = Request.make_id("blob", blob_name, info.etag)
-    trigger = Trigger("blob", f"{blob_name}@{info.etag}", {
+    trigger = Trigger(via, f"{blob_name}@{info.etag}" if via == "blob" else blob_name, {
         "blob": blob_name, "etag": info.etag, "container": services.settings.bundles_container,
-        **({"explicit": "true"} if info.metadata.get("explicit") == "true" else {})})
+        **({"explicit": "true"} if info.metadata.get("explicit") == "true" else {}),
+        **(detail or {})})
     existing = services.state.run(record_module, request_id)
     if existing is not None and existing.value.status is not RunStatus.QUEUED:
         logger.info("intake.duplicate blob=%r request=%s status=%s", blob_name, request_id,

@@ -10,29 +10,30 @@ from pathlib import Path
 import pytest
 
 from tests.builders import module_files, write_module
-from tests.integration.test_cli import run_cli, settings_file  # noqa: F401  (a fixture)
+from tests.integration.conftest import Cli
+from tests.integration.test_cli import settings_file  # noqa: F401  (a fixture)
 
 
-def test_version_prints_the_installed_version() -> None:
-    done = run_cli("--version")
+def test_version_prints_the_installed_version(cli: Cli) -> None:
+    done = cli("--version")
     assert done.returncode == 0 and done.stdout.startswith("deployer 0.")
 
 
-def test_global_options_work_after_the_command(tmp_path: Path, settings_file: Path) -> None:  # noqa: F811
-    before = run_cli("--settings", str(settings_file), "status", "--json")
-    after = run_cli("status", "--json", "--settings", str(settings_file), "--debug")
+def test_global_options_work_after_the_command(cli: Cli, tmp_path: Path, settings_file: Path) -> None:  # noqa: F811
+    before = cli("--settings", str(settings_file), "status", "--json")
+    after = cli("status", "--json", "--settings", str(settings_file), "--debug")
     assert before.returncode == after.returncode == 0, after.stderr
     assert json.loads(before.stdout) == json.loads(after.stdout) == {"modules": []}
 
 
-def test_output_json_is_json_and_output_table_is_for_people(tmp_path: Path) -> None:
+def test_output_json_is_json_and_output_table_is_for_people(cli: Cli, tmp_path: Path) -> None:
     root = write_module(tmp_path)
-    as_json = run_cli("validate", str(root), "--output", "json")
+    as_json = cli("validate", str(root), "--output", "json")
     assert as_json.returncode == 0 and json.loads(as_json.stdout)["module"] == "demo"
-    assert json.loads(run_cli("validate", str(root), "-o", "json").stdout) == json.loads(as_json.stdout)
-    table = run_cli("validate", str(root), "--output", "table")
+    assert json.loads(cli("validate", str(root), "-o", "json").stdout) == json.loads(as_json.stdout)
+    table = cli("validate", str(root), "--output", "table")
     assert table.returncode == 0 and not table.stdout.lstrip().startswith("{")
-    assert run_cli("validate", str(root), "--output", "yaml").returncode == 2
+    assert cli("validate", str(root), "--output", "yaml").returncode == 2
 
 
 def failing(tmp_path: Path, settings: Path) -> dict[str, tuple[list[str], int, str]]:
@@ -69,14 +70,14 @@ CASES = ["validate a bad module", "validate a missing path", "validate without a
 
 @pytest.mark.parametrize("case", CASES)
 def test_every_failure_in_json_mode_is_one_json_document_with_the_right_exit_code(
-        case: str, tmp_path: Path, settings_file: Path) -> None:  # noqa: F811
+        cli: Cli, case: str, tmp_path: Path, settings_file: Path) -> None:  # noqa: F811
     argv, code, kind = failing(tmp_path, settings_file)[case]
-    done = run_cli(*argv, "--json")
+    done = cli(*argv, "--json")
     assert done.returncode == code, (done.stdout, done.stderr)
     document = json.loads(done.stdout)  # the whole of stdout: one document
     assert document["ok"] is False and document["error"]["code"] == kind, document
     assert document["error"]["message"] and "Traceback" not in done.stderr
-    people = run_cli(*argv)  # the same failure for people: same exit code, nothing on stdout
+    people = cli(*argv)  # the same failure for people: same exit code, nothing on stdout
     assert people.returncode == code and people.stdout == "" and "error:" in people.stderr
 
 

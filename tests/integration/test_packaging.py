@@ -4,10 +4,12 @@ runs on its own requirements.txt (prefect-client, not the whole of Prefect)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import zipfile
 from pathlib import Path
@@ -104,6 +106,29 @@ PROBE = textwrap.dedent("""
 """)
 
 
+#: venvs of the app's requirements.txt alone, kept between runs by the requirements' digest
+VENVS = ROOT / ".pytest_cache" / "app-venvs"
+
+
+def app_venv(uv: str, requirements: Path) -> Path:
+    """A venv of exactly ``requirements`` (what the remote build installs), built once per
+    content and Python: later runs reuse it. Built aside and renamed, so it is never half-made."""
+    digest = hashlib.sha256(requirements.read_bytes() + sys.version.encode()).hexdigest()[:16]
+    venv = VENVS / digest
+    if (venv / "bin" / "python").exists():
+        return venv
+    VENVS.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{digest}.", dir=VENVS))
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(partial)], check=True, timeout=120)
+    subprocess.run([uv, "pip", "install", "--quiet", "--python", str(partial / "bin" / "python"), "-r",
+                    str(requirements)], check=True, timeout=800)
+    try:
+        partial.rename(venv)
+    except OSError:  # another test process made it meanwhile
+        shutil.rmtree(partial, ignore_errors=True)
+    return venv
+
+
 @pytest.mark.timeout(900)
 def test_the_app_runs_on_its_own_requirements_with_prefect_client_only(tmp_path: Path) -> None:
     uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
@@ -113,10 +138,7 @@ def test_the_app_runs_on_its_own_requirements_with_prefect_client_only(tmp_path:
     write_package(ROOT, tmp_path / "app.zip")
     with zipfile.ZipFile(tmp_path / "app.zip") as archive:
         archive.extractall(app)
-    venv = tmp_path / "venv"
-    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=120)
-    subprocess.run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "-r",
-                    str(app / "requirements.txt")], check=True, timeout=800)
+    venv = app_venv(uv, app / "requirements.txt")
     done = subprocess.run([str(venv / "bin" / "python"), "-c", PROBE], cwd=app, capture_output=True,
                           text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(app)})
     assert done.returncode == 0, done.stderr[-3000:]
