@@ -34,7 +34,7 @@ from deployer.adapters.prefect_orchestrator import PrefectOrchestrator  # noqa: 
 from deployer.bootstrap import build  # noqa: E402
 from deployer.bundle import BundleLimits, load_folder  # noqa: E402
 from deployer.config import Settings  # noqa: E402
-from deployer.models import Request, RequestKind, Trigger  # noqa: E402
+from deployer.models import Intent, Request, RequestKind, Trigger  # noqa: E402
 from deployer.pipeline.upload import upload_module  # noqa: E402
 from deployer.request_queue import new_record, submit  # noqa: E402
 from deployer.rotation.drive import drive  # noqa: E402
@@ -151,11 +151,11 @@ def main() -> None:
                 # ... and the pipeline alone, in this (warm) process
                 request = Request(Request.make_id("bench", str(time.time())), RequestKind.DEPLOY, name,
                                   Trigger("cli", again.blob, {"blob": again.blob, "etag": again.etag}),
-                                  again.revision)
+                                  again.revision, services.now(), Intent(services.now()))
                 run_here(services, request)  # warm the clients once
                 request = Request(Request.make_id("bench", str(time.time())), RequestKind.DEPLOY, name,
                                   Trigger("cli", again.blob, {"blob": again.blob, "etag": again.etag}),
-                                  again.revision)
+                                  again.revision, services.now(), Intent(services.now()))
                 start = time.perf_counter()
                 inproc = run_here(services, request)
                 noop_pipeline = time.perf_counter() - start
