@@ -7,7 +7,11 @@ BIN    := $(VENV)/bin
 # checkov (the Bicep analyser) in a venv of its own: its pins are not the app's
 IAC    := .venv-iac
 
-.PHONY: setup test check test-unit live-test demo dev lint bench browser clean
+.PHONY: setup test check test-unit live-test demo dev lint lint-python lint-iac bench browser clean
+
+# independent steps run side by side (the venv and npm; the Python lint and checkov): a fresh
+# clone waits on downloads and installs more than on the CPU (their lines may interleave)
+MAKEFLAGS += --jobs=2
 
 setup: $(VENV)/.installed node_modules/.installed local.settings.json flows/finance/.env
 
@@ -60,9 +64,13 @@ test-unit: setup
 demo: setup
 	$(BIN)/python -m deployer.demo
 
-lint: setup $(IAC)/.installed
+lint: lint-python lint-iac
+
+lint-python: setup
 	$(BIN)/ruff check deployer tests bench function_app.py
 	$(BIN)/mypy
+
+lint-iac: $(IAC)/.installed
 	$(IAC)/bin/checkov --config-file .checkov.yaml
 
 $(IAC)/.installed: $(VENV)/.installed
