@@ -96,11 +96,11 @@ def nightly_cleanup(timer: func.TimerRequest) -> None:
     then redeploy modules whose Key Vault secrets were rotated."""
     from deployer.bootstrap import services_from_environment
     from deployer.errors import LockBusy
-    from deployer.pipeline.cleanup import run_cleanup
+    from deployer.pipeline.cleanup import run_cleanup, timer_budget
 
     services = services_from_environment()
     try:
-        report = run_cleanup(services)
+        report = run_cleanup(services, budget_seconds=timer_budget(services))
     except LockBusy as exc:  # another cleanup runs: retrying would only collide again
         logger.warning("cleanup skipped: %s", exc.message)
         return

@@ -39,8 +39,16 @@ param dockerHubToken string = ''
 @description('object id of the person running azd (azd sets it): may read the state and bundles')
 param principalId string = ''
 
+@allowed(['User', 'ServicePrincipal', 'Group'])
+@description('what principalId is: a person (User), or a service principal when azd runs in CI')
+param principalType string = 'User'
+
 var tags = { 'azd-env-name': environmentName }
 var token = toLower(uniqueString(subscription().id, environmentName, location))
+// custom role names are unique per tenant: the same environment name in two subscriptions of one
+// tenant must not collide
+var roleSuffix = '${environmentName}, ${substring(uniqueString(subscription().id), 0, 6)}'
+
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-${environmentName}'
@@ -60,7 +68,7 @@ resource agentsRg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
 resource buildRunner 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, environmentName, 'acr-build-runner')
   properties: {
-    roleName: 'ACR build runner (${environmentName})'
+    roleName: 'ACR build runner (${roleSuffix})'
     description: 'Schedule ACR Tasks quick runs and read their runs and logs.'
     type: 'CustomRole'
     permissions: [
@@ -83,7 +91,7 @@ resource buildRunner 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
 resource agentManager 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, environmentName, 'aci-agent-manager')
   properties: {
-    roleName: 'ACI agent manager (${environmentName})'
+    roleName: 'ACI agent manager (${roleSuffix})'
     description: 'Manage the deployer agents container groups in one resource group.'
     type: 'CustomRole'
     permissions: [
@@ -118,6 +126,7 @@ module resources 'resources.bicep' = {
     dockerHubUsername: dockerHubUsername
     dockerHubToken: dockerHubToken
     principalId: principalId
+    principalType: principalType
     buildRunnerRoleId: buildRunner.id
   }
 }
@@ -136,6 +145,10 @@ output AZURE_RESOURCE_GROUP string = rg.name
 output DEPLOYER_RESOURCE_GROUP string = agentsRg.name
 output AZURE_FUNCTION_APP_NAME string = resources.outputs.appName
 output AZURE_FUNCTION_APP_URL string = resources.outputs.appUrl
+output AZURE_FUNCTION_APP_CLIENT_ID string = resources.outputs.appClientId
+// the custom roles' names: postdown deletes them (they outlive the resource groups)
+output AZURE_BUILD_RUNNER_ROLE string = buildRunner.properties.roleName
+output AZURE_AGENT_MANAGER_ROLE string = agentManager.properties.roleName
 output AZURE_STORAGE_ACCOUNT string = resources.outputs.storageAccount
 output DEPLOYER_REGISTRY string = resources.outputs.registryName
 output DEPLOYER_AGENT_IDENTITY string = resources.outputs.agentIdentityId

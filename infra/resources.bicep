@@ -17,14 +17,16 @@ param dockerHubUsername string
 @secure()
 param dockerHubToken string
 param principalId string
+param principalType string
 param buildRunnerRoleId string
 
+// built-in role ids (tests/data/rbac/builtin-roles.json, Microsoft's published definitions)
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   acrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d'
-  acrPush: '8311e382-0749-4cb8-b61a-304f252e45ec'
+  acrDelete: 'c2f4ef07-c644-48eb-af81-4b1b4947fb11'
   managedIdentityOperator: 'f1a07417-d97a-45cb-824c-7a7467783830'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
 }
@@ -216,6 +218,19 @@ resource agentReadsCode 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// -- the app's identity: user-assigned, so that its roles exist before the site does ---------------
+
+// A system-assigned identity only exists once the site does, so its Key Vault role would come
+// after the site and its Key Vault references: App Service would keep the literal
+// @Microsoft.KeyVault(...) text in the settings until it refetches (up to a day). A user-assigned
+// identity gets its roles first; the site is created after them (dependsOn) and resolves its
+// references at once. (Microsoft's Key Vault references page recommends this.)
+resource appIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-${environmentName}-app'
+  location: location
+  tags: tags
+}
+
 // -- the function app (Flex Consumption, Python 3.11) ------------------------------------------
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -232,19 +247,25 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   location: location
   tags: union(tags, { 'azd-service-name': 'app' })
   kind: 'functionapp,linux'
-  identity: { type: 'SystemAssigned' }
+  identity: { type: 'UserAssigned', userAssignedIdentities: { '${appIdentity.id}': {} } }
+  // its roles first: the Key Vault references and identity storage work from the first start
+  dependsOn: [appSecrets, appBlobs, appQueues]
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
-    keyVaultReferenceIdentity: 'SystemAssigned'
+    keyVaultReferenceIdentity: appIdentity.id
+    // Flex Consumption: ARM refuses a site that carries ftpsState, use32BitWorkerProcess,
+    // netFrameworkVersion, preWarmedInstanceCount or functionsRuntimeScaleMonitoringEnabled,
+    // even null (error 51021); Microsoft's Flex samples set minTlsVersion only
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      http20Enabled: true
       appSettings: [
         // the host's own storage and the deployer's, identity only (shared keys are off)
         { name: 'AzureWebJobsStorage__accountName', value: storage.name }
         { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
+        { name: 'AzureWebJobsStorage__clientId', value: appIdentity.properties.clientId }
+        // DefaultAzureCredential (ARM, ACR, Key Vault) uses this user-assigned identity
+        { name: 'AZURE_CLIENT_ID', value: appIdentity.properties.clientId }
         { name: 'AzureWebJobsFeatureFlags', value: 'EnableWorkerIndexing' }
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
         { name: 'DEPLOYER_BACKEND', value: 'azure' }
@@ -271,7 +292,9 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'DEPLOYER_WORKER_POLL_SECONDS', value: '10' }
         { name: 'DEPLOYER_NOTIFY_URLS', value: '' }
         { name: 'DEPLOYER_NOTIFY_TIMEOUT_SECONDS', value: '5' }
-        { name: 'DEPLOYER_PUBLIC_URL', value: 'https://${appName}.azurewebsites.net' }
+        // empty: the deployer links to https://$WEBSITE_HOSTNAME, the host name App Service gives
+        // the site (not always <app>.azurewebsites.net)
+        { name: 'DEPLOYER_PUBLIC_URL', value: '' }
         // the nightly cleanup's NCRONTAB: without it the timer trigger cannot be indexed
         { name: 'CLEANUP_SCHEDULE', value: '0 0 2 * * *' }
         { name: 'DEPLOYER_KEEP_REVISIONS', value: '5' }
@@ -304,7 +327,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         storage: {
           type: 'blobContainer'
           value: '${storage.properties.primaryEndpoints.blob}app-package'
-          authentication: { type: 'SystemAssignedIdentity' }
+          authentication: { type: 'UserAssignedIdentity', userAssignedIdentityResourceId: appIdentity.id }
         }
       }
       scaleAndConcurrency: { maximumInstanceCount: 40, instanceMemoryMB: 2048 }
@@ -316,10 +339,10 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
 // the host and the deployer keep blobs, leases and containers (state, bundles, code, the app's
 // package): Blob Data Owner on the account, as identity-based host storage requires
 resource appBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, app.id, roles.storageBlobDataOwner)
+  name: guid(storage.id, appIdentity.id, roles.storageBlobDataOwner)
   scope: storage
   properties: {
-    principalId: app.identity.principalId
+    principalId: appIdentity.properties.principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
   }
@@ -327,10 +350,10 @@ resource appBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 // the request queue and the blob trigger's poison queue
 resource appQueues 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, app.id, roles.storageQueueDataContributor)
+  name: guid(storage.id, appIdentity.id, roles.storageQueueDataContributor)
   scope: storage
   properties: {
-    principalId: app.identity.principalId
+    principalId: appIdentity.properties.principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
   }
@@ -338,10 +361,10 @@ resource appQueues 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 // Key Vault references in the app settings, and in modules' .env files
 resource appSecrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, app.id, roles.keyVaultSecretsUser)
+  name: guid(vault.id, appIdentity.id, roles.keyVaultSecretsUser)
   scope: vault
   properties: {
-    principalId: app.identity.principalId
+    principalId: appIdentity.properties.principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
   }
@@ -349,32 +372,45 @@ resource appSecrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 // run ACR Tasks builds (the custom role) ...
 resource appBuilds 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(registry.id, app.id, buildRunnerRoleId)
+  name: guid(registry.id, appIdentity.id, buildRunnerRoleId)
   scope: registry
   properties: {
-    principalId: app.identity.principalId
+    principalId: appIdentity.properties.principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: buildRunnerRoleId
   }
 }
 
-// ... and read and delete tags and manifests (webhook pushes, cleanup)
-resource appImages 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(registry.id, app.id, roles.acrPush)
+// ... read tags and manifests (webhook pushes, cleanup's inventory): AcrPull ...
+resource appReadsImages 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(registry.id, appIdentity.id, roles.acrPull)
   scope: registry
   properties: {
-    principalId: app.identity.principalId
+    principalId: appIdentity.properties.principalId
     principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.acrPush)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.acrPull)
+  }
+}
+
+// ... and delete tags and manifests (the nightly cleanup): only AcrDelete holds
+// Microsoft.ContainerRegistry/registries/artifacts/delete (AcrPush cannot delete). The app
+// pushes nothing itself: ACR Tasks pushes what it builds.
+resource appDeletesImages 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(registry.id, appIdentity.id, roles.acrDelete)
+  scope: registry
+  properties: {
+    principalId: appIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.acrDelete)
   }
 }
 
 // hand the agents' identity to the container groups it creates (assign action only)
 resource appAssignsAgentIdentity 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(agentIdentity.id, app.id, roles.managedIdentityOperator)
+  name: guid(agentIdentity.id, appIdentity.id, roles.managedIdentityOperator)
   scope: agentIdentity
   properties: {
-    principalId: app.identity.principalId
+    principalId: appIdentity.properties.principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.managedIdentityOperator)
   }
@@ -386,7 +422,7 @@ resource operatorBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = if
   scope: storage
   properties: {
     principalId: principalId
-    principalType: 'User'
+    principalType: principalType
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
   }
 }
@@ -396,14 +432,15 @@ resource operatorQueues 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
   scope: storage
   properties: {
     principalId: principalId
-    principalType: 'User'
+    principalType: principalType
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
   }
 }
 
 output appName string = app.name
 output appUrl string = 'https://${app.properties.defaultHostName}'
-output appPrincipalId string = app.identity.principalId
+output appPrincipalId string = appIdentity.properties.principalId
+output appClientId string = appIdentity.properties.clientId
 output storageAccount string = storage.name
 output registryName string = registry.name
 output registryLoginServer string = registry.properties.loginServer

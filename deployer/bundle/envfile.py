@@ -25,6 +25,16 @@ MAX_TOTAL_BYTES = 256 * 1024
 #: keys the deployer sets for the agent itself; a .env value for them would be overridden
 RESERVED_KEYS = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_WORKER_QUERY_SECONDS",
                  "PREFECT_HOME")
+#: what azure-identity's DefaultAzureCredential reads from the environment: in an agent's
+#: environment they would change the identity its flow runs fetch their code with (the code
+#: store's pull step): EnvironmentCredential comes first, and AZURE_CLIENT_ID picks the managed
+#: identity. The deployer sets AZURE_CLIENT_ID itself (the agents' identity).
+IDENTITY_KEYS = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET",
+                 "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+                 "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "AZURE_FEDERATED_TOKEN_FILE",
+                 "AZURE_USERNAME", "AZURE_PASSWORD", "AZURE_AUTHORITY_HOST",
+                 "AZURE_ADDITIONALLY_ALLOWED_TENANTS", "IDENTITY_ENDPOINT", "IDENTITY_HEADER",
+                 "MSI_ENDPOINT", "MSI_SECRET")
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,12 @@ def parse_env(data: bytes, *, filename: str = ENV_FILE) -> EnvFile:
         if key in RESERVED_KEYS:
             problems.append(Problem(filename, number, f"{key} is set by the deployer for the agent "
                                     "(DEPLOYER settings); remove it from .env"))
+            continue
+        if key in IDENTITY_KEYS:
+            problems.append(Problem(filename, number, f"{key} would change the Azure identity the "
+                                    "agent's flow runs fetch their code with (azure-identity reads "
+                                    "it); give it another name (e.g. MYAPP_" + key.removeprefix(
+                                        "AZURE_") + ") and pass it to your client explicitly"))
             continue
         first_line[key] = number
         pairs.append((key, value))

@@ -28,7 +28,9 @@ from deployer.bundle.tree import Tree
 ALWAYS = ("requirements.txt", "Dockerfile", ".dockerignore")
 #: what an image needs so that its flow runs can fetch code from blob storage (the Azure code
 #: store's pull step is prefect-azure's)
-BLOB_PULL_REQUIREMENT = "prefect-azure[blob_storage]"
+#: the oldest prefect-azure whose pull step the deployer's tests run (against Azurite)
+BLOB_PULL_FLOOR = "0.4.13"
+BLOB_PULL_REQUIREMENT = f"prefect-azure[blob_storage]>={BLOB_PULL_FLOOR}"
 
 
 @dataclass(frozen=True)
@@ -134,14 +136,21 @@ def pulls_from_blob(requirements: bytes) -> bool:
     prefect-azure next to azure-storage-blob)."""
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
+    from packaging.version import Version
 
     names: dict[str, set[str]] = {}
+    too_old = False
     for line in requirements.decode("utf-8", "replace").splitlines():
         text = re.sub(r"(^|\s)#.*$", "", line).strip()
         try:
             requirement = Requirement(text)
         except InvalidRequirement:
             continue
-        names.setdefault(canonicalize_name(requirement.name), set()).update(requirement.extras)
+        name = canonicalize_name(requirement.name)
+        names.setdefault(name, set()).update(requirement.extras)
+        if name == "prefect-azure":  # pinned or capped below the floor
+            too_old |= any(s.operator in ("==", "===", "<", "<=", "~=")
+                           and Version(s.version.rstrip(".*")) < Version(BLOB_PULL_FLOOR)
+                           for s in requirement.specifier)
     azure = names.get("prefect-azure")
-    return azure is not None and ("blob_storage" in azure or "azure-storage-blob" in names)
+    return azure is not None and not too_old and ("blob_storage" in azure or "azure-storage-blob" in names)

@@ -131,7 +131,8 @@ class Settings:
         "longest a notification may hold up what it reports on; it is given up after that")
     public_url: str = setting("DEPLOYER_PUBLIC_URL", v.optional_url, "",
         "the function app's base URL (https://<app>.azurewebsites.net), for links in "
-        "notifications; empty: no link to the deployer's status")
+        "notifications; empty: https://$WEBSITE_HOSTNAME in Azure (the host name App Service "
+        "gives the site), else no link to the deployer's status")
     # -- cleanup ---------------------------------------------------------------------------------
     cleanup_schedule: str = setting("CLEANUP_SCHEDULE", v.ncrontab, "0 0 2 * * *",
         "NCRONTAB (six fields, UTC) of the nightly cleanup")
@@ -212,6 +213,14 @@ class Settings:
                 if raw == "":
                     values[spec.attr] = Secret("") if spec.secret else ""
                     continue
+            if raw.lstrip().startswith(KEY_VAULT_REFERENCE):
+                # App Service left the reference unresolved: its identity could not read it
+                problems.append(f"{spec.env} is an unresolved Key Vault reference: App Service "
+                                "passes the literal @Microsoft.KeyVault(...) text when the app's "
+                                "identity cannot read the secret (no Key Vault Secrets User role "
+                                "yet, a wrong vault or secret name); the app's 'Environment "
+                                "variables' page says why for each setting")
+                continue
             try:
                 value = spec.parse(raw)
             except ValueError as exc:
@@ -219,6 +228,9 @@ class Settings:
                 problems.append(f"{spec.env} {exc}{shown}")
                 continue
             values[spec.attr] = Secret(value) if spec.secret else value
+        if not values.get("public_url") and env.get("WEBSITE_HOSTNAME"):
+            # App Service names the site's host itself (not always <app>.azurewebsites.net)
+            values["public_url"] = f"https://{env['WEBSITE_HOSTNAME']}"
         problems.extend(_storage_rules(env))
         if backend == "azure":
             problems.extend(_azure_rules(env))
@@ -263,6 +275,9 @@ class Settings:
         return Path(self.venv_dir).expanduser().resolve() if self.venv_dir else self.home_path / "venvs"
 
 
+
+#: what App Service leaves in a setting whose Key Vault reference it could not resolve
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
 
 #: every setting, in declaration order: the one table derived from ``Settings``' fields
 SETTINGS: tuple[Spec, ...] = tuple(replace(f.metadata["spec"], attr=f.name) for f in fields(Settings))

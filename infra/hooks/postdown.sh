@@ -4,10 +4,13 @@
 # them here (azd down then removes everything `azd up` made).
 set -eu
 
-ENV_NAME=$(azd env get-value AZURE_ENV_NAME)
-for role in "ACR build runner ($ENV_NAME)" "ACI agent manager ($ENV_NAME)"; do
-  if [ -n "$(az role definition list --custom-role-only true --name "$role" --query '[].name' -o tsv)" ]; then
-    az role definition delete --name "$role" --custom-role-only true
+SUB=$(azd env get-value AZURE_SUBSCRIPTION_ID)
+# their names, as provisioning made them (unique per tenant: the environment and the subscription)
+for key in AZURE_BUILD_RUNNER_ROLE AZURE_AGENT_MANAGER_ROLE; do
+  role=$(azd env get-value "$key" 2>/dev/null || true)
+  [ -n "$role" ] || continue
+  if [ -n "$(az role definition list --subscription "$SUB" --custom-role-only true --name "$role" --query '[].name' -o tsv)" ]; then
+    az role definition delete --subscription "$SUB" --name "$role" --custom-role-only true
     echo "deleted custom role: $role"
   fi
 done

@@ -6,6 +6,22 @@ set -eu
 
 need() { azd env get-value "$1" 2>/dev/null || true; }
 
+# every az call names the azd environment's subscription: az's own default may be another one
+SUB=$(need AZURE_SUBSCRIPTION_ID)
+if [ -z "$SUB" ]; then
+  echo "AZURE_SUBSCRIPTION_ID is not set in the azd environment: azd env set AZURE_SUBSCRIPTION_ID <id>" >&2
+  exit 1
+fi
+
+# who runs azd: a person (User) or, in CI and live tests, a service principal; the operator's
+# role assignments need the right principalType (ARM refuses a mismatch: UnmatchedPrincipalType)
+if [ -z "$(need AZURE_PRINCIPAL_TYPE)" ]; then
+  case "$(az account show --subscription "$SUB" --query user.type -o tsv 2>/dev/null || echo user)" in
+    servicePrincipal) azd env set AZURE_PRINCIPAL_TYPE ServicePrincipal ;;
+    *) azd env set AZURE_PRINCIPAL_TYPE User ;;
+  esac
+fi
+
 if [ -z "$(need PREFECT_API_URL)" ]; then
   echo "PREFECT_API_URL is not set: azd env set PREFECT_API_URL https://api.prefect.cloud/api/accounts/<account>/workspaces/<workspace>" >&2
   exit 1
@@ -26,9 +42,9 @@ fi
 # groups the app creates later: register Microsoft.ContainerInstance now (subscription rights)
 for namespace in Microsoft.ContainerInstance Microsoft.ContainerRegistry Microsoft.EventGrid \
                  Microsoft.Web Microsoft.KeyVault Microsoft.Insights Microsoft.OperationalInsights; do
-  state=$(az provider show --namespace "$namespace" --query registrationState -o tsv 2>/dev/null || echo "")
+  state=$(az provider show --subscription "$SUB" --namespace "$namespace" --query registrationState -o tsv 2>/dev/null || echo "")
   if [ "$state" != "Registered" ]; then
     echo "registering resource provider $namespace (once per subscription; can take a few minutes)"
-    az provider register --namespace "$namespace" --wait
+    az provider register --subscription "$SUB" --namespace "$namespace" --wait
   fi
 done

@@ -46,7 +46,7 @@ def test_validate_names_the_dependencies_and_what_fast_deploys_need(cli: Cli, tm
     assert done.returncode == 0, done.stderr
     assert "dependencies (Dockerfile, requirements.txt)" in done.stdout
     assert "note: on Azure, code-only changes deploy the slow way" in done.stdout
-    assert "add prefect-azure[blob_storage] to requirements.txt" in done.stdout
+    assert "add prefect-azure[blob_storage]>=0.4.13 to requirements.txt" in done.stdout
     fast = module_files(changes={"requirements.txt": "prefect>=3.4,<4\nprefect-azure[blob_storage]\n",
                                  "Dockerfile": "FROM prefecthq/prefect:3-python3.11\nCOPY . /opt/prefect/flows/demo/\n"
                                                "RUN pip install -r /opt/prefect/flows/demo/requirements.txt\n",

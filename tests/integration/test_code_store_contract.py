@@ -138,7 +138,11 @@ def test_what_an_image_needs_to_pull_code_is_named() -> None:
     assert blob.requirement(b"prefect>=3.4\nprefect-azure[blob_storage]>=0.4  # fetches code\n") is None
     assert blob.requirement(b"prefect\nprefect-azure\nazure-storage-blob\n") is None
     note = blob.requirement(b"prefect>=3.4\n# prefect-azure[blob_storage]\n")
-    assert note is not None and "prefect-azure[blob_storage]" in note and "slow way" in note
+    assert note is not None and "prefect-azure[blob_storage]>=0.4.13" in note and "slow way" in note
+    # a prefect-azure pinned or capped below the version whose pull step is tested is not enough
+    for old in (b"prefect-azure[blob_storage]==0.3.2\n", b"prefect-azure[blob_storage]<0.4.10\n"):
+        assert blob.requirement(old) is not None
+    assert blob.requirement(b"prefect-azure[blob_storage]~=0.4.13\n") is None
     assert LocalCodeStore(Path("/nonexistent")).requirement(b"prefect\n") is None
 
 

@@ -41,3 +41,21 @@ def test_a_continuation_is_picked_up_soon_after_its_delay_ends() -> None:
     polling = _seconds(HOST["extensions"]["queues"]["maxPollingInterval"])
     assert 0 < polling <= INLINE_PAUSE_SECONDS
     assert HostOptions.from_host_json(ROOT / "host.json").poll_seconds == polling
+
+
+def test_the_nightly_cleanup_stops_a_minute_before_the_function_timeout() -> None:
+    """A timer run killed by the host writes no report and never checks rotated secrets."""
+    from deployer.pipeline.cleanup import TIMER_BUDGET_SECONDS
+
+    assert _seconds(HOST["functionTimeout"]) >= TIMER_BUDGET_SECONDS + 60
+
+
+def test_the_timer_caps_a_longer_cleanup_budget(world) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from deployer.pipeline.cleanup import TIMER_BUDGET_SECONDS, timer_budget
+
+    world.services.settings = replace(world.services.settings, cleanup_budget_seconds=600)
+    assert timer_budget(world.services) == TIMER_BUDGET_SECONDS
+    world.services.settings = replace(world.services.settings, cleanup_budget_seconds=100)
+    assert timer_budget(world.services) == 100

@@ -31,6 +31,8 @@ LOCAL_ONLY = {
 AZURE_ONLY = {
     "AzureWebJobsStorage__accountName": "identity-only storage (shared keys are off)",
     "AzureWebJobsStorage__credential": "identity-only storage",
+    "AzureWebJobsStorage__clientId": "identity-only storage, with the app's user-assigned identity",
+    "AZURE_CLIENT_ID": "DefaultAzureCredential's managed identity: the app's user-assigned one",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "telemetry to the environment's Application Insights",
 }
 
@@ -108,9 +110,11 @@ def test_azd_hooks_exist_parse_and_wire_what_needs_the_published_app() -> None:
     assert "systemKeys.blobs_extension" in post and "sleep" in post  # waits for the key
     assert "az acr webhook create" in post and "--scope" not in post
     down = (INFRA / "hooks" / "postdown.sh").read_text()  # custom roles outlive the groups
-    assert "ACR build runner ($ENV_NAME)" in down and "ACI agent manager ($ENV_NAME)" in down
+    assert "AZURE_BUILD_RUNNER_ROLE AZURE_AGENT_MANAGER_ROLE" in down
     main = (INFRA / "main.bicep").read_text()
-    assert "'ACR build runner (${environmentName})'" in main and "'ACI agent manager (${environmentName})'" in main
+    # unique per tenant: the environment name and the subscription
+    assert "'ACR build runner (${roleSuffix})'" in main and "'ACI agent manager (${roleSuffix})'" in main
+    assert "uniqueString(subscription().id)" in main and "output AZURE_BUILD_RUNNER_ROLE" in main
     pre = (INFRA / "hooks" / "preprovision.sh").read_text()
     assert "Microsoft.ContainerInstance" in pre and "az provider register" in pre
 
@@ -133,3 +137,40 @@ def test_the_azd_environment_holds_every_setting_the_cli_needs() -> None:
                                                                "DEPLOYER_AGENT_IDENTITY_CLIENT_ID",
                                                                "DEPLOYER_BASE_IMAGE_REGISTRY"}
     assert required <= outputs | held, required - outputs - held
+
+
+#: siteConfig properties ARM refuses on a Flex Consumption site, even null (error 51021;
+#: microsoft/azure-pipelines-tasks#21032), and what Microsoft's Flex samples leave out too
+FLEX_REFUSED = {"ftpsstate", "use32bitworkerprocess", "netframeworkversion", "prewarmedinstancecount",
+                "functionsruntimescalemonitoringenabled", "http20enabled"}
+
+
+def test_the_flex_app_sets_no_site_property_arm_refuses_on_flex() -> None:
+    resources = _parse(INFRA / "resources.bicep")["resources"]
+    flex = [r for r in resources.values() if isinstance(r, dict)
+            and "functionAppConfig" in (r.get("config", {}).get("properties") or {})]
+    assert len(flex) == 1
+    site_config = flex[0]["config"]["properties"]["siteConfig"]
+    assert {k.lower() for k in site_config} & FLEX_REFUSED == set()
+    assert "FUNCTIONS_WORKER_RUNTIME" not in _app_settings()  # Flex takes the runtime from functionAppConfig
+
+
+def test_the_app_identity_has_its_roles_before_the_site_exists() -> None:
+    """Key Vault references resolve at creation only if the identity can read the vault then."""
+    resources = _parse(INFRA / "resources.bicep")["resources"]
+    app = resources["app"]["config"]
+    assert app["identity"]["type"] == "UserAssigned"
+    assert "appIdentity" in str(app["properties"]["keyVaultReferenceIdentity"])
+    assert {"appSecrets", "appBlobs", "appQueues"} <= {str(d) for d in app["dependsOn"]}
+
+
+def test_hooks_name_the_azd_environments_subscription_and_the_apps_own_host_name() -> None:
+    for script in sorted((INFRA / "hooks").glob("*.sh")):
+        calls = [line for line in script.read_text().splitlines()
+                 if not line.lstrip().startswith("#") and re.search(r"(^|[\s(])az ", line)]
+        assert calls, script
+        assert all("--subscription" in line for line in calls if re.search(r"\baz (?!ad\b)", line)), script
+    post = (INFRA / "hooks" / "postdeploy.sh").read_text()
+    assert "azurewebsites.net" not in post and "AZURE_FUNCTION_APP_URL" in post
+    azd = yaml.safe_load((ROOT / "azure.yaml").read_text())
+    assert azd["requiredVersions"]["azd"].startswith(">=")

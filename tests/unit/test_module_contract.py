@@ -193,3 +193,13 @@ def test_folder_over_the_limits_is_rejected(tmp_path: Path) -> None:
         load_folder(root, BundleLimits(max_bytes=10_000, max_entries=10))
     text = str(info.value)
     assert "more than the limit of 10" in text and "more than the limit of 10000" in text
+
+
+@pytest.mark.parametrize("key", ["AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID",
+                                 "AZURE_FEDERATED_TOKEN_FILE", "IDENTITY_ENDPOINT"])
+def test_env_keys_that_change_the_agents_azure_identity_are_refused(tmp_path: Path, key: str) -> None:
+    root = write_module(tmp_path, files=module_files(changes={".env": f"GREETING=hi\n{key}=x-value\n"}))
+    with pytest.raises(BundleInvalid) as info:
+        load_folder(root, BundleLimits())
+    [problem] = [str(p) for p in info.value.problems]
+    assert problem.startswith(".env:2: ") and key in problem and "identity" in problem and "x-value" not in problem

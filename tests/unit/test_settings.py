@@ -181,3 +181,20 @@ def test_identity_only_storage_reads_as_the_functions_host_reads_it() -> None:
     assert settings.blob_service_url == "https://pcstore.blob.core.windows.net"
     assert settings.queue_service_url == "https://pcstore.queue.core.windows.net"
     assert not Settings.from_env(GOOD).storage_identity
+
+
+def test_a_setting_app_service_left_as_an_unresolved_key_vault_reference_is_refused_by_name() -> None:
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/prefect-api-key/)"
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**GOOD, "PREFECT_API_KEY": reference, "DEPLOYER_CONFIG_DIGEST_KEY": reference})
+    problems = info.value.problems
+    assert [p.split(" ", 1)[0] for p in problems] == ["PREFECT_API_KEY", "DEPLOYER_CONFIG_DIGEST_KEY"]
+    assert all("unresolved Key Vault reference" in p and "Key Vault Secrets User" in p for p in problems)
+
+
+def test_the_public_url_defaults_to_the_host_name_app_service_gives_the_site() -> None:
+    assert Settings.from_env({**GOOD, "WEBSITE_HOSTNAME": "func-x.westeurope-01.azurewebsites.net"}).public_url == \
+        "https://func-x.westeurope-01.azurewebsites.net"
+    assert Settings.from_env({**GOOD, "WEBSITE_HOSTNAME": "h.example", "DEPLOYER_PUBLIC_URL": "https://mine.example"}
+                             ).public_url == "https://mine.example"
+    assert Settings.from_env(GOOD).public_url == ""
