@@ -39,7 +39,7 @@ from deployer.bundle import module_from_blob_name
 from deployer.bundle.digest import short
 from deployer.models import HistoryEntry, ModuleState, Revision, RunRecord, RunStatus
 from deployer.ports.agents import AgentInfo, AgentState
-from deployer.ports.images import ManifestInfo
+from deployer.ports.images import ManifestInfo, is_build_cache
 from deployer.ports.storage import BundleInfo
 
 UNTAGGED_MIN_AGE = timedelta(hours=1)  # an untagged manifest may be a push in progress
@@ -234,7 +234,11 @@ def _images(inv: Inventory, policy: Policy, p: Protected) -> list[Action]:
     for module, manifests in inv.manifests.items():
         digests, tags = p.digests.get(module, set()), p.tags.get(module, set())
         ordered = sorted(manifests, key=lambda m: m.created_at, reverse=True)
-        newest = [t for m in ordered for t in m.tags][: policy.keep_revisions]
+        caches = [m for m in ordered if m.tags and all(is_build_cache(t) for t in m.tags)]
+        out += [Action("manifest", module, m.digest, False, f"ACR Tasks' build cache ({', '.join(m.tags)}): "
+                       "what makes the next build fast; each build replaces it") for m in caches]
+        ordered = [m for m in ordered if m not in caches]
+        newest = [t for m in ordered for t in m.tags if not is_build_cache(t)][: policy.keep_revisions]
         for manifest in ordered:
             reasons = [p.why[(module, k)] for k in (manifest.digest, *manifest.tags)
                        if k in digests or k in tags]

@@ -29,6 +29,7 @@ from deployer.models import (
     RunRecord,
     Trigger,
 )
+from deployer.ports.images import is_build_cache
 from deployer.request_queue import new_record, submit
 from deployer.services import Services
 from deployer.webhooks import Other, Ping, Push, Validation, WebhookInvalid, parse
@@ -111,6 +112,9 @@ def handle_push(services: Services, push: Push) -> dict[str, str]:
     if module is None:
         return {**base, "reason": f"repository {push.repository} is no module's "
                 f"(expected {services.settings.image_repository}/<module>)"}
+    if is_build_cache(push.tag):
+        return {**base, "reason": f"{push.tag} is ACR Tasks' build cache of {module}'s image "
+                "(pushed by its own builds), not an image to run"}
     got = services.state.module(module)
     state = got.value if got else None
     if state is None or state.current is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -80,3 +81,14 @@ class ManifestInfo:
     digest: str
     tags: tuple[str, ...]
     created_at: datetime
+
+
+#: the tag ACR Tasks gives the BuildKit cache a build step with ``cache: enabled`` pushes into the
+#: repository of its first ``-t`` image: ``cache_<task>_<step id>`` (``cache_quickrun_build`` for
+#: the deployer's builds; Azure/acr-builder ``GetBuildCacheImageTag``). It is no image to run: a
+#: push of it redeploys nothing, and the cleanup keeps it (it is what makes the next build fast).
+BUILD_CACHE_TAG = re.compile(r"^cache_[^_]+_.+$")
+
+
+def is_build_cache(tag: str) -> bool:
+    return bool(BUILD_CACHE_TAG.match(tag))

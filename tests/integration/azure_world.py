@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from deployer.adapters.aci_runtime import AciAgentRuntime
 from deployer.adapters.acr_builder import AcrImageBuilder
@@ -28,6 +30,7 @@ AZURE_SETTINGS = {
     "PREFECT_API_URL": "https://api.prefect.cloud/api/accounts/acc/workspaces/ws",
     "PREFECT_API_KEY": "pnu_cloud_api_key_secret", "DEPLOYER_HEALTH_TIMEOUT_SECONDS": "300",
     "DEPLOYER_DRAIN_TIMEOUT_SECONDS": "600", "DEPLOYER_AGENT_IDENTITY_CLIENT_ID": "00000000-0000-0000-0000-0000000c11e7",
+    "DEPLOYER_WEBHOOK_TOKEN": "azure-world-webhook-token",
 }
 
 
@@ -53,6 +56,15 @@ class AzureWorld:
         got = self.services.state.run(request.module, request.request_id)
         assert got is not None
         return got.value
+
+    def deliver_pushes(self) -> list[Any]:
+        """Every push the registry made since the last call, delivered as its webhook delivers
+        it (the scope-less ACR webhook, or Event Grid's ImagePushed): the replies."""
+        from deployer.pipeline.webhook import TOKEN_HEADER, receive_webhook
+
+        token = self.services.settings.webhook_token.reveal()
+        return [receive_webhook(self.services, "POST", {TOKEN_HEADER: token}, json.dumps(event).encode())
+                for event in self.azure.acr.pending_events()]
 
 
 def azure_world(base: dict[str, str], state: StateRepository, bundles: BundleStore,

@@ -454,3 +454,38 @@ def test_a_key_vault_reference_reaches_the_agent_only_as_a_secure_value(world: A
     assert ("kv-demo.vault.azure.net", "api-token", version) in world.azure.keyvault.reads
     stored = b"".join(d.body for d in world.services.state.docs._docs.values())  # type: ignore[attr-defined]
     assert b"kv-secret-value-123" not in stored and version.encode() in stored  # the pin, not the value
+
+
+def test_a_rebuild_of_a_deployed_module_does_not_redeploy_its_build_cache_or_its_own_image(world: AzureWorld) -> None:
+    """With cache: enabled, ACR's build agent pushes BuildKit's cache (cache_quickrun_build) into
+    the module's repository next to the image, and the scope-less webhook delivers both pushes:
+    neither may become a redeploy (one of a non-runnable cache index would fail its health
+    ladder after 600 s, roll back and notify a failure)."""
+    first = deploy(world)
+    world.deliver_pushes()  # the first build's pushes
+    second = deploy(world, {"requirements.txt": "prefect>=3.4,<4\nsix\n"})
+    assert first.status is second.status is RunStatus.SUCCEEDED
+    tags = {t for m in world.azure.acr.repositories["prefect-flows/demo"].values() for t in m.tags}
+    assert "cache_quickrun_build" in tags  # the registry's own push, as acr-builder makes it
+    replies = world.deliver_pushes()
+    assert len(replies) == 2 and all(r.status == 200 and not r.body["accepted"] for r in replies)
+    reasons = [r.body["ignored"][0]["reason"] for r in replies]
+    assert any("build cache" in reason for reason in reasons), reasons
+    assert [r.kind for r in world.services.state.runs("demo")] == [RequestKind.DEPLOY, RequestKind.DEPLOY]
+
+
+def test_the_cleanup_keeps_the_build_cache_and_never_counts_it_among_the_revisions(world: AzureWorld) -> None:
+    from dataclasses import replace
+
+    from deployer.pipeline.cleanup import run_cleanup
+
+    world.services.settings = replace(world.services.settings, keep_revisions=1, rollback_window_days=0)
+    for n in range(3):
+        deploy(world, {"requirements.txt": f"prefect>=3.4,<4\nsix=={n}.0\n"})
+    world.azure.clock.advance(3 * 86400)
+    report = run_cleanup(world.services)
+    cache = [i for i in report.items if i.kind == "manifest" and "build cache" in i.reason]
+    assert len(cache) == 1 and cache[0].outcome == "kept"
+    assert not [i for i in report.items if i.kind == "tag" and i.target.startswith("cache_")]
+    tags = {t for m in world.azure.acr.repositories["prefect-flows/demo"].values() for t in m.tags}
+    assert "cache_quickrun_build" in tags

@@ -25,6 +25,9 @@ REGISTRY_PATH = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<r
                            re.IGNORECASE)
 IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 FINAL = ("Succeeded", "Failed", "Canceled", "Error", "Timeout")
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+#: a BuildKit registry cache (mode=max) is an OCI image index holding the cache config
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 @dataclass
@@ -37,6 +40,9 @@ class Run:
     context: dict[str, bytes] = field(default_factory=dict)  # the uploaded build context's files
     images: list[str] = field(default_factory=list)  # what the run pushes (repository:tag)
     cached: bool = False  # built with the layer cache
+    #: what a cached build step pushes besides: BuildKit's cache, ``cache_<task>_<step id>`` in
+    #: the repository of its first -t (Azure/acr-builder GetBuildCacheImageTag, --cache-to)
+    cache_images: list[str] = field(default_factory=list)
     #: why the run fails, as its log says it (a failing requirement, unless the run found a
     #: reason of its own)
     failure: list[str] = field(default_factory=list)
@@ -60,6 +66,10 @@ class FakeAcr:
     runs: dict[str, Run] = field(default_factory=dict)
     uploads: dict[str, bytes] = field(default_factory=dict)  # relative path -> uploaded bytes
     repositories: dict[str, dict[str, Manifest]] = field(default_factory=dict)  # repo -> digest -> manifest
+    #: a push event (the ACR webhook's payload) for every push, as the registry sends one to its
+    #: webhooks and Event Grid; ``pending_events`` hands them out once
+    events: list[dict[str, Any]] = field(default_factory=list)
+    _delivered: int = 0
     _next_run: int = 0
 
     # -- ARM: ACR Tasks -----------------------------------------------------------------------
@@ -102,8 +112,9 @@ class FakeAcr:
         errors = spec(TASKS).validate(op, body)
         if not isinstance(body, dict) or errors:
             return Response.arm_error(400, "InvalidRequestContent", "; ".join(errors or ["not an object"]))
+        caches: list[str] = []
         if body["type"] == "EncodedTaskRunRequest":
-            images, dockerfile, cached = self._task(body, errors)
+            images, dockerfile, cached, caches = self._task(body, errors)
         elif body["type"] == "DockerBuildRequest":
             images, dockerfile, cached = body.get("imageNames") or [], body.get("dockerFilePath"), False
         else:
@@ -128,14 +139,14 @@ class FakeAcr:
                 f"lstat /workspace/{dockerfile}: no such file or directory",
                 f"Run ID: {run_id} failed after 4s"]
         run = Run(run_id, body, self.clock.now(), fate, context=context, images=images,
-                  cached=cached, failure=failure)
+                  cached=cached, failure=failure, cache_images=caches)
         self.runs[run_id] = run
         return Response.of_json(200, self._run_view(run, f"{req.path.rsplit('/scheduleRun', 1)[0]}/runs/{run_id}"))
 
-    def _task(self, body: dict[str, Any], errors: list[str]) -> tuple[list[str], str | None, bool]:
-        """The images a v1.1.0 task of build and push steps pushes, its Dockerfile, and whether
-        its build uses the layer cache; what it cannot run goes to ``errors`` (as ACR's own
-        parser refuses a task before the run starts)."""
+    def _task(self, body: dict[str, Any], errors: list[str]) -> tuple[list[str], str | None, bool, list[str]]:
+        """The images a v1.1.0 task of build and push steps pushes, its Dockerfile, whether its
+        build uses the layer cache, and the cache images its cached steps push; what it cannot
+        run goes to ``errors`` (as ACR's own parser refuses a task before the run starts)."""
         import base64
         import binascii
         import shlex
@@ -152,10 +163,10 @@ class FakeAcr:
             task = yaml.safe_load(text)
         except (binascii.Error, ValueError, yaml.YAMLError) as exc:
             errors.append(f"encodedTaskContent is not base64 of a YAML task: {exc}")
-            return [], None, False
+            return [], None, False, []
         if not isinstance(task, dict) or task.get("version") != "v1.1.0" or not isinstance(task.get("steps"), list):
             errors.append("the task must be a v1.1.0 task with a list of steps")
-            return [], None, False
+            return [], None, False, []
         unknown = set(task) - {"version", "stepTimeout", "steps", "workingDirectory", "env", "secrets",
                                "networks", "volumes", "alias"}
         errors += [f"task property {name!r} is not in the task schema" for name in sorted(unknown)]
@@ -164,6 +175,7 @@ class FakeAcr:
         pushed: list[str] = []
         dockerfile: str | None = None
         cached = False
+        caches: list[str] = []
         for index, step in enumerate(task["steps"]):
             kinds = [k for k in ("build", "push", "cmd") if isinstance(step, dict) and k in step]
             if len(kinds) != 1:
@@ -182,7 +194,10 @@ class FakeAcr:
                 if not words or words[-1] != ".":
                     errors.append(f"step {index}: the build context must be the uploaded source ('.')")
                 built += tags
-                cached = cached or step.get("cache") == "enabled"
+                if step.get("cache") == "enabled" and tags and tags[0].startswith(registry):
+                    cached = True  # a quick run's task is named "quickrun"
+                    repository = tags[0][len(registry):].rsplit(":", 1)[0]
+                    caches.append(f"{repository}:cache_quickrun_{step.get('id') or f'acb_step_{index}'}")
             elif kinds[0] == "push":
                 images = step["push"] if isinstance(step["push"], list) else []
                 errors += [f"step {index}: pushes {i!r}, which no build step tagged" for i in images if i not in built]
@@ -197,7 +212,7 @@ class FakeAcr:
                 out.append(image[len(registry):])
         if not out:
             errors.append("the task pushes no image")
-        return out, dockerfile, cached
+        return out, dockerfile, cached, caches
 
     def _advance(self, run: Run) -> None:
         if run.status in FINAL:
@@ -211,6 +226,10 @@ class FakeAcr:
             run.status = "Failed"
         else:
             run.status = "Succeeded"
+            for image in run.cache_images:  # exported while the step builds (--cache-to)
+                repo, tag = image.rsplit(":", 1)
+                self.push(repo, tag, hashlib.sha256(f"{run.run_id}{image}".encode()).hexdigest(),
+                          media_type=OCI_INDEX)
             for image in run.images:
                 repo, tag = image.rsplit(":", 1)
                 self.push(repo, tag, hashlib.sha256(f"{run.run_id}{image}".encode()).hexdigest())
@@ -262,14 +281,27 @@ class FakeAcr:
 
     # -- registry data plane ----------------------------------------------------------------------
 
-    def push(self, repo: str, tag: str, digest_hex: str | None = None) -> str:
+    def push(self, repo: str, tag: str, digest_hex: str | None = None, *,
+             media_type: str = DOCKER_MANIFEST) -> str:
         digest = "sha256:" + (digest_hex or hashlib.sha256(f"{repo}:{tag}:{self.clock.now()}".encode()).hexdigest())
         manifests = self.repositories.setdefault(repo, {})
         for manifest in manifests.values():
             if tag in manifest.tags:
                 manifest.tags.remove(tag)
         manifests.setdefault(digest, Manifest(digest, self.clock.now())).tags.append(tag)
+        self.events.append({  # the webhook payload's shape (tests/data/webhooks/acr_push.json)
+            "id": str(uuid.uuid4()), "timestamp": self.clock.now().isoformat().replace("+00:00", "Z"),
+            "action": "push", "target": {"mediaType": media_type, "size": 708, "digest": digest,
+                                         "length": 708, "repository": repo, "tag": tag},
+            "request": {"id": str(uuid.uuid4()), "host": self.login_server, "method": "PUT",
+                        "useragent": "buildkit/v0.13 acr-builder"}})
         return digest
+
+    def pending_events(self) -> list[dict[str, Any]]:
+        """The push events not handed out yet (what the registry's webhook would deliver next)."""
+        out = self.events[self._delivered:]
+        self._delivered = len(self.events)
+        return out
 
     def digest_of(self, repo: str, tag: str) -> str | None:
         for manifest in self.repositories.get(repo, {}).values():
