@@ -20,7 +20,7 @@ param principalId string
 param principalType string
 param buildRunnerRoleId string
 
-// built-in role ids (tests/data/rbac/builtin-roles.json, Microsoft's published definitions)
+// built-in role ids (Microsoft's published definitions: tests/data/azure-specs/rbac/builtin-roles.json)
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'

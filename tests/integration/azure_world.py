@@ -19,6 +19,7 @@ from deployer.ports.storage import BundleStore, RequestQueue
 from deployer.request_queue import new_record, submit
 from deployer.state import StateRepository
 from tests.fakes.azure import FakeAzure
+from tests.fakes.azure.rbac import Rbac
 from tests.fakes.platform import FakeCodeStore, FakeOrchestrator, FakeQueue
 from tests.fakes.trigger import QueueTrigger
 
@@ -31,7 +32,24 @@ AZURE_SETTINGS = {
     "PREFECT_API_KEY": "pnu_cloud_api_key_secret", "DEPLOYER_HEALTH_TIMEOUT_SECONDS": "300",
     "DEPLOYER_DRAIN_TIMEOUT_SECONDS": "600", "DEPLOYER_AGENT_IDENTITY_CLIENT_ID": "00000000-0000-0000-0000-0000000c11e7",
     "DEPLOYER_WEBHOOK_TOKEN": "azure-world-webhook-token",
+    # as infra/ provisions it: the registry in the app's resource group, the agents in their own
+    "DEPLOYER_REGISTRY_RESOURCE_GROUP": "rg-app",
 }
+#: the vault the template's Key Vault Secrets User assignment is on
+VAULT = "kv-demo"
+
+
+def template_rbac(settings: Settings) -> Rbac:
+    """The role assignments infra/ makes, over this world's resources."""
+    sub = f"/subscriptions/{settings.subscription_id}"
+    app_rg = f"{sub}/resourceGroups/{settings.registry_group}"
+    return Rbac({
+        "registry": f"{app_rg}/providers/Microsoft.ContainerRegistry/registries/{settings.registry}",
+        "agents-rg": f"{sub}/resourceGroups/{settings.resource_group}",
+        "agent-identity": settings.agent_identity,
+        "vault": f"{app_rg}/providers/Microsoft.KeyVault/vaults/{VAULT}",
+        # storage is Azurite (or a fake store) in these tests: its RBAC is not emulated
+    })
 
 
 @dataclass
@@ -69,10 +87,11 @@ class AzureWorld:
 
 def azure_world(base: dict[str, str], state: StateRepository, bundles: BundleStore,
                 queue: RequestQueue | None = None, azure: FakeAzure | None = None,
-                code: CodeStore | None = None) -> AzureWorld:
+                code: CodeStore | None = None, *, enforce_roles: bool = True) -> AzureWorld:
     """The azure backend on the fake endpoints. Without ``queue``, a simulated queue and queue
     trigger on the fake's clock (``world.run``); without ``code``, a code store that no image
-    can pull from (every change takes the image path)."""
+    can pull from (every change takes the image path). Every call is authorized against the
+    role assignments infra/ makes (``template_rbac``), as Azure would."""
     azure = azure or FakeAzure()
     clock = azure.clock
 
@@ -83,6 +102,8 @@ def azure_world(base: dict[str, str], state: StateRepository, bundles: BundleSto
     if queue is None:
         queue = FakeQueue(clock.now)
     settings = Settings.from_env({**base, **AZURE_SETTINGS})
+    if enforce_roles and azure.rbac is None:
+        azure.rbac = template_rbac(settings)
     clients = AzureClients(settings, credential=azure.credential, transport=azure.transport)
     orchestrator = FakeOrchestrator(live=lambda pool: {
         n for n in azure.aci.running("agents") if n.startswith(f"agent-{pool}-")}, clock=clock.now)

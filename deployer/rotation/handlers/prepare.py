@@ -169,7 +169,8 @@ def check_entrypoints(ctx: Context, op: CheckEntrypoints, looks: int) -> Outcome
         timeout = ctx.s.settings.health_timeout_seconds
         if ctx.since(op) >= timedelta(seconds=timeout):
             raise ctx.unhealthy(op.agent, f"did not report within {timeout}s whether its "
-                                "flows load (DEPLOYER_HEALTH_TIMEOUT_SECONDS)")
+                                f"flows load (DEPLOYER_HEALTH_TIMEOUT_SECONDS; it is "
+                                f"{info.detail or info.state.value})", hint=_pull_hint(info.detail))
         pace = expecting(runtime.expected_start_seconds, START_CAP_SECONDS)
         return Wait(pace.pause(looks), f"agent {op.agent} to load its flows")
     if any(not r.get("ok") for r in results):
@@ -188,9 +189,18 @@ def wait_online(ctx: Context, op: AwaitOnline, looks: int) -> Outcome:
     timeout = ctx.s.settings.health_timeout_seconds
     if ctx.since(op) >= timedelta(seconds=timeout):
         raise ctx.unhealthy(op.agent, f"did not come ONLINE in Prefect within {timeout}s "
-                            "(DEPLOYER_HEALTH_TIMEOUT_SECONDS)",
-                            hint="check PREFECT_API_URL/PREFECT_API_KEY as the agent sees "
-                            "them; the old agent keeps serving")
+                            f"(DEPLOYER_HEALTH_TIMEOUT_SECONDS; it is {info.detail or info.state.value})",
+                            hint=_pull_hint(info.detail) or "check PREFECT_API_URL/PREFECT_API_KEY "
+                            "as the agent sees them; the old agent keeps serving")
     pace = expecting(ctx.s.runtime.expected_start_seconds, START_CAP_SECONDS)
     return Wait(pace.pause(looks),
                 f"worker {op.agent} to come ONLINE ({info.detail or info.state.value})")
+
+
+def _pull_hint(detail: str) -> str:
+    """What to check when the runtime says the agent's image could not be pulled."""
+    if "pull" not in detail.lower():
+        return ""
+    return ("the agent cannot pull its image: the agents' identity (DEPLOYER_AGENT_IDENTITY) needs "
+            "AcrPull on the registry (infra/ assigns it; a new assignment can take minutes to "
+            "apply); the old agent keeps serving")

@@ -29,6 +29,8 @@ class Group:
     deleting_since: datetime | None = None
     fate: str = "runs"  # runs | fails | never-starts | preflight-fails
     logs: str = ""
+    #: why a never-starting container waits, as its events say it
+    waiting_because: str = "Failed to pull image"
 
 
 @dataclass
@@ -166,7 +168,7 @@ class FakeAci:
                                      "detailStatus": "" if state == "Running" else
                                      ("ErrImagePull" if group.fate == "never-starts" else "")},
                     "events": [{"count": 3, "name": "Failed", "type": "Warning",
-                                "message": "Failed to pull image"}] if group.fate == "never-starts" else []}
+                                "message": group.waiting_because}] if group.fate == "never-starts" else []}
         for credential in props.get("imageRegistryCredentials", []):
             credential.pop("password", None)
         if instance_view:

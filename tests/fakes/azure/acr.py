@@ -69,6 +69,8 @@ class FakeAcr:
     #: a push event (the ACR webhook's payload) for every push, as the registry sends one to its
     #: webhooks and Event Grid; ``pending_events`` hands them out once
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: (caller, action, resource, data action?) -> whether the caller's roles allow it
+    allowed: Callable[..., bool] = lambda *args: True
     _delivered: int = 0
     _next_run: int = 0
 
@@ -316,18 +318,29 @@ class FakeAcr:
             form = req.form()
             if form.get("grant_type") != "access_token" or not form.get("access_token"):
                 return "acr:exchange", Response.of_json(400, {"errors": [{"code": "UNSUPPORTED"}]})
-            return "acr:exchange", Response.of_json(200, {"refresh_token": "fake-refresh"})
+            principal = form["access_token"].removeprefix("fake-aad-token.")
+            return "acr:exchange", Response.of_json(200, {"refresh_token": f"fake-refresh.{principal}"})
         if req.path == "/oauth2/token" and req.method == "POST":
             form = req.form()
-            if form.get("refresh_token") != "fake-refresh":
+            if not form.get("refresh_token", "").startswith("fake-refresh."):
                 return "acr:token", Response.of_json(401, {"errors": [{"code": "UNAUTHORIZED"}]})
-            return "acr:token", Response.of_json(200, {"access_token": "fake-acr-access"})
-        if req.headers.get("authorization") != "Bearer fake-acr-access":
+            principal = form["refresh_token"].removeprefix("fake-refresh.")
+            return "acr:token", Response.of_json(200, {"access_token": f"fake-acr-access.{principal}"})
+        if not req.headers.get("authorization", "").startswith("Bearer fake-acr-access."):
             return "acr:challenge", Response(401, b"", {
                 "WWW-Authenticate": f'Bearer realm="https://{self.login_server}/oauth2/token",'
                                     f'service="{self.login_server}",scope="registry:catalog:*"'})
         if req.query.get("api-version", "2021-07-01") != "2021-07-01":
             return "acr:version", Response.of_json(400, {"errors": [{"code": "UNSUPPORTED"}]})
+        principal = req.headers["authorization"].removeprefix("Bearer fake-acr-access.")
+        # RBAC registry permissions (the registry's default mode): reads need pull/read, a
+        # deletion of a tag or manifest artifacts/delete (AcrDelete; AcrPush cannot delete)
+        action = "Microsoft.ContainerRegistry/registries/" + (
+            "artifacts/delete" if req.method == "DELETE" else "pull/read")
+        if not self.allowed(principal, action, "registry"):
+            return f"acr:denied:{req.method}", Response.of_json(403, {"errors": [{
+                "code": "DENIED", "message": f"requested access to the resource is denied "
+                f"({principal} may not {action.rsplit('/', 2)[-2]}: no role grants {action})"}]})
         path = unquote(req.path)  # repository names travel %2F-encoded
         if path == "/acr/v1/_catalog" and req.method == "GET":
             return "ContainerRegistry_GetRepositories", Response.of_json(

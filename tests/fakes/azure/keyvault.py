@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tests.fakes.azure.http import Request, Response, SimClock
@@ -14,6 +15,7 @@ from tests.fakes.azure.swagger import spec
 
 SPEC = "keyvault-secrets/2026-04-01/secrets.json"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+GET_SECRET = "Microsoft.KeyVault/vaults/secrets/getSecret/action"
 SECRET = re.compile(r"^/secrets/(?P<name>[0-9a-zA-Z-]+)(?:/(?P<version>[0-9a-f]{32}))?/?$")
 
 
@@ -33,6 +35,8 @@ class FakeKeyVault:
     #: (vault host, secret name) the app's identity may not read (no Key Vault Secrets User)
     forbidden: set[tuple[str, str]] = field(default_factory=set)
     reads: list[tuple[str, str, str]] = field(default_factory=list)  # (host, name, version asked)
+    #: (caller, action, resource, data action?) -> whether the caller's roles allow it
+    allowed: Callable[..., bool] = lambda *args: True
 
     def set(self, vault: str, name: str, value: str) -> str:
         """A new version of the secret (the first, or a rotation); its version id."""
@@ -58,7 +62,9 @@ class FakeKeyVault:
             return kind, _error(405, "MethodNotAllowed", f"this fake serves GetSecret only ({req.method} {req.path})")
         name, asked = match["name"], match["version"] or ""
         self.reads.append((req.host, name, asked))
-        if (req.host, name) in self.forbidden:
+        principal = req.headers["authorization"].removeprefix("Bearer ").removeprefix("fake-aad-token.")
+        if not self.allowed(principal, GET_SECRET, f"vault:{req.host.split('.')[0]}", True) or \
+                (req.host, name) in self.forbidden:
             return kind, Response.of_json(403, {"error": {
                 "code": "Forbidden", "message": "Caller is not authorized to perform action on resource. "
                 "Action: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'",
