@@ -31,15 +31,27 @@ class LiveEnvironment:
     settings: Path  # .azure/<name>/deployer.settings.json, as postdeploy writes it
     values: dict[str, str]
 
-    def deployer(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    def deployer(self, *args: str, timeout: float = 1800,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(ROOT / ".venv" / "bin" / "deployer"), "--settings", str(self.settings),
-                               *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+                               *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+
+    def azd_value(self, key: str) -> str:
+        return _azd("env", "get-value", key, env_name=self.name).strip()
+
+    def az(self, *args: str, timeout: float = 900) -> str:
+        """``az`` in the environment's subscription (never az's own default)."""
+        done = subprocess.run(["az", *args, "--subscription", self.values["AZURE_SUBSCRIPTION_ID"]],
+                              capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
 
     def settings_values(self) -> dict[str, str]:
         return dict(json.loads(self.settings.read_text())["Values"])
 
-    def json(self, *args: str, timeout: float = 1800) -> dict:
-        done = self.deployer(*args, "--json", timeout=timeout)
+    def json(self, *args: str, timeout: float = 1800, env: dict[str, str] | None = None) -> dict:
+        done = self.deployer(*args, "--json", timeout=timeout, env=env)
         assert done.returncode == 0, done.stderr[-4000:]
         return json.loads(done.stdout)
 
