@@ -139,6 +139,9 @@ class AgentRef:
     revision_id: str
     queue: str
     started_at: datetime
+    #: its warm checker answers check requests (``preflight.CHECKER``); agents started by an
+    #: older deployer have none, and get a check run instead
+    checks: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,15 @@
   placeholder (a missing package fails), prints one line, ``DEPLOYER-PREFLIGHT <json>``, and
   then becomes the worker (the same process), or, when something failed, waits without a
   worker so that its log can be read.
-* **A code-only revision** starts no agent: the published code carries ``_deployer_check.py``
-  (``CHECK_FLOW``), a flow that loads the same entrypoints; one run of it on the serving agent,
-  with the new code's pull steps, is the proof. It fails with the same line in its message.
+* **A code-only revision** starts no agent: the serving agent proves the new code loads in its
+  environment. Its *warm checker* (``CHECKER``) is a process the agent forks before it loads any
+  flow, with Prefect already imported: it watches a channel the code store gives it (a folder
+  locally, a blob prefix on Azure, which the agent's identity may read), and for each request
+  forks again, runs the new code's pull steps (fetch and verify), loads the entrypoints and prints
+  ``DEPLOYER-CHECK <request> <json>`` to the agent's log, where the deployer reads it: under a
+  second, where a flow run would first wait for the worker's next poll. An agent without a
+  checker (started by an older deployer) gets one run of ``CHECK_FLOW`` (``_deployer_check.py``,
+  published with the code) instead; it fails with the preflight line in its message.
 
 The pipeline reads that line (``parse``). Neither script imports the deployer: the agent's
 environment does not have it.
@@ -51,10 +57,88 @@ def _load_all(entrypoints, root):
     return results
 '''
 
-SCRIPT = _LOAD + r'''
+CHECKER = r'''
+import json, os, sys
+
+
+def _requests(channel):
+    """(request id, body) of the checks waiting in the channel."""
+    if channel["kind"] == "folder":
+        out = []
+        for name in sorted(os.listdir(channel["path"])) if os.path.isdir(channel["path"]) else []:
+            if name.endswith(".json"):
+                try:
+                    with open(os.path.join(channel["path"], name)) as handle:
+                        out.append((name[:-5], json.load(handle)))
+                except (OSError, ValueError):
+                    pass
+        return out
+    from azure.identity import DefaultAzureCredential
+    from azure.storage.blob import ContainerClient
+    global _container
+    if _container is None:
+        _container = ContainerClient(channel["account_url"], channel["container"],
+                                     credential=DefaultAzureCredential())
+    out = []
+    for blob in _container.list_blobs(name_starts_with=channel["prefix"]):
+        if blob.name.endswith(".json"):
+            data = _container.download_blob(blob.name).readall()
+            out.append((blob.name.rsplit("/", 1)[-1][:-5], json.loads(data)))
+    return out
+
+
+_container = None
+
+
+def _check(request_id, body):
+    """In a child of the checker: fetch and verify the new code, load its entrypoints, say."""
+    import asyncio, tempfile
+    from prefect.deployments.steps.core import run_steps
+    try:
+        os.chdir(tempfile.mkdtemp(prefix="deployer-check."))
+        asyncio.run(run_steps(body["pull"]))
+        results = _load_all(body["entrypoints"], os.getcwd())
+    except BaseException as exc:
+        cause = exc.__cause__ or exc
+        results = [{"deployment": "-", "ok": False, "entrypoint": "-", "exception": type(cause).__name__,
+                    "message": str(cause)[:500], "file": None, "line": None}]
+    print("DEPLOYER-CHECK " + request_id + " " + json.dumps(results), flush=True)
+
+
+def _checker(channel):
+    """Forked by the agent before it loads any flow: answer check requests until it exits."""
+    import time
+    parent, seen = os.getppid(), set()
+    while os.getppid() == parent:
+        try:
+            waiting = _requests(channel)
+        except Exception as exc:  # a storage hiccup: look again
+            print("deployer checker: " + type(exc).__name__, file=sys.stderr, flush=True)
+            waiting = []
+        for request_id, body in waiting:
+            if request_id in seen:
+                continue
+            seen.add(request_id)
+            child = os.fork()
+            if child == 0:
+                try:
+                    _check(request_id, body)
+                finally:
+                    os._exit(0)
+            os.waitpid(child, 0)
+        time.sleep(channel.get("poll", 1.0))
+    os._exit(0)
+'''
+
+SCRIPT = _LOAD + CHECKER + r'''
 import runpy, time
 spec = json.loads(sys.argv[1])
 os.chdir(spec["workdir"])
+if spec.get("checks"):
+    # Prefect imported once, no thread started yet, no flow of the module loaded: fork here
+    import prefect.flows, prefect.deployments.steps.core  # noqa
+    if os.fork() == 0:
+        _checker(spec["checks"])
 if spec.get("pull"):
     import asyncio
     from prefect.deployments.steps.core import run_steps
@@ -88,13 +172,30 @@ CHECK_SHA256 = hashlib.sha256(CHECK_FLOW.encode()).hexdigest()
 
 
 def command(python: str, workdir: str, entrypoints: list[tuple[str, str]], worker: list[str],
-            pull: list[dict[str, Any]] | None = None) -> list[str]:
-    """The agent's command line: the preflight, then ``prefect <worker...>``."""
+            pull: list[dict[str, Any]] | None = None,
+            checks: dict[str, Any] | None = None) -> list[str]:
+    """The agent's command line: the preflight (and its warm checker, watching ``checks``),
+    then ``prefect <worker...>``."""
     args: dict[str, Any] = {"workdir": workdir, "entrypoints": [list(e) for e in entrypoints],
                             "worker": worker}
     if pull:
         args["pull"] = pull
+    if checks:
+        args["checks"] = checks
     return [python, "-c", SCRIPT, json.dumps(args, separators=(",", ":"))]
+
+
+CHECK_MARKER = "DEPLOYER-CHECK "
+
+
+def parse_check(log: str, request_id: str) -> list[dict[str, Any]] | None:
+    """The warm checker's answer to ``request_id`` in an agent's log, or None while there is none."""
+    prefix = f"{CHECK_MARKER}{request_id} "
+    for line in reversed(log.splitlines()):
+        at = line.find(prefix)
+        if at >= 0:
+            return parse(MARKER + line[at + len(prefix):])
+    return None
 
 
 def parse(log: str) -> list[dict[str, Any]] | None:

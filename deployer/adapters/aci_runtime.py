@@ -170,7 +170,7 @@ def _command(spec: AgentSpec) -> list[str]:
         return [*spec.entrypoint, "prefect", *worker]
     return [*spec.entrypoint, *preflight.command("python", spec.image.working_dir,
                                                   list(spec.entrypoints), worker,
-                                                  list(spec.pull_steps))]
+                                                  list(spec.pull_steps), spec.checks)]
 
 
 def started_at(name: str) -> datetime | None:

@@ -20,6 +20,7 @@ this container only; only the app (Blob Data Owner) writes to it.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -40,6 +41,8 @@ from deployer.errors import BundleInvalid, Problem
 from deployer.preflight import CHECK_FILE, CHECK_FLOW, CHECK_SHA256
 
 COMPLETE = ".complete"
+#: check requests for agents' warm checkers (never a module name: those start with a letter)
+CHECKS = "_checks"
 SWEEP_DAYS = 7
 #: a fresh folder per run (printed for the next step), after sweeping those of week-old runs;
 #: Prefect runs it without a shell (shlex-split), hence the explicit ``sh -c``
@@ -130,6 +133,23 @@ class BlobCodeStore:
             except ResourceNotFoundError:
                 return False
         return True
+
+    def check_channel(self, agent: str) -> dict[str, Any]:
+        # the agents' identity reads this container; a look every second (one listing call)
+        return {"kind": "blob", "account_url": self._account_url, "container": self._name,
+                "prefix": f"{CHECKS}/{agent}/", "poll": 1.0}
+
+    def ask_check(self, agent: str, request_id: str, pull_steps: list[dict[str, Any]],
+                  entrypoints: list[tuple[str, str]]) -> None:
+        self._ensure()
+        body = json.dumps({"pull": pull_steps, "entrypoints": [list(e) for e in entrypoints]})
+        with storage_errors(f"ask agent {agent} to check code", self._where):
+            self._container.upload_blob(f"{CHECKS}/{agent}/{request_id}.json", body.encode(),
+                                        overwrite=True)
+
+    def end_check(self, agent: str, request_id: str) -> None:
+        with storage_errors(f"end the check on agent {agent}", self._where):
+            self._delete(f"{CHECKS}/{agent}/{request_id}.json")
 
     def _names(self, prefix: str) -> list[str]:
         try:

@@ -68,7 +68,7 @@ class LocalAgentRuntime:
         python = str(venv / "bin" / "python")
         # the revision's flows load in its own venv before the worker starts (``preflight``)
         argv = (preflight.command(python, spec.image.working_dir, list(spec.entrypoints), worker,
-                                  list(spec.pull_steps))
+                                  list(spec.pull_steps), spec.checks)
                 if spec.entrypoints else [python, "-m", "prefect", *worker])
         # a host killed between starting the worker and writing its record left the worker
         # running without one: adopt it instead of starting a second worker of the same name

@@ -13,6 +13,7 @@ keep the folder they started in; a new revision's runs use its own.
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from pathlib import Path
@@ -76,6 +77,24 @@ class LocalCodeStore:
             {"prefect.deployments.steps.set_working_directory": {"directory": folder}},
         ]
 
+    def _checks(self, agent: str) -> Path:
+        return self._root / CHECKS / agent
+
+    def check_channel(self, agent: str) -> dict[str, Any]:
+        # a local agent sees the folder at once: look five times a second
+        return {"kind": "folder", "path": str(self._checks(agent)), "poll": 0.2}
+
+    def ask_check(self, agent: str, request_id: str, pull_steps: list[dict[str, Any]],
+                  entrypoints: list[tuple[str, str]]) -> None:
+        folder = self._checks(agent)
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{request_id}.partial"  # the checker reads only whole requests
+        partial.write_text(json.dumps({"pull": pull_steps, "entrypoints": [list(e) for e in entrypoints]}))
+        partial.rename(folder / f"{request_id}.json")
+
+    def end_check(self, agent: str, request_id: str) -> None:
+        (self._checks(agent) / f"{request_id}.json").unlink(missing_ok=True)
+
     def codes(self, module: str) -> list[str]:
         folder = self._root / module
         return sorted(p.name for p in folder.iterdir() if p.is_dir() and "." not in p.name) \
@@ -85,5 +104,8 @@ class LocalCodeStore:
         shutil.rmtree(self._dir(module, code_digest), ignore_errors=True)
 
 
+#: check requests for agents' warm checkers, next to the modules' codes (never a module name:
+#: those start with a letter)
+CHECKS = "_checks"
 #: the folder was validated as a bundle already: no limits when it is read again to publish it
 UNBOUNDED = BundleLimits(max_bytes=1 << 40, max_entries=1 << 20)

@@ -33,6 +33,8 @@ class AgentSpec:
     pull_steps: tuple[dict[str, Any], ...] = ()
     #: the image's own ENTRYPOINT, put back in front of the command (``bundle.entrypoint``)
     entrypoint: tuple[str, ...] = ()
+    #: where its warm checker looks for check requests (``CodeStore.check_channel``); empty: none
+    checks: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (f"AgentSpec(name={self.name!r}, revision={self.revision_id!r}, "

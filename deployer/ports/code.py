@@ -36,6 +36,21 @@ class CodeStore(Protocol):
         fetches with its own identity."""
         ...
 
+    def check_channel(self, agent: str) -> dict[str, Any]:
+        """Where agent ``agent``'s warm checker looks for check requests (``preflight.CHECKER``):
+        a place its own identity may read, named in its command line (no secret in it)."""
+        ...
+
+    def ask_check(self, agent: str, request_id: str, pull_steps: list[dict[str, Any]],
+                  entrypoints: list[tuple[str, str]]) -> None:
+        """Ask agent ``agent``'s warm checker to fetch code with ``pull_steps`` and load
+        ``entrypoints``; its answer comes in the agent's log (``preflight.parse_check``)."""
+        ...
+
+    def end_check(self, agent: str, request_id: str) -> None:
+        """Take the request away (answered, or given up); one already gone is no error."""
+        ...
+
     def codes(self, module: str) -> list[str]:
         """The codes stored for the module, by short digest (``digest.short``)."""
         ...

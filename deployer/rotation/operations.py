@@ -62,10 +62,13 @@ class CheckCode(Operation):
     agent: str
     queue: str
     deployments: tuple[str, ...]
+    #: the agent's warm checker answers (else: a run of the check flow, on the worker's poll)
+    warm: bool = False
 
     def describe(self) -> str:
-        return (f"check on agent {self.agent} that the new code loads ({', '.join(self.deployments)}) "
-                "in the current image")
+        how = "its warm checker" if self.warm else "a check run"
+        return (f"check on agent {self.agent} ({how}) that the new code loads "
+                f"({', '.join(self.deployments)}) in the current image")
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,8 @@ def _code_only(inputs: Inputs, current: AgentInfo, publish: list[Operation],
     """Only code changed and flow runs pull code: no image, no new agent. The serving agent
     proves that the new code loads, then its deployments are re-registered to pull it."""
     revision = inputs.revision
-    ops: list[Operation] = [*publish, CheckCode(current.name, current.queue, deployments),
+    warm = inputs.state is not None and inputs.state.agent is not None and inputs.state.agent.checks
+    ops: list[Operation] = [*publish, CheckCode(current.name, current.queue, deployments, warm),
                             Register(current.queue, deployments),
                             AwaitReady(current.queue, deployments)]
     ops += [SmokeRun(name, flow) for name, flow in inputs.smoke]

@@ -39,6 +39,9 @@ def test_a_code_only_change_is_live_on_the_same_agent_and_a_run_in_flight_keeps_
     assert [s.name for s in record.stages if s.name in ("build", "start-agent", "wait-online")] == []
     assert stack.current_agent() == agent and stack.running_agents() == [agent]
     assert stack.host_log(tail=None).count("image.build_started") == 1  # the first deploy's
+    # proven by the serving agent's warm checker (the real one, in its venv): no check run
+    check = record.stage("check-code")
+    assert check is not None and check.detail["run_id"].startswith("check-") and "fallback" not in check.detail
 
     assert run_and_print(stack) == ["greeting v2 hi"]  # the next run: the new code
     assert prefect_runs.wait_state(stack.prefect_api, long_id, FINAL) == "COMPLETED"

@@ -173,6 +173,11 @@ class FakeCodeStore:
         self.stored: dict[tuple[str, str], dict[str, bytes]] = {}
         self.originals: dict[tuple[str, str], dict[str, bytes]] = {}
         self.published: list[tuple[str, str]] = []
+        #: check requests waiting for agents' warm checkers: (agent, request) -> (pull, entrypoints)
+        self.checks: dict[tuple[str, str], tuple[list[dict[str, Any]], list[tuple[str, str]]]] = {}
+        self.asked: list[tuple[str, str]] = []
+        #: who answers them (the agent runtime's fake, as the agent's checker would)
+        self.on_check: Callable[[str, str, list[dict[str, Any]], list[tuple[str, str]]], None] | None = None
 
     def requirement(self, requirements: bytes) -> str | None:
         return None if self.capable else "code-only changes deploy the slow way (no code store here)"
@@ -215,6 +220,19 @@ class FakeCodeStore:
                 {"prefect.deployments.steps.set_working_directory":
                  {"directory": f"/code/{module}/{code_digest.split(':')[-1][:12]}"}}]
 
+    def check_channel(self, agent: str) -> dict[str, Any]:
+        return {"kind": "fake", "agent": agent}
+
+    def ask_check(self, agent: str, request_id: str, pull_steps: list[dict[str, Any]],
+                  entrypoints: list[tuple[str, str]]) -> None:
+        self.checks[(agent, request_id)] = (pull_steps, list(entrypoints))
+        self.asked.append((agent, request_id))
+        if self.on_check is not None:
+            self.on_check(agent, request_id, pull_steps, list(entrypoints))
+
+    def end_check(self, agent: str, request_id: str) -> None:
+        self.checks.pop((agent, request_id), None)
+
     def codes(self, module: str) -> list[str]:
         return sorted(code for (m, code) in self.stored if m == module)
 
@@ -241,6 +259,12 @@ class FakeAgentRuntime:
         #: default every entrypoint loads; a function of the spec can say otherwise
         self.preflight: Callable[[AgentSpec], list[dict[str, Any]]] = lambda spec: [
             {"deployment": name, "ok": True} for name, _ in spec.entrypoints]
+        #: what an agent's warm checker finds when asked (``preflight.CHECKER``): every
+        #: entrypoint loads by default; agents in ``silent`` never answer (a dead checker)
+        self.code_check: Callable[[list[dict[str, Any]], list[tuple[str, str]]], list[dict[str, Any]]] = \
+            lambda pull, entrypoints: [{"deployment": name, "ok": True} for name, _ in entrypoints]
+        self.silent: set[str] = set()
+        self.answers: dict[str, list[str]] = {}
 
     def start(self, spec: AgentSpec) -> AgentInfo:
         if spec.name in self.agents:
@@ -269,10 +293,23 @@ class FakeAgentRuntime:
         agent = self.agents.get(name)
         if agent is None:
             return ""
-        lines = [f"log of {name}"]
+        lines = [f"log of {name}", *self.answers.get(name, [])]
         if agent.spec.entrypoints:
             lines.insert(0, "DEPLOYER-PREFLIGHT " + json.dumps(self.preflight(agent.spec)))
         return "\n".join(lines[-tail:])
+
+    def answer_check(self, agent: str, request_id: str, pull: list[dict[str, Any]],
+                     entrypoints: list[tuple[str, str]]) -> None:
+        """What a running agent's warm checker prints when asked (only an agent started with a
+        checker channel has one)."""
+        import json
+
+        running = self.agents.get(agent)
+        if running is None or not running.spec.checks or agent in self.silent \
+                or running.state is not AgentState.RUNNING:
+            return
+        results = self.code_check(pull, entrypoints)
+        self.answers.setdefault(agent, []).append(f"DEPLOYER-CHECK {request_id} {json.dumps(results)}")
 
     def kill(self, name: str) -> None:
         """The agent's process dies (it stays listed, as a stopped agent)."""

@@ -115,4 +115,7 @@ def azure_world(base: dict[str, str], state: StateRepository, bundles: BundleSto
                         sleep=azure.clock.sleep, now=azure.clock.now)
     if isinstance(queue, FakeQueue):
         trigger = QueueTrigger(services, queue, advance_to)
+    if isinstance(services.code, FakeCodeStore):  # the agents' warm checkers, on the fake ACI
+        services.code.on_check = lambda agent, request, pull, entrypoints: azure.aci.answer_check(
+            agent, request, orchestrator.code_check(pull, entrypoints))
     return AzureWorld(azure, services, orchestrator, clients, trigger)

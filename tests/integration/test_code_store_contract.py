@@ -245,3 +245,30 @@ def test_a_run_refuses_a_blob_copy_that_is_not_its_code_naming_module_revision_a
     assert "refusing to run the code of module demo revision rev-3" in failure and named in failure
     store.delete("demo", code)  # and gone altogether: the run says that, not an import error
     assert "missing" in refused(run_steps, blob_steps(store, code, "rev-3"))
+
+
+def checker_namespace(store: CodeStore, storage_connection: str) -> dict:  # type: ignore[type-arg]
+    """The warm checker's own code (``preflight.CHECKER``), as the agent runs it; on the blob
+    store its container client is the connection string's (the agent's identity only Azure has)."""
+    from deployer import preflight
+
+    namespace: dict = {}  # type: ignore[type-arg]
+    exec(compile(preflight.CHECKER, "checker", "exec"), namespace)
+    if isinstance(store, BlobCodeStore):
+        from azure.storage.blob import ContainerClient
+
+        namespace["_container"] = ContainerClient.from_connection_string(storage_connection, store._name)
+    return namespace
+
+
+def test_a_check_request_reaches_the_agents_checker_and_goes_away(store: CodeStore, storage_connection: str) -> None:
+    channel = store.check_channel("agent-demo-1")
+    assert json.dumps(channel) and "AccountKey" not in json.dumps(channel)  # in a command line: no secret
+    checker = checker_namespace(store, storage_connection)
+    steps = [{"prefect.deployments.steps.set_working_directory": {"directory": "/x"}}]
+    store.ask_check("agent-demo-1", "check-r1", steps, [("hello", "flow.py:hello")])
+    store.ask_check("agent-other-2", "check-r2", steps, [("hello", "flow.py:hello")])
+    assert checker["_requests"](channel) == [("check-r1", {"pull": steps, "entrypoints": [["hello", "flow.py:hello"]]})]
+    store.end_check("agent-demo-1", "check-r1")
+    store.end_check("agent-demo-1", "check-r1")  # already gone: no error
+    assert checker["_requests"](channel) == []

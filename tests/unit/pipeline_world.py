@@ -127,6 +127,9 @@ def world() -> World:
     queue = FakeQueue(clock)
     orchestrator.clock = clock
     code = FakeCodeStore()
+    code.on_check = runtime.answer_check  # the agents' warm checkers
+    # one answer for both ways of checking new code: a warm checker, or a check run
+    runtime.code_check = lambda pull, entrypoints: orchestrator.code_check(pull, entrypoints)
     services = AppServices(settings, state, bundles, queue, builder=builder, runtime=runtime,
                            orchestrator=orchestrator, code=code, sleep=clock.sleep, now=clock,
                            secrets=FakeSecrets())

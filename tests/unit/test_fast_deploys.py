@@ -39,8 +39,11 @@ def test_a_code_only_change_is_a_re_registration_with_no_build_and_no_new_agent(
     deployment = world.orchestrator.deployments[("demo", "hello")]
     assert deployment["queue"] == agent and deployment["revision"] == request.revision.id
     assert deployment["working_dir"] == f"/code/demo/{request.revision.code_digest[7:19]}"
-    [check] = world.orchestrator.code_checks
-    assert check[1] == agent and check[2] == deployment["pull_steps"]  # the new code, on the serving agent
+    # the serving agent's warm checker loaded the new code (no check run, no worker poll)
+    [(asked, request_id)] = world.code.asked
+    assert asked == agent and world.orchestrator.code_checks == []
+    assert record.stage("check-code").detail["run_id"] == request_id  # type: ignore[union-attr]
+    assert world.code.checks == {}  # the request was taken away once answered
     assert (world.state.history("demo")[-1].changed, world.state.history("demo")[-1].path) == (("code",), "code")
     assert world.state.module("demo").value.current.id == request.revision.id  # type: ignore[union-attr]
 
@@ -190,9 +193,49 @@ def test_the_check_run_is_waited_for_on_the_queue_not_inside_an_invocation(world
     # a 1 s poll: the expected wait (4 s) is short enough that it would otherwise be slept inline
     world.services.settings = replace(world.services.settings, worker_poll_seconds=1)
     world.run(world.request())
+    without_checker(world)
     slept, delays = world.clock.slept, len(world.queue.delays)
     record = world.run(world.request(CODE))
     assert record.status is RunStatus.SUCCEEDED
     expected = world.services.settings.worker_poll_seconds + 3  # a poll, then a process start
     assert expected in world.queue.delays[delays:]  # the continuation after the check run started
     assert world.clock.slept - slept < expected  # what was slept inline is less than that wait
+
+
+def test_an_agent_whose_checker_does_not_answer_gets_a_check_run_instead(world: World) -> None:
+    capable(world)
+    world.run(world.request())
+    agent = world.current_agent()
+    world.runtime.silent.add(agent)  # its checker died
+    record = world.run(world.request(CODE))
+    assert record.status is RunStatus.SUCCEEDED
+    assert record.stage("check-code").detail["fallback"] is True  # type: ignore[union-attr]
+    [check] = world.orchestrator.code_checks
+    assert check[1] == agent and world.code.checks == {}
+
+
+def without_checker(world: World) -> None:
+    """The serving agent as an older deployer started it: no warm checker (its state says so)."""
+    got = world.state.module("demo")
+    assert got is not None and got.value.agent is not None and got.value.agent.checks
+    world.state.save_module(replace(got.value, agent=replace(got.value.agent, checks=False)), got.etag)
+
+
+def test_the_warm_check_is_done_inside_the_invocation_with_no_poll_to_wait_for(world: World) -> None:
+    capable(world)
+    world.run(world.request())
+    delays = len(world.queue.delays)
+    record = world.run(world.request(CODE))
+    assert record.status is RunStatus.SUCCEEDED and record.steps == 1  # one invocation, start to live
+    assert world.queue.delays[delays:] == [0]  # only the request's own first message
+
+
+def test_an_agent_started_without_a_checker_is_checked_by_a_run(world: World) -> None:
+    """Agents started by an older deployer have no warm checker: their state says so."""
+    capable(world)
+    world.run(world.request())
+    without_checker(world)
+    record = world.run(world.request(CODE))
+    assert record.status is RunStatus.SUCCEEDED and world.code.asked == []
+    assert len(world.orchestrator.code_checks) == 1
+    assert [op["warm"] for op in record.plan if op["op"] == "check-code"] == [False]

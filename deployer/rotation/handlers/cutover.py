@@ -24,6 +24,7 @@ from deployer.rotation.operations import (
     HoldQueue,
     Register,
     SmokeRun,
+    StartAgent,
 )
 from deployer.rotation.outcomes import Done, Outcome, Wait
 from deployer.rotation.results import Committed, Held, Ready, Registered, SmokeDone
@@ -110,7 +111,11 @@ def commit(ctx: Context, op: Commit, looks: int) -> Outcome:
     baking = Baking(ctx.request.request_id, op.revision_id, now,
                     now + timedelta(seconds=settings.bake_seconds), settings.bake_runs,
                     bake.previous) if bake is not None else None
-    committed = replace(doc, current=serving, agent=AgentRef(op.agent, op.revision_id, op.agent, now),
+    started = any(isinstance(o, StartAgent) and o.agent == op.agent for o in ctx.plan)
+    checks = ctx.pulls_code() if started else bool(doc.agent and doc.agent.name == op.agent
+                                                    and doc.agent.checks)
+    committed = replace(doc, current=serving,
+                        agent=AgentRef(op.agent, op.revision_id, op.agent, now, checks),
                         request_id=ctx.request.request_id, updated_at=now, owner=owner,
                         draining=tuple(olds.values()), baking=baking, removed=None,
                         refused=tuple(r for r in doc.refused if doc.refusal(serving) is not r))

@@ -60,8 +60,47 @@ def publish_code(ctx: Context, op: PublishCode, looks: int) -> Outcome:
 
 @handles(CheckCode)
 def check_code(ctx: Context, op: CheckCode, looks: int) -> Outcome:
-    """One run of the deployer's check flow on the serving agent, pulling the new code: the
-    proof that it loads in the current image, before anything points at it."""
+    """The proof that the new code loads in the serving agent's environment, before anything
+    points at it: asked of the agent's warm checker, or (an agent without one, or a checker that
+    does not answer) one run of the deployer's check flow on it."""
+    if op.warm and not ctx.t.begun(op.key).get("fallback"):
+        return _warm_check(ctx, op, looks)
+    return _check_run(ctx, op, looks)
+
+
+#: the warm checker answers within a second or two; one that has not in this long is taken for
+#: gone (an agent whose checker died), and a check run does the proof instead
+WARM_ANSWER_SECONDS = 45
+#: the deployer's looks at the agent's log for the answer: soon, then at most every second
+WARM = Backoff(0.2, 1.3, 1.0)
+
+
+def _warm_check(ctx: Context, op: CheckCode, looks: int) -> Outcome:
+    request = f"check-{ctx.request.request_id}"
+    if not ctx.t.begun(op.key).get("asked"):
+        entrypoints = [(d.name, d.entrypoint) for d in ctx.source.module.deployments]
+        ctx.s.code.ask_check(op.agent, request, ctx.pull_steps(), entrypoints)
+        ctx.t.checkpoint(op.key, {"asked": request})
+        return Wait(WARM.pause(0), f"agent {op.agent} to load the new code")
+    results = preflight.parse_check(ctx.s.runtime.logs(op.agent, tail=PREFLIGHT_LOG_LINES), request)
+    if results is not None:
+        ctx.s.code.end_check(op.agent, request)
+        if any(not r.get("ok") for r in results):
+            raise ctx.not_loading(results)
+        return Done(CodeChecked(request))
+    info = ctx.s.runtime.get(op.agent)
+    if info is None or info.state in (AgentState.STOPPED, AgentState.FAILED):
+        raise ctx.unhealthy(op.agent, "stopped before it said whether the new code loads")
+    if ctx.since(op) >= timedelta(seconds=WARM_ANSWER_SECONDS):
+        ctx.s.code.end_check(op.agent, request)
+        logger.warning("rotation.warm_check_silent agent=%s request=%s", op.agent, request)
+        ctx.t.checkpoint(op.key, {"fallback": True, "looks": 0})
+        return _check_run(ctx, op, 0)
+    return Wait(WARM.pause(looks), f"agent {op.agent} to load the new code")
+
+
+def _check_run(ctx: Context, op: CheckCode, looks: int) -> Outcome:
+    """One run of the deployer's check flow on the serving agent, pulling the new code."""
     orchestrator = ctx.s.orchestrator
     run_id = ctx.t.begun(op.key).get("run_id")
     if not run_id:
@@ -153,7 +192,9 @@ def start_agent(ctx: Context, op: StartAgent, looks: int) -> Outcome:
         pool=ctx.pool, queue=op.queue, env=secrets, settings=plain,
         entrypoints=tuple((d.name, d.entrypoint) for d in ctx.source.module.deployments),
         pull_steps=tuple(ctx.pull_steps()) if ctx.pulls_code() else (),
-        entrypoint=image_entrypoint(ctx.dockerfile())))
+        entrypoint=image_entrypoint(ctx.dockerfile()),
+        # a warm checker proves later code-only revisions on it at once
+        checks=ctx.s.code.check_channel(op.agent) if ctx.pulls_code() else {}))
     return Done(AgentStarted(op.agent, op.queue))
 
 

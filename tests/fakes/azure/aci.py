@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tests.fakes.azure.http import Request, Response, SimClock
@@ -46,6 +46,17 @@ class FakeAci:
     #: whether the subscription has registered Microsoft.ContainerInstance (ARM refuses a PUT
     #: of a new resource of an unregistered provider)
     registered: bool = True
+    #: an agent's warm checker answers this long after it is asked (a 1 s look at the channel,
+    #: the fetch and the load): (group, when it shows, the log line)
+    check_seconds: float = 2.0
+    answers: list[tuple[str, datetime, str]] = field(default_factory=list)
+
+    def answer_check(self, name: str, request_id: str, results: list[dict[str, Any]]) -> None:
+        """What the agent's warm checker prints (``preflight.CHECKER``), once it had the time."""
+        import json
+
+        when = self.clock.now() + timedelta(seconds=self.check_seconds)
+        self.answers.append((name, when, f"DEPLOYER-CHECK {request_id} {json.dumps(results)}"))
 
     def handle(self, req: Request) -> tuple[str, Response] | None:
         match = GROUP.match(req.path)
@@ -120,7 +131,8 @@ class FakeAci:
             return _not_found(name)
         lines = group.logs.splitlines()
         if self.state_of(group)[1] == "Running":
-            lines = [*_preflight(group), *lines]
+            lines = [*_preflight(group), *lines,
+                     *(line for n, when, line in self.answers if n == name and when <= self.clock.now())]
         tail = int(req.query.get("tail", "0") or 0)
         return Response.of_json(200, {"content": "\n".join(lines[-tail:] if tail else lines)})
 
