@@ -248,6 +248,9 @@ class HistoryEntry:
     #: that took: code (re-registration), config (new agent), dependencies (build), first, repair
     changed: tuple[str, ...] = ()
     path: str = ""
+    #: seconds from the request to its commit, when the new revision went live (its bake window,
+    #: if any, came after); None: it never went live (or was recorded before this was)
+    live_after: float | None = None
 
 
 @dataclass(frozen=True)

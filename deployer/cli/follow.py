@@ -55,13 +55,19 @@ def follow_request(services: Services, module: str, request_id: str, *, timeout:
 
 
 def report(record: RunRecord) -> None:
+    from deployer.rotation.ending import live_after
+
     revision = record.revision.id if record.revision else "-"
     if record.status in (RunStatus.SUCCEEDED, RunStatus.NOOP, RunStatus.DRAINING, RunStatus.BAKING):
         what = "nothing to do: already current" if record.status is RunStatus.NOOP else "deployed"
         err.print(f"[green]{record.status.value}[/]: {record.module} {what} (revision {revision})")
+        live = live_after(record)
+        if live is not None:
+            err.print(f"  live after {live:.0f} s: new runs use revision {revision}", markup=False)
         if record.status is RunStatus.BAKING and record.waiting is not None:
-            err.print(f"  baking: {record.waiting.what}; the previous agent stays ready and takes "
-                      "over on its own if the new revision's runs fail", markup=False)
+            err.print(f"  baking: {record.waiting.what}. Meanwhile the previous agent stays ready and "
+                      "takes over on its own if the new revision's runs fail (the bake window: "
+                      "DEPLOYER_BAKE_SECONDS, _RUNS, _FAILURE_RATIO)", markup=False)
         if record.status is RunStatus.DRAINING and record.waiting is not None:
             err.print(f"  old agents finish their runs first: {record.waiting.what}; the function "
                       "app stops them when they are done (`deployer status` shows them)",

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from deployer.cli import services_for
 from deployer.cli.output import ago, emit_json, err, out
 from deployer.models import RequestStage
+from deployer.rotation.ending import live_after
+from deployer.rotation.operations import Bake
 
 
 def register(sub: Any) -> None:
@@ -51,29 +54,71 @@ def cmd_history(args: argparse.Namespace) -> int:
     if not entries and not active:
         out.print(f"no history for {args.module} yet")
         return 0
-    table = Table(title=f"history of {args.module} (newest last)")
-    for column in ("", "when", "revision", "kind", "trigger", "changed", "path", "outcome", "took",
-                   "error"):
-        table.add_column(column)
+    # fits 100 columns: the request by its short id (what `logs --request` takes), the change by
+    # its path, the time split into "live after" and the bake window that followed; what
+    # triggered each and why one failed below the table, whole, wrapped at words
+    table = Table(title=f"history of {args.module} (newest last)", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    for column in ("", "when", "revision", "request", "kind", "path", "outcome", "live", "baked"):
+        table.add_column(column, no_wrap=True)
+    notes = []
     for entry in shown:
-        took = sum(entry.stages.values())
-        error = (entry.error or {}).get("message", "")
+        error = _why(entry.error)
         table.add_row("●" if entry.request_id == current else "", ago(entry.at), entry.revision.id,
-                      entry.kind.value, f"{entry.trigger.source}: {entry.trigger.ref}",
-                      ", ".join(entry.changed) or "-", entry.path or "-",
-                      entry.outcome.value, f"{took:.0f}s", str(error).splitlines()[0][:60] if error else "")
+                      entry.request_id[:SHORT_ID], entry.kind.value, entry.path or "-",
+                      _outcome(entry.outcome.value), _seconds(entry.live_after),
+                      _seconds(entry.stages.get(Bake.kind)))
+        notes.append(f"{entry.request_id[:SHORT_ID]}  {_trigger(entry.trigger)}"
+                     + (f": {error}" if error else ""))
     for record in active:
         waiting = record.waiting.what if record.waiting else ""
         plan = record.stage(RequestStage.PLAN)
         table.add_row("…", ago(record.created_at), record.revision.id if record.revision else "-",
-                      record.kind.value, f"{record.trigger.source}: {record.trigger.ref}",
-                      ", ".join(plan.detail.get("changed", [])) if plan else "",
+                      record.request_id[:SHORT_ID], record.kind.value,
                       str(plan.detail.get("path", "")) if plan else "",
-                      record.status.value, "", waiting[:60])
+                      record.status.value, _seconds(live_after(record)), "")
+        notes.append(f"{record.request_id[:SHORT_ID]}  {_trigger(record.trigger)}"
+                     + (f": {waiting}" if waiting else ""))
     out.print(table)
+    for note in notes:
+        out.print(note, markup=False, soft_wrap=False)
     if current:
-        out.print(f"● current revision, deployed by request {current}", style="dim")
+        out.print(f"● current revision, deployed by request {current[:SHORT_ID]}; `deployer logs "
+                  f"{args.module} --request <id>` shows a request's stages", style="dim",
+                  soft_wrap=False)
     return 0
+
+
+#: request ids are shown by their first characters (``logs --request`` takes any unique prefix)
+SHORT_ID = 8
+
+
+def _why(error: dict[str, Any] | None) -> str:
+    """A failure in a line: its message, and its first problem (with file and line) if any."""
+    if not error:
+        return ""
+    why = str(error.get("message", "")).splitlines()[0] if error.get("message") else ""
+    problems = [p for p in error.get("problems") or [] if isinstance(p, dict)]
+    if problems:
+        where = ":".join(str(p) for p in (problems[0].get("file"), problems[0].get("line")) if p)
+        why = f"{why} {where}: {problems[0].get('message', '')}".strip()
+    return why
+
+
+def _outcome(value: str) -> str:
+    colour = {"succeeded": "green", "failed": "red", "rejected": "red", "rolled_back": "yellow",
+              "removed": "yellow", "superseded": "dim"}.get(value, "")
+    return f"[{colour}]{value}[/]" if colour else value
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}s"
+
+
+def _trigger(trigger: Any) -> str:
+    who = trigger.detail.get("user")
+    ref = trigger.ref.split("@", 1)[0]  # a blob's name without its etag
+    return f"{trigger.source}: {ref}" + (f" by {who}" if who else "")
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:

@@ -26,11 +26,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     services = services_for(args)
     if args.request:
-        got = services.state.run(args.module, args.request)
-        if got is None:
-            raise NotFound(f"no request {args.request} for module {args.module}",
-                           hint=f"`deployer history {args.module}` lists its requests")
-        record = got.value
+        from deployer.pipeline.status import request_by_prefix
+
+        record = request_by_prefix(services, args.module, args.request)
         if args.json:
             emit_json(record)
             return 0
@@ -59,6 +57,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
             raise NotFound(f"module {args.module} has no current agent",
                            hint="`deployer status` lists modules and their agents")
         name = got_state.value.agent.name
+    elif services.runtime.get(name) is None:
+        known = [a.name for a in services.runtime.list(args.module, detailed=False)]
+        raise NotFound(f"no agent {name!r} of module {args.module}",
+                       hint=f"its agents: {', '.join(known) or 'none running'}")
     text = services.runtime.logs(name, tail=args.tail)
     if args.follow:
         return follow(services, name, text, args.json)

@@ -12,11 +12,22 @@ from rich.console import Console
 from deployer import codec
 from deployer.errors import BundleInvalid, DeployerError
 
-#: rich assumes 80 columns when output is not a terminal (CI logs, pipes): too narrow for tables
-PIPED_WIDTH = 160
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else PIPED_WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True,
-              width=None if sys.stderr.isatty() else PIPED_WIDTH)
+#: tables are made to fit 100 columns; when output is not a terminal (CI logs, pipes) rich would
+#: assume 80, so it gets $COLUMNS, or 100
+PIPED_WIDTH = 100
+
+
+def _width(stream: Any) -> int | None:
+    import os
+
+    if stream.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() else PIPED_WIDTH
+
+
+out = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
 
 
 def emit_json(data: Any) -> None:

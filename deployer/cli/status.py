@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from deployer.cli import services_for
@@ -38,15 +39,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     out.print(render(statuses))
     for line in activity(statuses):
-        out.print(line, markup=False)
-    out.print("a revision's request is its entry in `deployer history <module>`", style="dim")
+        out.print(line, markup=False, soft_wrap=False)
+    out.print("a request's stages: `deployer logs <module> --request <id>`; every revision: "
+              "`deployer history <module>`", style="dim", soft_wrap=False)
     from deployer.pipeline.cleanup import last_report
 
     report = last_report(services)
     if report is not None:
         out.print(f"last cleanup {report.report_id}: {report.count('deleted')} deleted, "
                   f"{report.count('kept')} kept, {report.count('deferred')} deferred, "
-                  f"{report.count('failed')} failed (`deployer cleanup --dry-run` shows the next)")
+                  f"{report.count('failed')} failed (`deployer cleanup --dry-run` shows the next)",
+                  soft_wrap=False)
     return 0
 
 
@@ -93,10 +96,11 @@ def unknown_module(services: Any, name: str) -> NotFound:
 
 
 def render(statuses: list[Any]) -> Table:
-    table = Table(title="modules")
-    for column in ("module", "revision", "agent", "state", "worker", "deployed", "last request",
-                   "outcome"):
-        table.add_column(column)
+    """Fits 100 columns: names and ids whole (``logs --agent``, ``logs --request`` take them),
+    a revision's age and request under it, an agent's role under its name."""
+    table = Table(title="modules", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("module", "revision", "agent", "worker", "last request", "outcome"):
+        table.add_column(column, no_wrap=column != "module")
     for status in statuses:
         state, run = status.state, status.last_run
         current = state.current if state else None
@@ -105,16 +109,19 @@ def render(statuses: list[Any]) -> Table:
             first = index == 0
             name = "-"
             if agent is not None:
-                name = agent.agent.name + ("" if agent.current else f" ({agent.role or 'old'})")
-            revision = f"{current.id}\n[dim]by {state.request_id[:8]}[/]" if current and state else "-"
+                name = agent.agent.name + ("" if agent.current else f"\n[dim]{agent.role or 'old'}[/]")
+            revision = (f"{current.id}\n[dim]{ago(state.updated_at)}, by {state.request_id[:8]}[/]"
+                        if current and state else "-")
+            worker = "-"
+            if agent is not None:
+                worker = _worker(agent.worker) if agent.agent.state.value == "running" else \
+                    f"[red]{agent.agent.state.value}[/]"
             table.add_row(
                 status.module if first else "",
                 revision if first else "",
                 name,
-                agent.agent.state.value if agent else "-",
-                _worker(agent.worker) if agent else "-",
-                (ago(state.updated_at) if state and current else "-") if first else "",
-                (f"{run.request_id} ({ago(run.created_at)})" if run else "-") if first else "",
+                worker,
+                (f"{run.request_id[:8]}\n[dim]{ago(run.created_at)}[/]" if run else "-") if first else "",
                 (_outcome(run.status.value) if run else "-") if first else "",
             )
     return table
@@ -125,7 +132,7 @@ def activity(statuses: list[Any]) -> list[str]:
     lines = []
     for status in statuses:
         for record in status.active:
-            line = (f"{status.module}: request {record.request_id} ({record.kind.value}) is "
+            line = (f"{status.module}: request {record.request_id[:8]} ({record.kind.value}) is "
                     f"{record.status.value}")
             if record.waiting is not None:
                 line += f": {record.waiting.what}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from deployer.errors import DeployerError, UpstreamError
+from deployer.errors import DeployerError, NotFound, UpstreamError, UsageError
 from deployer.models import ModuleState, RunRecord
 from deployer.ports.agents import AgentInfo
 from deployer.services import Services
@@ -96,3 +96,21 @@ def _agents(services: Services, module: str, state: ModuleState | None,
     return [AgentStatus(agent=a, current=a.name == current, role=role(a),
                         worker="unknown" if online is None else
                         ("ONLINE" if a.name in online else "OFFLINE")) for a in agents]
+
+
+def request_by_prefix(services: Services, module: str, prefix: str) -> RunRecord:
+    """The module's request whose id starts with ``prefix`` (as git takes a commit's), for ids
+    shown short (``status``, ``history``); none or several is an error that says which."""
+    exact = services.state.run(module, prefix)
+    if exact is not None:
+        return exact.value
+    found = [r for r in services.state.runs(module) if r.request_id.startswith(prefix.lower())]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UsageError(f"request {prefix!r} of {module} is ambiguous: "
+                         + ", ".join(r.request_id for r in found[:10]),
+                         hint="give more of its characters")
+    recent = ", ".join(r.request_id[:8] for r in services.state.runs(module)[-5:]) or "none yet"
+    raise NotFound(f"no request {prefix!r} for module {module}",
+                   hint=f"its recent requests: {recent} (`deployer history {module}` lists them all)")

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from deployer import codec, notices
-from deployer.models import HistoryEntry, RequestStage, RunStatus, StageStatus
+from deployer.models import HistoryEntry, RequestStage, RunRecord, RunStatus, StageStatus
 from deployer.rotation.context import result_of
 from deployer.rotation.operations import (
     Bake,
@@ -90,10 +90,18 @@ def append_history(step: Step, outcome: RunStatus, error: dict[str, Any] | None,
         module=request.module, revision=revision, request_id=request.request_id,
         kind=request.kind, trigger=request.trigger, outcome=outcome, at=step.s.now(),
         stages=timings, error=error, changed=tuple(planned.get("changed", ())),
-        path=str(planned.get("path", ""))))
+        path=str(planned.get("path", "")), live_after=live_after(step.record)))
     told = notices.tell(step.s, notices.outcome_notice(
         replace(step.record, superseded_by=superseded_by or step.record.superseded_by),
         outcome, error, step.s.now(), notices.links(step.s)))
     if told is not None:
         step.t.update(notices=(*step.record.notices, told))
 
+
+
+def live_after(record: RunRecord) -> float | None:
+    """Seconds from the request to its commit: when its revision went live (None: it did not)."""
+    commit = record.stage(Commit.kind)
+    if commit is None or commit.finished_at is None:
+        return None
+    return round((commit.finished_at - record.created_at).total_seconds(), 3)

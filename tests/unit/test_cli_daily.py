@@ -1,0 +1,74 @@
+"""The CLI in the daily loop, in-process on a world of fakes (``main(argv, services=...)``):
+what a deploy's outcome says (live, then baking), history that fits a terminal and whose request
+ids lead somewhere, and clear refusals."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from deployer.cli import main
+from deployer.models import RunStatus
+from tests.unit.pipeline_world import World
+
+BROKEN = {"flow.py": "from prefect import flow\nimport missing_module_xyz\n\n@flow(name='demo')\ndef hello():\n    pass\n"}
+
+
+@pytest.fixture
+def cli(world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from deployer.cli import output
+
+    for console in (output.out, output.err):  # a 100-column terminal, whatever ran before
+        monkeypatch.setattr(console, "width", 100)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(argv), services=lambda args: world.services)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_history_fits_a_100_column_terminal_and_says_when_each_revision_went_live(world: World, cli) -> None:  # type: ignore[no-untyped-def]
+    world.services.settings = replace(world.services.settings, bake_seconds=600, bake_runs=3)
+    first = world.run(world.request())
+    world.runtime.preflight = lambda spec: [{"deployment": "hello", "ok": False, "entrypoint": "flow.py:hello",
+                                             "exception": "ModuleNotFoundError", "file": "flow.py", "line": 2,
+                                             "message": "No module named 'missing_module_xyz' (and a long tail of words)"}]
+    failed = world.run(world.request({".env": "GREETING=x\n"}))
+    assert first.status is RunStatus.SUCCEEDED and failed.status is RunStatus.FAILED
+    code, out, _ = cli("history", "demo")
+    assert code == 0 and all(len(line) <= 100 for line in out.splitlines()), out
+    assert first.request_id[:8] in out and failed.request_id[:8] in out
+    assert "live" in out and "baked" in out
+    assert "missing_module_xyz" in out.replace("\n", "").replace("│", "").replace(" ", "")  # whole, folded not cut
+    [entry, broken] = world.state.history("demo")
+    assert entry.live_after is not None and broken.live_after is None  # the failed one never went live
+
+
+def test_a_short_request_id_from_status_or_history_finds_its_request(world: World, cli) -> None:  # type: ignore[no-untyped-def]
+    record = world.run(world.request())
+    code, out, _ = cli("logs", "demo", "--request", record.request_id[:8])
+    assert code == 0 and record.request_id in out and "plan" in out
+    code, _, err = cli("logs", "demo", "--request", "ffffffff")
+    assert code == 1 and "no request 'ffffffff'" in err and record.request_id[:8] in err
+
+
+def test_logs_of_an_agent_that_does_not_exist_is_an_error(world: World, cli) -> None:  # type: ignore[no-untyped-def]
+    world.run(world.request())
+    code, _, err = cli("logs", "demo", "--agent", "nope")
+    assert code == 1 and "no agent 'nope'" in err and world.current_agent() in err
+
+
+def test_status_fits_a_100_column_terminal_and_shows_request_ids_history_knows(world: World, cli) -> None:  # type: ignore[no-untyped-def]
+    world.services.settings = replace(world.services.settings, bake_seconds=600, bake_runs=3)
+    world.run(world.request())
+    baking = world.run(world.request({".env": "GREETING=new\n"}), settled=True)
+    assert baking.status is RunStatus.BAKING
+    code, out, _ = cli("status")
+    assert code == 0 and all(len(line) <= 100 for line in out.splitlines()), out
+    assert baking.request_id[:8] in out
+    code, history, _ = cli("history", "demo")
+    assert baking.request_id[:8] in history
