@@ -74,8 +74,9 @@ class ConfigError(DeployerError):
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems = [mask_text(p) for p in problems]
         lines = "\n".join(f"  - {p}" for p in self.problems)
+        count = len(self.problems)
         super().__init__(
-            f"invalid configuration ({len(self.problems)} problem(s)):\n{lines}",
+            f"invalid configuration ({count} problem{'' if count == 1 else 's'}):\n{lines}",
             hint="set these in the environment or in local.settings.json "
             "(see local.settings.json.example)",
         )
@@ -107,14 +108,15 @@ class Problem:
 class BundleInvalid(DeployerError):
     code = "bundle_invalid"
 
-    def __init__(self, problems: Sequence[Problem], *, source: str = "bundle") -> None:
+    def __init__(self, problems: Sequence[Problem], *, source: str = "bundle",
+                 hint: str = "fix the files above and run `deployer validate` on the folder again",
+                 ) -> None:
         self.problems = sorted(set(problems), key=lambda p: (p.file, p.line or 0, p.message))
         self.source = source
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(
-            f"{source} is invalid ({len(self.problems)} problem(s)):\n{lines}",
-            hint="fix the files above and run `deployer validate` on the folder again",
-        )
+        count = len(self.problems)
+        super().__init__(f"{source} is invalid ({count} problem{'' if count == 1 else 's'}):\n{lines}",
+                         hint=hint)
 
     def to_dict(self) -> dict[str, object]:
         out = super().to_dict()

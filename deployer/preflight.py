@@ -48,7 +48,10 @@ def _load_all(entrypoints, root):
         except BaseException as exc:
             cause = getattr(exc, "user_exc", None) or exc
             frames = traceback.extract_tb(cause.__traceback__)
-            mine = [f for f in frames if os.path.abspath(f.filename).startswith(root + os.sep)]
+            # the user's own frames: files under the module (not "<frozen os>" and its kin,
+            # which abspath would put under the working directory)
+            mine = [f for f in frames if not f.filename.startswith("<")
+                    and os.path.abspath(f.filename).startswith(root + os.sep)]
             frame = (mine or frames or [None])[-1]
             where = os.path.relpath(frame.filename, root) if frame and mine else entrypoint.split(":")[0]
             results.append({"deployment": name, "ok": False, "entrypoint": entrypoint,

@@ -42,6 +42,8 @@ class Module:
     tree: Tree
     env: EnvFile
     deployments: tuple[DeploymentSpec, ...]
+    #: what validation found worth saying that is no problem
+    notes: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -125,4 +127,5 @@ def _check(tree: Tree, name: str, label: str, extra: list[Problem] | None = None
         problems += checker.check(name, result.deployments)
     if problems:
         raise BundleInvalid(problems, source=label)
-    return Module(name=name, tree=tree, env=result.env, deployments=result.deployments)
+    return Module(name=name, tree=tree, env=result.env, deployments=result.deployments,
+                  notes=result.notes)

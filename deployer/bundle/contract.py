@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 
 from deployer.bundle.deployment_config import check_deployment
 from deployer.bundle.entrypoint import check_entrypoint
+from deployer.bundle.env_reads import check_env_reads
 from deployer.bundle.envfile import ENV_FILE, EnvFile, parse_env
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec, parse_deployments
 from deployer.bundle.tree import Tree
@@ -43,6 +44,8 @@ class ModuleCheck:
     env: EnvFile
     deployments: tuple[DeploymentSpec, ...]
     problems: tuple[Problem, ...]
+    #: what is worth saying but is no problem (``env_reads``: a variable read that may be None)
+    notes: tuple[str, ...] = ()
 
 
 def check_name(name: str) -> list[Problem]:
@@ -79,16 +82,20 @@ def check_module(tree: Tree, name: str) -> ModuleCheck:
         problems.extend(check_dockerfile(small[DOCKERFILE], small.get(DOCKERIGNORE, b"")))
         problems.extend(check_code_location(small[DOCKERFILE], name))
         problems.extend(check_entrypoint(small[DOCKERFILE], DOCKERFILE))
+    notes: list[str] = []
     if ENV_FILE in small:
         env = parse_env(small[ENV_FILE])
         problems.extend(env.problems)
+        if not env.problems:  # what the code reads, against what .env sets
+            found, notes = check_env_reads(tree, frozenset(env.keys))
+            problems.extend(found)
     if tree.has(PREFECT_YAML):
         deployments, found = parse_deployments(root)
         problems.extend(found)
         for spec in deployments:
             problems.extend(check_deployment(spec, name))
     return ModuleCheck(name=name, env=env, deployments=tuple(deployments),
-                       problems=tuple(problems))
+                       problems=tuple(problems), notes=tuple(notes))
 
 
 _MISSING = {

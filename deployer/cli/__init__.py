@@ -129,7 +129,9 @@ def main(argv: Sequence[str] | None = None, *,
         if getattr(args, "output", None) is not None:
             args.json = args.output == "json"
         as_json, debug = bool(getattr(args, "json", False)), args.debug
-        logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+        # the library's log lines are for --debug: people get the command's own output, whose
+        # errors say what failed and what to do (a failed step's ERROR line said it twice)
+        logging.basicConfig(level=logging.DEBUG if debug else logging.CRITICAL,
                             format="%(levelname)s %(name)s: %(message)s")
         return int(args.handler(args) or EXIT_OK)
     except UsageError as exc:

@@ -70,6 +70,7 @@ def _summary(module: Module, code_digest: str) -> dict[str, Any]:
         "from the deployer's storage"]
     if deps.everything:
         notes.append(f"every file builds the image, so every change rebuilds: {deps.why}")
+    notes += module.notes
     return {"module": module.name, "files": len(module.tree.files),
             "bytes": module.tree.total_bytes, "code_digest": code_digest,
             "dependencies": {"digest": deps.digest, "files": list(deps.files), "why": deps.why},

@@ -82,8 +82,9 @@ def report(record: RunRecord) -> None:
         return
     err.print(f"[red]{record.status.value}[/]: {record.module} request {record.request_id}")
     error = record.error or {}
-    if error.get("message"):
-        err.print(f"  {error['message']}", markup=False)
+    if error.get("message"):  # its problems, if any, follow one by one: the first line only
+        message = str(error["message"])
+        err.print(f"  {message.splitlines()[0] if error.get('problems') else message}", markup=False)
     for problem in error.get("problems", []) or []:
         where = problem.get("file") or ""
         line = f":{problem['line']}" if problem.get("line") else ""

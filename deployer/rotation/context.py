@@ -98,11 +98,18 @@ class Context:
         """The preflight's findings of entrypoints that do not load, as problems of the bundle."""
         secrets = self.secrets()
         failed = [r for r in results if not r.get("ok")]
+        hint = ("its flows are loaded where they will run (its image and its .env), which "
+                "`deployer validate` cannot do: fix the code and deploy again; what serves is "
+                "untouched")
+        if any(r.get("exception") == "KeyError" for r in failed):
+            hint = ("a KeyError while loading is often an environment variable .env does not set "
+                    "(read at import): add it to .env, or read it with a default; " + hint)
         return BundleInvalid([Problem(
             str(r.get("file") or PREFECT_YAML), r.get("line"), preflight.redact(
                 f"deployment {r.get('deployment')!r}: {r.get('exception')}: {r.get('message')} "
                 f"(loading {r.get('entrypoint')} in the revision's own environment)", secrets))
-            for r in failed], source=f"revision {self.request.revision.id} of {self.module}")
+            for r in failed], source=f"revision {self.request.revision.id} of {self.module}",
+            hint=hint)
 
 
 def result_of(tracker: RunTracker, plan: Sequence[Operation], kind: type[Operation],

@@ -203,3 +203,39 @@ def test_env_keys_that_change_the_agents_azure_identity_are_refused(tmp_path: Pa
         load_folder(root, BundleLimits())
     [problem] = [str(p) for p in info.value.problems]
     assert problem.startswith(".env:2: ") and key in problem and "identity" in problem and "x-value" not in problem
+
+
+ENV_READS = '''import os
+from os import environ, getenv
+
+from prefect import flow
+
+TOKEN = os.environ["API_TOKEN"]
+REGION = environ["REGION"]
+DEBUG = os.getenv("DEBUG")
+LEVEL = os.environ.get("LEVEL", "info")
+URL = os.environ["PREFECT_API_URL"]
+HERE = getenv("GREETING")
+
+
+@flow(name="demo")
+def hello(seconds: float = 0.0) -> str:
+    return os.environ["INSIDE_THE_FLOW"]
+'''
+
+
+def test_environment_variables_the_code_reads_by_name_must_be_in_env(tmp_path: Path) -> None:
+    root = write_module(tmp_path, files=module_files(changes={"flow.py": ENV_READS, ".env": "GREETING=hi\nREGION=eu\n"}))
+    with pytest.raises(BundleInvalid) as info:
+        load_folder(root, BundleLimits())
+    found = [str(p) for p in info.value.problems]
+    assert found == [
+        "flow.py:6: reads environment variable 'API_TOKEN' (os.environ[...]), which .env does not set: the flow "
+        "would fail with KeyError; add API_TOKEN=... to .env (or a Key Vault reference), or read it with a default",
+        "flow.py:16: reads environment variable 'INSIDE_THE_FLOW' (os.environ[...]), which .env does not set: the "
+        "flow would fail with KeyError; add INSIDE_THE_FLOW=... to .env (or a Key Vault reference), or read it "
+        "with a default"]
+    fixed = write_module(tmp_path / "b", files=module_files(changes={
+        "flow.py": ENV_READS, ".env": "GREETING=hi\nREGION=eu\nAPI_TOKEN=t\nINSIDE_THE_FLOW=x\n"}))
+    module = load_folder(fixed, BundleLimits())
+    assert module.notes == ("flow.py:8: os.getenv('DEBUG') is None: .env does not set DEBUG",)
