@@ -41,7 +41,7 @@ def deployment_payload(spec: DeploymentSpec, pool: str, queue: str,
         "work_queue_name": queue,
         "pull_steps": [dict(step) for step in pull_steps],
         "parameters": dict(config.get("parameters") or {}),
-        "parameter_openapi_schema": spec.parameter_schema or None,
+        "parameter_openapi_schema": spec.openapi_schema,
         # true unless prefect.yaml says otherwise, as `prefect deploy` does
         "enforce_parameter_schema": config.get("enforce_parameter_schema") is not False,
         "schedules": [_schedule(item) for _, item in schedule_items(config) if isinstance(item, dict)],

@@ -2,9 +2,10 @@
 
 Routing (see DESIGN.md, "Routing and draining"): one process work pool per module, one work queue
 per agent. Deployments point at the serving agent's queue; at cutover they are re-registered on
-the new queue (the server then drops their future auto-scheduled runs and re-creates them there),
-the old queue is paused (its worker takes nothing new), and runs still waiting in it are re-homed:
-re-created on the new queue with the same name, parameters and scheduled time, then deleted.
+the new queue (the server then drops their future auto-scheduled runs and re-creates them there;
+the deployer re-creates the other runs not started yet there, at the new version: see
+``prefect_flow_runs.relabel``), the old queue is paused (its worker takes nothing new), and runs
+still waiting in it are re-homed: re-created on the new queue the same way, then deleted.
 
 Uses the Prefect SDK's ``SyncPrefectClient`` (it handles Cloud auth and retries 429/503 with
 ``Retry-After``); every Prefect exception is translated here.
@@ -29,21 +30,25 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
+    LogFilter,
+    LogFilterFlowRunId,
+    LogFilterTimestamp,
     WorkPoolFilter,
     WorkPoolFilterName,
     WorkQueueFilter,
     WorkQueueFilterName,
 )
 from prefect.client.schemas.objects import StateType, WorkerStatus
-from prefect.client.schemas.sorting import FlowRunSort
+from prefect.client.schemas.sorting import FlowRunSort, LogSort
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
-from prefect.states import Crashed, Scheduled
+from prefect.states import Crashed
 
 from deployer.adapters.prefect_deployments import MANAGED_TAG, deployment_payload, name_refusal
 from deployer.adapters.prefect_errors import first_error, not_found, refusal_detail, translated
+from deployer.adapters.prefect_flow_runs import recreate, relabel, run_ref
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec
 from deployer.errors import BundleInvalid, NotFound, Problem
-from deployer.ports.orchestrator import SMOKE_TAG, Readiness, RunRef
+from deployer.ports.orchestrator import SMOKE_TAG, Readiness, RunLog, RunRef, refuse_unknown
 from deployer.preflight import CHECK_FILE, CHECK_FLOW_NAME
 
 logger = logging.getLogger(__name__)
@@ -135,14 +140,16 @@ class PrefectOrchestrator:
                             f"({status}: {refusal_detail(exc)})"))], source=f"module {pool}") from exc
                     raise
                 keep.add((flow_id, spec.name))
-            removed = []
+            removed, kept = [], []
             for deployment in api.read_deployments(work_pool_filter=_pool_filter(pool)):
-                if (deployment.flow_id, deployment.name) not in keep \
-                        and MANAGED_TAG in (deployment.tags or []):
+                if (deployment.flow_id, deployment.name) in keep:
+                    kept.append(deployment.id)
+                elif MANAGED_TAG in (deployment.tags or []):
                     api.delete_deployment(deployment.id)
                     removed.append(deployment.name)
-        logger.info("orchestrator.registered pool=%s queue=%s deployments=%d removed=%d", pool,
-                    queue, len(payloads), len(removed))
+            relabelled = relabel(api, pool, queue, kept, revision_id)
+        logger.info("orchestrator.registered pool=%s queue=%s deployments=%d removed=%d "
+                    "relabelled=%d", pool, queue, len(payloads), len(removed), len(relabelled))
         return removed
 
     def start_code_check(self, pool: str, queue: str, pull_steps: Sequence[dict[str, Any]],
@@ -157,7 +164,7 @@ class PrefectOrchestrator:
                 tags=[CHECK_FLOW_NAME], enforce_parameter_schema=False)
             run = api.create_flow_run_from_deployment(deployment_id, idempotency_key=idempotency_key,
                                                       tags=[SMOKE_TAG, CHECK_FLOW_NAME])
-        return _ref(run)
+        return run_ref(run)
 
     def finish_code_check(self, pool: str) -> None:
         with self._api(f"remove the code check of pool {pool}") as api:
@@ -222,7 +229,7 @@ class PrefectOrchestrator:
                     # the filter's field is Prefect's own DateTime type; a datetime is what it takes
                     start_time=FlowRunFilterStartTime(after_=since)),  # type: ignore[arg-type]
                 sort=FlowRunSort.START_TIME_DESC, limit=limit)
-        return [_ref(r) for r in runs if SMOKE_TAG not in (r.tags or [])]
+        return [run_ref(r) for r in runs if SMOKE_TAG not in (r.tags or [])]
 
     def rehome_scheduled(self, pool: str, from_queue: str, to_queue: str) -> list[tuple[str, str]]:
         moved: list[tuple[str, str]] = []
@@ -236,14 +243,9 @@ class PrefectOrchestrator:
                 if run.run_count:  # awaiting a retry inside its running process: in flight
                     continue
                 if run.deployment_id is not None and _deployment_exists(api, run.deployment_id):
-                    when = run.next_scheduled_start_time or run.expected_start_time
-                    new = api.create_flow_run_from_deployment(
-                        run.deployment_id, parameters=run.parameters, name=run.name,
-                        tags=run.tags, state=Scheduled(scheduled_time=when),
-                        idempotency_key=f"rehome:{run.id}", work_queue_name=to_queue,
-                        job_variables=run.job_variables)
-                    moved.append((str(run.id), str(new.id)))
-                api.delete_flow_run(run.id)
+                    moved.append((str(run.id), recreate(api, run, to_queue, f"rehome:{run.id}")))
+                else:
+                    api.delete_flow_run(run.id)
         return moved
 
     def in_flight(self, pool: str, queue: str) -> list[RunRef]:
@@ -314,26 +316,35 @@ class PrefectOrchestrator:
                     raise NotFound(f"no deployment {name} in Prefect",
                                    hint="`deployer status` shows what is deployed") from exc
                 raise
+            refuse_unknown(name, found.parameter_openapi_schema, parameters or {})
             run = api.create_flow_run_from_deployment(
                 found.id, parameters=parameters or {}, idempotency_key=idempotency_key or None,
                 tags=list(tags) or None)
-        return _ref(run)
+        return run_ref(run)
 
     def run_status(self, run_id: str) -> RunRef:
         with self._api(f"read flow run {run_id}") as api:
-            return _ref(api.read_flow_run(UUID(run_id)))
+            try:
+                return run_ref(api.read_flow_run(UUID(run_id)))
+            except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                if not_found(exc):
+                    raise NotFound(f"no flow run {run_id} in Prefect") from exc
+                raise
+
+    def run_logs(self, run_id: str, since: datetime | None = None, limit: int = 200) -> list[RunLog]:
+        # pydantic takes any aware datetime here; the annotation names Prefect's own DateTime
+        when = LogFilterTimestamp(after_=since) if since is not None else None  # type: ignore[arg-type]
+        with self._api(f"read the logs of flow run {run_id}") as api:
+            found = api.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
+                any_=[UUID(run_id)]), timestamp=when), limit=limit, sort=LogSort.TIMESTAMP_ASC)
+        return [RunLog(str(log.id), log.timestamp, logging.getLevelName(log.level), log.message)
+                for log in found]
 
     def run_artifacts(self, run_id: str) -> list[str]:
         with self._api(f"read artifacts of flow run {run_id}") as api:
             artifacts = api.read_artifacts(flow_run_filter=FlowRunFilter(
                 id=FlowRunFilterId(any_=[UUID(run_id)])))
         return [str(a.data) for a in artifacts if a.type in ("markdown", "table")]
-
-
-def _ref(run: Any) -> RunRef:
-    return RunRef(str(run.id), run.name, run.state.type.value if run.state else "UNKNOWN",
-                  str(run.deployment_id or ""), str(getattr(run, "deployment_version", "") or ""),
-                  str(run.state.message or "") if run.state else "")
 
 
 def _status(value: Any) -> str:

@@ -54,6 +54,16 @@ class DeploymentSpec:
         return self.line
 
     @property
+    def openapi_schema(self) -> dict[str, Any] | None:
+        """The schema registered with the deployment: a flow without ``**kwargs`` takes no other
+        parameter (Prefect refuses one, and so does ``deployer run``)."""
+        if not self.parameter_schema:
+            return None
+        if self.accepts_kwargs:
+            return self.parameter_schema
+        return {**self.parameter_schema, "additionalProperties": False}
+
+    @property
     def flow_path(self) -> str:
         return self.entrypoint.rsplit(":", 1)[0]
 

@@ -28,7 +28,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deployer.cli import bundles, cleanup, deploy, history, logs, package, remove, status
+    from deployer.cli import bundles, cleanup, deploy, history, logs, package, remove, run, status
 
     parser = Parser(
         prog="deployer",
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deployer {version()}")
     _global_options(parser, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (bundles, deploy, history, status, logs, cleanup, remove, package):
+    for module in (bundles, deploy, run, history, status, logs, cleanup, remove, package):
         module.register(sub)
     completion = sub.add_parser("completion", help="print a shell completion script",
                                 description="print a shell completion script for bash or zsh")
@@ -63,6 +63,7 @@ EXAMPLES = {
     "upload": "deployer upload flows/finance --wait",
     "deploy": "deployer deploy flows/finance --dry-run",
     "dev": "deployer dev --services (the daily loop: make dev)",
+    "run": "deployer run finance/daily-pnl --param day=2026-12-06 --watch",
     "history": "deployer history finance --limit 10",
     "rollback": "deployer rollback finance --to <revision>",
     "status": "deployer status finance --watch",

@@ -43,7 +43,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     # requests not finished yet: queued, waiting for the module, rotating, draining old agents
     runs = services.state.runs(args.module)
     if not entries and not runs and got is None:
-        from deployer.cli.status import unknown_module
+        from deployer.names import unknown_module
 
         raise unknown_module(services, args.module)
     active = [r for r in runs if not r.status.finished and r.request_id not in recorded]

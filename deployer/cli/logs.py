@@ -53,6 +53,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
     name = args.agent
     if name is None:
         got_state = services.state.module(args.module)
+        if got_state is None and not services.state.runs(args.module):
+            from deployer.names import unknown_module
+
+            raise unknown_module(services, args.module)
         if got_state is None or got_state.value.agent is None:
             raise NotFound(f"module {args.module} has no current agent",
                            hint="`deployer status` lists modules and their agents")

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from deployer.cli import services_for
 from deployer.cli.output import ago, emit_json, out
-from deployer.errors import NotFound
+from deployer.names import unknown_module
 
 
 def register(sub: Any) -> None:
@@ -85,14 +85,6 @@ def watch(services: Any, args: argparse.Namespace, statuses: list[Any]) -> int:
                 live.update(view(module_statuses(services, args.module)))
     except KeyboardInterrupt:
         return 0
-
-
-def unknown_module(services: Any, name: str) -> NotFound:
-    """A module the state has no document, run or history of: a failure (exit 1), with the
-    names it does know."""
-    known = sorted({m.module for m in services.state.modules()} | {r.module for r in services.state.runs()})
-    listed = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "") if known else "none yet"
-    return NotFound(f"no module {name!r} in the deployer's state", hint=f"known modules: {listed}")
 
 
 def render(statuses: list[Any]) -> Table:

@@ -22,7 +22,7 @@ from typing import Any
 
 from deployer import notices
 from deployer.cleanup.plan import DEFAULT_QUEUE
-from deployer.errors import DeployerError, LockBusy, NotFound
+from deployer.errors import DeployerError, LockBusy
 from deployer.models import (
     Claim,
     HistoryEntry,
@@ -34,6 +34,7 @@ from deployer.models import (
     RunStatus,
     Trigger,
 )
+from deployer.names import unknown_module
 from deployer.ports.notifications import Notice
 from deployer.services import Services
 
@@ -65,8 +66,7 @@ def remove_module(services: Services, module: str, *, dry_run: bool = False,
     state = services.state
     got = state.module(module)
     if got is None and not state.history(module):
-        raise NotFound(f"no module {module!r} in the deployer's state",
-                       hint="`deployer status` lists the modules")
+        raise unknown_module(services, module)
     if dry_run:
         return _plan(services, module, force=force, dry_run=True)
     wait = services.settings.step_slice_seconds + LOCK_WAIT_MARGIN_SECONDS

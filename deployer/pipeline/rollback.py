@@ -12,12 +12,15 @@ from dataclasses import replace
 
 from deployer.errors import NotFound, UsageError
 from deployer.models import HistoryEntry, Intent, Request, RequestKind, RunStatus, Trigger
+from deployer.names import unknown_module
 from deployer.services import Services
 
 
 def rollback_request(services: Services, module: str, to: str | None = None,
                      trigger: Trigger | None = None) -> Request:
     got = services.state.module(module)
+    if got is None and not services.state.history(module):
+        raise unknown_module(services, module)
     if got is None or got.value.current is None:
         raise NotFound(f"module {module} has no deployed revision to roll back from",
                        hint="`deployer status` lists the deployed modules")

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from deployer.bundle.prefect_yaml import DeploymentSpec
-from deployer.errors import Problem
+from deployer.errors import Problem, UsageError
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,39 @@ class RunRef:
     deployment: str = ""
     version: str = ""  # the deployment version the run ran (the deployer's revision id)
     message: str = ""  # its state's message (why it failed)
+
+
+@dataclass(frozen=True)
+class RunLog:
+    """A line a run logged (the flow's or one of its tasks')."""
+
+    id: str
+    at: datetime
+    level: str  # DEBUG | INFO | WARNING | ERROR | CRITICAL
+    message: str
+
+
+#: a run's states that are final: it ends in one of these
+FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+
+
+def unknown_parameters(schema: dict[str, Any] | None, parameters: dict[str, Any]) -> list[str]:
+    """The names in ``parameters`` a deployment's flow does not take: its registered schema says
+    which it takes, and whether it takes any other (``additionalProperties``, false unless the
+    flow has ``**kwargs``). A run started with them fails when Prefect binds them."""
+    if not schema or schema.get("additionalProperties") is not False:
+        return []
+    known = schema.get("properties") or {}
+    return [name for name in parameters if name not in known]
+
+
+def refuse_unknown(deployment: str, schema: dict[str, Any] | None, parameters: dict[str, Any]) -> None:
+    """``start_run``'s refusal of parameters the flow does not take (the adapter's and the fake's)."""
+    unknown = unknown_parameters(schema, parameters)
+    if unknown:
+        takes = ", ".join((schema or {}).get("properties") or {}) or "none"
+        raise UsageError(f"{deployment} takes no parameter {', '.join(map(repr, unknown))}",
+                         hint=f"the parameters its flow takes: {takes}")
 
 
 @dataclass(frozen=True)
@@ -52,7 +85,11 @@ class Orchestrator(Protocol):
                  pull_steps: Sequence[dict[str, Any]], revision_id: str) -> list[str]:
         """Create or update the deployments on ``queue``, each run pulling its code with
         ``pull_steps``, versioned ``revision_id``; delete the pool's other deployer-made
-        deployments. Returns the names of deployments that were removed."""
+        deployments. Their runs not started yet that carry another version are re-created at
+        ``revision_id`` on ``queue`` (same name, parameters and scheduled time): a run pulls what
+        its deployment points at when it starts, so its version must say that, and the agent
+        that takes it must run that revision. Returns the names of deployments that were
+        removed."""
         ...
 
     def start_code_check(self, pool: str, queue: str, pull_steps: Sequence[dict[str, Any]],
@@ -105,11 +142,21 @@ class Orchestrator(Protocol):
     def start_run(self, flow_name: str, deployment: str,
                   parameters: dict[str, Any] | None = None, *, idempotency_key: str = "",
                   tags: Sequence[str] = ()) -> RunRef:
-        """A flow run of a deployment, now (the demo, smoke runs). With an idempotency key, a
-        second call returns the first call's run."""
+        """A flow run of a deployment, now (``deployer run``, the demo, smoke runs). With an
+        idempotency key, a second call returns the first call's run. Parameters the flow does
+        not take (``unknown_parameters``) are a ``UsageError`` naming them and those it takes;
+        values its schema refuses (enforced), ``UpstreamRefused``."""
         ...
 
-    def run_status(self, run_id: str) -> RunRef: ...
+    def run_status(self, run_id: str) -> RunRef:
+        """The run now; ``NotFound`` when Prefect has no such run (deleted, or re-created)."""
+        ...
+
+    def run_logs(self, run_id: str, since: datetime | None = None, limit: int = 200) -> list[RunLog]:
+        """The run's log lines stamped at or after ``since``, oldest first (at most ``limit``).
+        Lines reach Prefect in batches, from the worker and the run's process: one may arrive
+        after lines stamped later than it."""
+        ...
 
     def run_artifacts(self, run_id: str) -> list[str]:
         """The run's markdown and table artifacts, as text."""

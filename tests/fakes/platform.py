@@ -15,7 +15,7 @@ from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.errors import NotFound, Problem, UpstreamError
 from deployer.ports.agents import AgentInfo, AgentSpec, AgentState
 from deployer.ports.images import BuildProgress, BuildState, Image, ManifestInfo
-from deployer.ports.orchestrator import SMOKE_TAG, Readiness, RunRef
+from deployer.ports.orchestrator import SMOKE_TAG, Readiness, RunLog, RunRef, refuse_unknown
 from deployer.ports.storage import BundleInfo
 from deployer.preflight import CHECK_FLOW
 
@@ -337,6 +337,7 @@ class FakeRun:
     tags: tuple[str, ...] = ()
     version: str = ""
     message: str = ""
+    logs: list[RunLog] = field(default_factory=list)
 
 
 class FakeOrchestrator:
@@ -401,10 +402,16 @@ class FakeOrchestrator:
             del self.deployments[(pool, name)]
         directory = next((step["prefect.deployments.steps.set_working_directory"]["directory"]
                           for step in pull_steps if "prefect.deployments.steps.set_working_directory" in step), "")
+        for run in [r for r in self.runs.values() if r.state == "SCHEDULED" and r.version != revision_id
+                    and r.deployment in names and (pool, r.deployment) in self.deployments]:
+            del self.runs[run.id]  # re-created at the revision it will run (see the port)
+            self.add_run(queue, "SCHEDULED", name=run.name, deployment=run.deployment,
+                         tags=run.tags, version=revision_id)
         for spec in deployments:
             self.deployments[(pool, spec.name)] = {"queue": queue, "working_dir": directory,
                                                    "pull_steps": [dict(s) for s in pull_steps],
-                                                   "revision": revision_id, "flow": spec.flow_name}
+                                                   "revision": revision_id, "flow": spec.flow_name,
+                                                   "schema": spec.openapi_schema}
         return removed
 
     def start_code_check(self, pool: str, queue: str, pull_steps: Sequence[dict[str, Any]],
@@ -482,6 +489,8 @@ class FakeOrchestrator:
         for run in self.runs.values():
             if run.finishes_at is not None and run.state == "RUNNING" and run.finishes_at <= self.clock():
                 run.state = run.final_state
+                self.log(run.id, f"Finished in state {run.state.title()}()",
+                         "INFO" if run.state == "COMPLETED" else "ERROR", at=run.finishes_at)
 
     def in_flight(self, pool: str, queue: str) -> list[RunRef]:
         self._call("in_flight")
@@ -523,6 +532,7 @@ class FakeOrchestrator:
         found = [d for (_, n), d in self.deployments.items() if n == deployment and d["flow"] == flow_name]
         if not found:
             raise NotFound(f"no deployment {flow_name}/{deployment} in Prefect")
+        refuse_unknown(f"{flow_name}/{deployment}", found[0].get("schema"), parameters or {})
         run = self.add_run(found[0]["queue"], "RUNNING", deployment=deployment, tags=tuple(tags),
                            version=found[0]["revision"])
         run.finishes_at = self.clock() + timedelta(seconds=self.run_seconds)
@@ -533,9 +543,22 @@ class FakeOrchestrator:
 
     def run_status(self, run_id: str) -> RunRef:
         self._advance()
-        run = self.runs[run_id]
+        run = self.runs.get(run_id)
+        if run is None:
+            raise NotFound(f"no flow run {run_id} in Prefect")
         return RunRef(run.id, run.name, run.state, run.deployment, run.version,
                       run.message if run.state == run.final_state else "")
+
+    def run_logs(self, run_id: str, since: datetime | None = None, limit: int = 200) -> list[RunLog]:
+        self._advance()
+        found = sorted((line for line in self.runs[run_id].logs if since is None or line.at >= since),
+                       key=lambda line: line.at)
+        return found[:limit]
+
+    def log(self, run_id: str, message: str, level: str = "INFO", at: datetime | None = None) -> None:
+        """A line the run logs (now, or stamped ``at``: it arrives late), as its flow would."""
+        self._ids += 1
+        self.runs[run_id].logs.append(RunLog(f"log-{self._ids}", at or self.clock(), level, message))
 
     def run_artifacts(self, run_id: str) -> list[str]:
         return []

@@ -3,6 +3,7 @@ real adapter on a real Prefect server, so that the fake stays honest."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -13,7 +14,7 @@ import pytest
 
 from deployer.adapters.prefect_orchestrator import PrefectOrchestrator
 from deployer.bundle.prefect_yaml import DeploymentSpec
-from deployer.errors import BundleInvalid
+from deployer.errors import BundleInvalid, NotFound, UsageError
 from deployer.ports.images import Image
 from deployer.ports.orchestrator import SMOKE_TAG, Orchestrator
 from tests.fakes.platform import FakeOrchestrator
@@ -214,3 +215,110 @@ def test_prefect_refusing_a_request_is_final_and_its_faults_are_retried(status: 
     with pytest.raises(UpstreamError) as caught, translated("register", "http://prefect/api"):
         raise PrefectHTTPStatusError.from_httpx_error(httpx.HTTPStatusError("x", request=request, response=response))
     assert caught.value.transient is transient
+
+
+def write_log(orchestrator: Orchestrator, run_id: str, message: str) -> None:
+    """A line the run logs, as its flow would: through Prefect's API, or into the fake."""
+    if isinstance(orchestrator, FakeOrchestrator):
+        orchestrator.log(run_id, message)
+        return
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.actions import LogCreate
+
+    assert isinstance(orchestrator, PrefectOrchestrator)
+    with SyncPrefectClient(orchestrator._api_url) as client:
+        client.create_logs([LogCreate(name="prefect.flow_runs", level=20, message=message,
+                                      timestamp=datetime.now(UTC), flow_run_id=uuid.UUID(run_id))])
+
+
+def test_a_runs_log_lines_come_oldest_first_from_an_offset(port) -> None:  # type: ignore[no-untyped-def]
+    orchestrator, _ = port
+    pool, flow = names()
+    orchestrator.ensure_pool(pool)
+    orchestrator.ensure_queue(pool, "q1")
+    orchestrator.register(pool, "q1", [spec(flow)], WORK, "rev-1")
+    run = orchestrator.start_run(flow, "hello", {})
+    other = orchestrator.start_run(flow, "hello", {})
+    assert orchestrator.run_logs(run.id) == []
+    for n in range(3):
+        write_log(orchestrator, run.id, f"line {n}")
+        time.sleep(0.01)  # each stamped apart
+    write_log(orchestrator, other.id, "not this run's")
+    lines = orchestrator.run_logs(run.id)
+    assert [(line.level, line.message) for line in lines] == [("INFO", f"line {n}") for n in range(3)]
+    assert [line.message for line in orchestrator.run_logs(run.id, lines[2].at)] == ["line 2"]
+    assert len({line.id for line in lines}) == 3
+
+
+def test_a_parameter_the_flow_does_not_take_is_refused_unless_it_takes_kwargs(port) -> None:  # type: ignore[no-untyped-def]
+    orchestrator, _ = port
+    pool, flow = names()
+    schema = {"title": "Parameters", "type": "object", "definitions": {},
+              "properties": {"name": {"title": "name", "position": 0, "type": "string", "default": "x"}}}
+    strict = replace(spec(flow), parameter_schema=schema)
+    loose = replace(spec(flow, "loose"), parameter_schema=schema, accepts_kwargs=True)
+    orchestrator.ensure_pool(pool)
+    orchestrator.ensure_queue(pool, "q1")
+    orchestrator.register(pool, "q1", [strict, loose], WORK, "rev-1")
+    with pytest.raises(UsageError, match="takes no parameter 'nmae'") as refused:
+        orchestrator.start_run(flow, "hello", {"nmae": "Ada"})
+    assert "name" in (refused.value.hint or "")
+    assert orchestrator.start_run(flow, "hello", {"name": "Ada"}).state
+    assert orchestrator.start_run(flow, "loose", {"anything": 1}).state
+
+
+def test_a_run_not_started_when_its_deployment_moves_to_another_revision_is_relabelled(port) -> None:  # type: ignore[no-untyped-def]
+    """A run pulls the code its deployment points at when it starts: one created at rev-1 that
+    has not started when the deployment is registered at rev-2 is re-created at rev-2 (same name,
+    same queue); one already going keeps its label, as it keeps its code."""
+    orchestrator, _ = port
+    pool, flow = names()
+    orchestrator.ensure_pool(pool)
+    orchestrator.ensure_queue(pool, "q1")
+    orchestrator.register(pool, "q1", [spec(flow)], WORK, "rev-1")
+    waiting = orchestrator.start_run(flow, "hello", {"name": "x"})
+    going = orchestrator.start_run(flow, "hello", {})
+    if isinstance(orchestrator, FakeOrchestrator):  # the fake starts runs at once; these wait
+        orchestrator.runs[waiting.id].state = "SCHEDULED"
+    else:
+        from prefect.client.orchestration import SyncPrefectClient
+        from prefect.states import Running
+
+        with SyncPrefectClient(orchestrator._api_url) as client:
+            client.set_flow_run_state(uuid.UUID(going.id), Running(), force=True)
+    assert orchestrator.run_status(waiting.id).version == "rev-1"
+    orchestrator.register(pool, "q1", [spec(flow)], WORK, "rev-2")
+    assert orchestrator.run_status(going.id).version == "rev-1"
+    with pytest.raises(NotFound):  # re-created: a new id
+        orchestrator.run_status(waiting.id)
+    assert orchestrator.queues(pool)["q1"] == 2  # the re-created run waits in the same queue
+    assert waiting_runs(orchestrator, pool) == [(waiting.name, "rev-2")]
+    orchestrator.register(pool, "q1", [spec(flow)], WORK, "rev-2")  # the same revision again
+    assert waiting_runs(orchestrator, pool) == [(waiting.name, "rev-2")]
+    orchestrator.ensure_queue(pool, "q2")  # a new agent's queue: the waiting run goes with it
+    orchestrator.register(pool, "q2", [spec(flow)], WORK, "rev-3")
+    assert waiting_runs(orchestrator, pool) == [(waiting.name, "rev-3")]
+    assert (orchestrator.queues(pool)["q1"], orchestrator.queues(pool)["q2"]) == (1, 1)  # the going one stays
+
+
+def waiting_runs(orchestrator: Orchestrator, pool: str) -> list[tuple[str, str]]:
+    """(name, version) of the pool's runs not started yet."""
+    if isinstance(orchestrator, FakeOrchestrator):
+        return [(r.name, r.version) for r in orchestrator.runs.values() if r.state == "SCHEDULED"]
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        WorkPoolFilter,
+        WorkPoolFilterName,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    assert isinstance(orchestrator, PrefectOrchestrator)
+    with SyncPrefectClient(orchestrator._api_url) as client:
+        runs = client.read_flow_runs(
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))))
+    return [(r.name, r.deployment_version or "") for r in runs]

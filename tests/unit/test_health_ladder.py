@@ -66,14 +66,16 @@ def test_queue_never_ready_after_registration_hands_the_deployments_back(world: 
     world.run(world.request())
     old = serving(world)
     world.runtime.on_start = lambda spec: world.orchestrator.never_ready.add(spec.queue)
-    scheduled = world.orchestrator.add_run(old, "SCHEDULED", name="later", deployment="hello")
+    current = world.state.module("demo").value.current.id  # type: ignore[union-attr]
+    world.orchestrator.add_run(old, "SCHEDULED", name="later", deployment="hello", version=current)
     record = world.run(world.request(CHANGE))
     assert record.status is RunStatus.FAILED and record.error["code"] == "health_check_failed"  # type: ignore[index]
     assert "did not report queue" in record.error["message"] and "READY" in record.error["message"]  # type: ignore[index]
     assert record.stage("register").detail["reverted"]["to"] == old  # type: ignore[union-attr]
     assert serving(world) == old
     assert world.orchestrator.deployments[("demo", "hello")]["revision"] == world.state.module("demo").value.current.id  # type: ignore[union-attr]
-    assert world.orchestrator.runs[scheduled.id].queue == old  # never moved
+    [later] = [r for r in world.orchestrator.runs.values() if r.name == "later"]
+    assert (later.queue, later.version) == (old, current)  # back where it was, at the code it runs
 
 
 def test_a_failed_ladder_on_a_first_deploy_leaves_no_deployment_behind(world: World) -> None:
