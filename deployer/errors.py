@@ -71,13 +71,13 @@ class DeployerError(Exception):
 class ConfigError(DeployerError):
     code = "config_error"
 
-    def __init__(self, problems: Iterable[str]) -> None:
+    def __init__(self, problems: Iterable[str], *, message: str = "", hint: str = "") -> None:
         self.problems = [mask_text(p) for p in problems]
         lines = "\n".join(f"  - {p}" for p in self.problems)
         count = len(self.problems)
         super().__init__(
-            f"invalid configuration ({count} problem{'' if count == 1 else 's'}):\n{lines}",
-            hint="set these in the environment or in local.settings.json "
+            message or f"invalid configuration ({count} problem{'' if count == 1 else 's'}):\n{lines}",
+            hint=hint or "set these in the environment or in local.settings.json "
             "(see local.settings.json.example)",
         )
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
-from deployer.errors import NotFound
-
-if TYPE_CHECKING:
-    from deployer.services import Services
+from deployer.errors import NotFound, UsageError
 
 #: how many known names an error lists before "..."
 LISTED = 20
@@ -35,9 +33,30 @@ def listed(names: Iterable[str]) -> str:
     return ", ".join(ordered[:LISTED]) + (" ..." if len(ordered) > LISTED else "")
 
 
-def unknown_module(services: Services, name: str) -> NotFound:
+def unknown_module(services: Any, name: str) -> NotFound:
     """A module the state has no document, run or history of: a failure (exit 1), with the
-    names it does know and the one ``name`` may be a typo of."""
+    names it does know and the one ``name`` may be a typo of. (``services``: the use cases'
+    ``Services``; named loosely, as the bundle layer below it uses this module too.)"""
     known = {m.module for m in services.state.modules()} | {r.module for r in services.state.runs()}
     return NotFound(f"no module {name!r} in the deployer's state",
                     hint=with_suggestion(name, known, f"known modules: {listed(known)}"))
+
+
+def module_folder(path: Path) -> Path:
+    """``path`` when it is a folder; else a usage error saying what it is, and the folder it may
+    be a typo of (a sibling with a close name, or ``flows/<name>`` for a bare name)."""
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise UsageError(f"{path} is a file, not a module folder",
+                         hint="give the flows/<module> folder (validate also takes an archive)")
+    flows = Path("flows") / path.name
+    if not path.is_absolute() and len(path.parts) == 1 and flows.is_dir():
+        near: str | None = str(flows)  # `deployer validate finance` run where flows/ is
+    else:
+        parent = path.parent
+        known = [str(c) for c in parent.iterdir() if c.is_dir() and not c.name.startswith(".")] \
+            if parent.is_dir() else []
+        near = closest(str(path), known)
+    hint = "give a flows/<module> folder" + (f"; did you mean {near}?" if near else "")
+    raise UsageError(f"{path} does not exist", hint=hint)

@@ -6,12 +6,16 @@ import stat
 from pathlib import Path
 
 from deployer.bundle.contract import check_name
-from deployer.errors import BundleInvalid, UsageError
+from deployer.bundle.parts import BLOB_PULL_REQUIREMENT
+from deployer.errors import UsageError
 
 FILES: dict[str, str] = {
     "requirements.txt": """\
 # The agent runs `prefect worker start` from this environment, so prefect is required.
 prefect>=3.4,<4
+# On Azure, flow runs fetch a code-only change from the deployer's storage with this (no
+# image build, no new agent: see docs/architecture.md, "Fast deploys").
+{blob_pull}
 """,
     "Dockerfile": """\
 # The agent's image. The deployer builds it without .env: secrets reach the agent as
@@ -79,8 +83,8 @@ exec "$deployer" deploy "$here" "$@"
 
 def create_module(parent: Path, name: str) -> Path:
     problems = check_name(name)
-    if problems:
-        raise BundleInvalid(problems, source=name)
+    if problems:  # like a folder that exists: the argument is refused (exit 2)
+        raise UsageError(problems[0].message, hint="e.g. deployer new risk-report")
     root = parent / name
     if root.exists():
         raise UsageError(f"{root} already exists", hint="choose another name or remove the folder")
@@ -88,7 +92,8 @@ def create_module(parent: Path, name: str) -> Path:
     function = name.replace("-", "_")
     for rel, template in FILES.items():
         path = root / rel
-        path.write_text(template.format(name=name, function=function), encoding="utf-8")
+        path.write_text(template.format(name=name, function=function, blob_pull=BLOB_PULL_REQUIREMENT),
+                        encoding="utf-8")
     script = root / "deploy.sh"
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return root

@@ -54,7 +54,8 @@ def translated(what: str, url: str) -> Iterator[None]:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout) as exc:
         raise UpstreamError(f"{what}: cannot reach the Prefect API at {url}",
-                            hint="is the Prefect server running? check PREFECT_API_URL") from exc
+                            hint="is the Prefect server running (`make dev` starts it)? check "
+                            "PREFECT_API_URL") from exc
     except PrefectHTTPStatusError as exc:
         status = exc.response.status_code
         if status in REFUSING:

@@ -37,7 +37,7 @@ def storage_errors(what: str, where: str) -> Iterator[None]:
                             ) from exc
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise UpstreamError(f"{what}: cannot reach storage at {where}",
-                            hint="is Azurite running (`make demo` starts it)? check "
+                            hint="is Azurite running (`make dev` starts it)? check "
                             "AzureWebJobsStorage") from exc
     except HttpResponseError as exc:
         code = getattr(exc, "error_code", None) or exc.status_code

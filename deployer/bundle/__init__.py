@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deployer.bundle.archive import ARCHIVE_SUFFIXES, BundleLimits, Readable, extract
-from deployer.bundle.contract import check_module
+from deployer.bundle.contract import check_module, check_name
 from deployer.bundle.digest import config_digest, short
 from deployer.bundle.envfile import EnvFile
 from deployer.bundle.pack import Packed, code_digest_of, pack
@@ -23,6 +23,7 @@ from deployer.bundle.parts import Dependencies, dependencies_of
 from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.bundle.tree import Tree, scan
 from deployer.errors import BundleInvalid, Problem
+from deployer.names import module_folder
 
 if TYPE_CHECKING:
     from deployer.ports.orchestrator import DeploymentChecker
@@ -62,10 +63,8 @@ class Module:
 
 def load_folder(path: Path, limits: BundleLimits, *, name: str | None = None,
                 checker: DeploymentChecker | None = None) -> Module:
-    path = Path(path)
+    path = module_folder(Path(path))
     label = str(path)
-    if not path.is_dir():
-        raise BundleInvalid([Problem(label, None, "is not a folder")], source=label)
     return _check(scan(path.resolve(), limits), name or path.resolve().name, label, checker=checker)
 
 
@@ -126,6 +125,11 @@ def _check(tree: Tree, name: str, label: str, extra: list[Problem] | None = None
     if checker is not None and result.deployments:
         problems += checker.check(name, result.deployments)
     if problems:
+        named = check_name(name)
+        if named and set(problems) <= set(named):  # nothing in the files: the folder's name
+            raise BundleInvalid(problems, source=label, hint=(
+                "a module is named after its folder (or the archive's top folder): rename it, "
+                "e.g. flows/risk-report"))
         raise BundleInvalid(problems, source=label)
     return Module(name=name, tree=tree, env=result.env, deployments=result.deployments,
                   notes=result.notes)

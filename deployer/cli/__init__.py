@@ -9,12 +9,13 @@ import argparse
 import itertools
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from deployer.errors import DeployerError, UsageError
+from deployer.errors import ConfigError, DeployerError, UsageError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -24,7 +25,15 @@ class Parser(argparse.ArgumentParser):
     argparse's own exit."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}", hint=f"`{self.prog} --help` lists what it takes")
+        hint = f"`{self.prog} --help` lists what it takes"
+        typo = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if typo:  # a command (or a choice) mistyped: the closest one, as git does
+            from deployer.names import with_suggestion
+
+            choices = re.findall(r"'([^']*)'", typo.group(2))
+            hint = with_suggestion(typo.group(1), choices, hint, prefix=f"{self.prog} "
+                                   if self.prog == "deployer" else "")
+        raise UsageError(f"{self.prog}: {message}", hint=hint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +84,30 @@ EXAMPLES = {
 }
 
 
+def seconds(text: str) -> float:
+    """An option's number of seconds: above 0 (``--watch -1`` is refused, not a busy loop)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An option's whole number, at least ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least {minimum}")
+        return value
+    return parse
+
+
 def _completion(args: argparse.Namespace) -> int:
     from deployer.cli.completion import script
 
@@ -102,6 +135,7 @@ def version() -> str:
 
 
 if TYPE_CHECKING:
+    from deployer.config import Settings
     from deployer.services import Services
 
 
@@ -165,9 +199,41 @@ def services_for(args: argparse.Namespace) -> Services:
         built: Services = factory(args)
         return built
     from deployer.bootstrap import build
+
+    return build(settings(args), interactive=True)
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    """The command's settings. Outside a project (no settings file here or above, and none in
+    the environment) that is what is said, not the list of every setting that is missing."""
     from deployer.config import Settings
 
-    return build(Settings.from_env(environ(args)), interactive=True)
+    try:
+        return Settings.from_env(environ(args))
+    except ConfigError as exc:
+        raise _outside_project(args) or exc from None
+
+
+def one_setting(args: argparse.Namespace, attr: str) -> Any:
+    """One setting (``deployer bundle`` needs only the digest key), as ``settings`` says it."""
+    from deployer.config import read_one
+
+    try:
+        return read_one(environ(args), attr)
+    except ConfigError as exc:
+        raise _outside_project(args) or exc from None
+
+
+#: what in the environment alone configures the deployer (Azure's app settings, a CI job)
+CONFIGURING = ("DEPLOYER_", "PREFECT_API_URL", "AzureWebJobsStorage")
+
+
+def _outside_project(args: argparse.Namespace) -> ConfigError | None:
+    if settings_path(args) is not None or any(k.startswith(CONFIGURING) for k in os.environ):
+        return None
+    return ConfigError([], message=f"no local.settings.json found in {Path.cwd()} or above",
+                       hint="run the command in your project (`make dev` writes its "
+                       "local.settings.json), or pass --settings FILE")
 
 
 def environ(args: argparse.Namespace) -> dict[str, str]:

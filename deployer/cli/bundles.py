@@ -10,10 +10,11 @@ from typing import Any
 from deployer.bundle import BundleLimits, Module, load_archive, load_folder, pack
 from deployer.bundle.digest import short
 from deployer.bundle.parts import BLOB_PULL_REQUIREMENT, pulls_from_blob
-from deployer.cli import environ
+from deployer.cli import environ, one_setting, seconds
+from deployer.cli import settings as cli_settings
 from deployer.cli.output import emit_json, out
 from deployer.config import MIB, read_one
-from deployer.errors import UsageError
+from deployer.names import module_folder
 
 
 def register(sub: Any) -> None:
@@ -39,7 +40,7 @@ def register(sub: Any) -> None:
     p.add_argument("--wait", action="store_true",
                    help="follow the request until it finishes (needs the function app or "
                    "`deployer dev` running)")
-    p.add_argument("--timeout", type=float, default=900.0, help="--wait gives up after this many "
+    p.add_argument("--timeout", type=seconds, default=900.0, help="--wait gives up after this many "
                    "seconds (default 900)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_upload)
@@ -92,7 +93,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                                   checker=deployment_checker())
             summary = _summary(module, module.code_digest())
     else:
-        raise UsageError(f"{path} does not exist", hint="give a flows/<module> folder or an archive")
+        module_folder(path)  # says what it is, and what it may be a typo of
+        raise AssertionError(path)
     if args.json:
         emit_json({"valid": True, **summary})
         return 0
@@ -112,7 +114,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_bundle(args: argparse.Namespace) -> int:
     from deployer.bootstrap import deployment_checker
 
-    key = read_one(environ(args), "config_digest_key")
+    module_folder(args.path)  # a typo is said before any setting is read
+    key = one_setting(args, "config_digest_key")
     module = load_folder(args.path, limits(args), checker=deployment_checker())
     target: Path = args.archive or Path(f"{module.name}.tar.gz")
     partial = target.with_name(target.name + ".partial")
@@ -134,10 +137,10 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 def cmd_upload(args: argparse.Namespace) -> int:
     from deployer.bootstrap import build
     from deployer.cli.follow import follow_request
-    from deployer.config import Settings
     from deployer.pipeline.upload import upload_module
 
-    settings = Settings.from_env(environ(args))
+    module_folder(args.path)  # a typo is said before any setting is read
+    settings = cli_settings(args)
     services = build(settings, interactive=True)
     uploaded = upload_module(services, args.path)
     if args.json and not args.wait:

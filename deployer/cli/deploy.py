@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from deployer.cli import environ, services_for, settings_path
+from deployer.cli import count, environ, seconds, services_for, settings_path
 from deployer.cli.output import emit_json, err, out
 from deployer.models import StageStatus
 
@@ -36,13 +36,13 @@ def register(sub: Any) -> None:
                    "else in this folder)")
     p.add_argument("--port", type=_port, default=7071,
                    help="HTTP port on 127.0.0.1 (default 7071; 0: any free port)")
-    p.add_argument("--poll", type=float, default=None,
+    p.add_argument("--poll", type=seconds, default=None,
                    help="seconds between polls of an empty queue or container "
                    "(default: host.json's queues.maxPollingInterval)")
-    p.add_argument("--lease", type=int, default=30,
+    p.add_argument("--lease", type=count(1), default=30,
                    help="seconds a queue message stays invisible while its function runs "
                    "(renewed; after a crash it reappears this long after the last renewal)")
-    p.add_argument("--retry-delay", type=int, default=None,
+    p.add_argument("--retry-delay", type=count(0), default=None,
                    help="seconds before a failed message is retried (default: host.json)")
     p.add_argument("--services", action="store_true",
                    help="also start Azurite and a Prefect server with its UI where the settings "
@@ -109,25 +109,15 @@ def _stage_note(name: str, status: StageStatus, detail: dict[str, Any]) -> str:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from deployer.names import module_folder
     from deployer.pipeline.intake import accept_bundle
     from deployer.pipeline.upload import upload_module
     from deployer.rotation.dryrun import dry_run
 
+    module_folder(args.path)  # a typo is said before any setting is read
     services = services_for(args)
     if args.dry_run:
-        plan = dry_run(services, args.path, repair=args.repair)
-        if args.json:
-            emit_json(plan)
-            return 0
-        out.print(f"[bold]{plan['module']}[/] revision {plan['revision']}: {plan['reason']}")
-        if plan["changed"]:
-            out.print(f"  changed: {', '.join(plan['changed'])}; path: {plan['path']}", markup=False)
-        if plan["why"]:
-            out.print(f"  why: {plan['why']}", markup=False)
-        for number, step in enumerate(plan["steps"], start=1):
-            out.print(f"  {number}. {step}", markup=False)
-        out.print("dry run: nothing was changed", style="dim")
-        return 0
+        return show_plan(dry_run(services, args.path, repair=args.repair), as_json=args.json)
     uploaded = upload_module(services, args.path, explicit=True)
     if not args.json:
         err.print(f"deploying [bold]{uploaded.module}[/] (bundle {uploaded.blob})")
@@ -135,6 +125,22 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     record = accept_bundle(services, uploaded.blob, via="cli", detail={
         "user": _user(), **({"repair": "true"} if args.repair else {})})
     return follow_here(services, record, as_json=args.json)
+
+
+def show_plan(plan: dict[str, Any], *, as_json: bool) -> int:
+    """A dry run's plan (``deploy --dry-run``, ``rollback --dry-run``)."""
+    if as_json:
+        emit_json(plan)
+        return 0
+    out.print(f"[bold]{plan['module']}[/] revision {plan['revision']}: {plan['reason']}")
+    if plan["changed"]:
+        out.print(f"  changed: {', '.join(plan['changed'])}; path: {plan['path']}", markup=False)
+    if plan["why"]:
+        out.print(f"  why: {plan['why']}", markup=False)
+    for number, step in enumerate(plan["steps"], start=1):
+        out.print(f"  {number}. {step}", markup=False)
+    out.print("dry run: nothing was changed", style="dim")
+    return 0
 
 
 def run_here(services: Any, request: Any, *, as_json: bool) -> int:
@@ -217,6 +223,7 @@ def _host(host: Any, args: argparse.Namespace, stop: threading.Event) -> int:
                          "(--port 0 picks a free one)") from None
     if host.http is not None:
         base = f"http://127.0.0.1:{host.http.port}/api"
+        out.print(f"  dashboard: {base}/dashboard", markup=False)
         out.print(f"  HTTP on {base}/ (status: {base}/status, webhook: {base}/acr-webhook)", markup=False)
     out.print("ready: Ctrl-C stops it all", markup=False)
     stop.wait()

@@ -8,7 +8,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from deployer.cli import services_for
+from deployer.cli import count, services_for
 from deployer.cli.output import ago, emit_json, err, out
 from deployer.models import RequestStage
 from deployer.rotation.ending import live_after
@@ -18,7 +18,7 @@ from deployer.rotation.operations import Bake
 def register(sub: Any) -> None:
     p = sub.add_parser("history", help="a module's revisions: trigger, stage timings, outcome, error")
     p.add_argument("module")
-    p.add_argument("--limit", type=int, default=20, help="newest N entries (default 20; 0: all)")
+    p.add_argument("--limit", type=count(0), default=20, help="newest N entries (default 20; 0: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_history)
 
@@ -28,6 +28,8 @@ def register(sub: Any) -> None:
                    "last one that succeeded before the current one)")
     p.add_argument("--queue", action="store_true",
                    help="enqueue the request for the function app instead of running it here")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the revision it would go back to and the plan; change nothing")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_rollback)
 
@@ -128,6 +130,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     services = services_for(args)
     request = rollback_request(services, args.module, args.to)
+    if args.dry_run:
+        from deployer.cli.deploy import show_plan
+        from deployer.rotation.dryrun import dry_run_request
+
+        return show_plan(dry_run_request(services, request), as_json=args.json)
     if args.queue:
         submit(services, new_record(request))
         if args.json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from deployer.cli import services_for
+from deployer.cli import count, services_for
 from deployer.cli.output import ago, emit_json, out
 from deployer.errors import NotFound
 
@@ -15,7 +15,7 @@ def register(sub: Any) -> None:
     p.add_argument("module")
     p.add_argument("--agent", help="this agent instead of the module's current one")
     p.add_argument("--request", help="show this request's stages, plan and error instead")
-    p.add_argument("--tail", type=int, default=100, help="lines of agent output (default 100)")
+    p.add_argument("--tail", type=count(1), default=100, help="lines of agent output (default 100)")
     p.add_argument("-f", "--follow", action="store_true",
                    help="keep printing the agent's new output until Ctrl-C (JSON: a line each)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from deployer.cli import services_for
+from deployer.cli import seconds, services_for
 from deployer.cli.output import emit_json, err, out
 from deployer.urls import mask
 
@@ -20,20 +20,10 @@ def register(sub: Any) -> None:
                    "text; repeat for more")
     p.add_argument("-w", "--watch", action="store_true",
                    help="print the run's states and logs until it ends; exit 1 unless it completes")
-    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+    p.add_argument("--timeout", type=seconds, metavar="SECONDS",
                    help="with --watch: stop watching after SECONDS (the run goes on; exit 1)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_run)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
-    return value
 
 
 def cmd_run(args: argparse.Namespace) -> int:

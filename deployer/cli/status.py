@@ -8,15 +8,15 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from deployer.cli import services_for
-from deployer.cli.output import ago, emit_json, out
+from deployer.cli import seconds, services_for
+from deployer.cli.output import ago, emit_json, err, out
 from deployer.names import unknown_module
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("status", help="what the deployer knows: revisions, agents, last runs")
     p.add_argument("module", nargs="?", help="only this module")
-    p.add_argument("-w", "--watch", nargs="?", type=float, const=2.0, default=None, metavar="SECONDS",
+    p.add_argument("-w", "--watch", nargs="?", type=seconds, const=2.0, default=None, metavar="SECONDS",
                    help="show it again every SECONDS (default 2) until Ctrl-C; JSON: a line each")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_status)
@@ -40,6 +40,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     out.print(render(statuses))
     for line in activity(statuses):
         out.print(line, markup=False, soft_wrap=False)
+    for what in dict.fromkeys(w for s in statuses for w in s.unreachable):  # once each
+        err.print(f"[yellow]note:[/] shown as unknown: {what}")
     out.print("a request's stages: `deployer logs <module> --request <id>`; every revision: "
               "`deployer history <module>`", style="dim", soft_wrap=False)
     from deployer.pipeline.cleanup import last_report

@@ -35,6 +35,8 @@ class ModuleStatus:
     #: damaged (``code_problems`` say how: every run of it refuses to start) or unknown
     code: str = ""
     code_problems: tuple[str, ...] = ()
+    #: what could not be asked (Prefect, the code store), and so shows as "unknown"
+    unreachable: tuple[str, ...] = ()
 
 
 def module_statuses(services: Services, module: str | None = None, *,
@@ -55,13 +57,19 @@ def module_statuses(services: Services, module: str | None = None, *,
     if live and names:
         for agent in services.runtime.list(module):  # one listing for every module
             agents.setdefault(agent.module, []).append(agent)
-    return [ModuleStatus(n, states.get(n), last.get(n),
-                         _agents(services, n, states.get(n), agents.get(n, [])),
-                         active.get(n, []), *(_code(services, states.get(n)) if live else ("", ())))
-            for n in names]
+    statuses = []
+    for n in names:
+        unreachable: list[str] = []
+        code = _code(services, states.get(n), unreachable) if live else ("", ())
+        statuses.append(ModuleStatus(
+            n, states.get(n), last.get(n),
+            _agents(services, n, states.get(n), agents.get(n, []), unreachable),
+            active.get(n, []), *code, unreachable=tuple(unreachable)))
+    return statuses
 
 
-def _code(services: Services, state: ModuleState | None) -> tuple[str, tuple[str, ...]]:
+def _code(services: Services, state: ModuleState | None,
+          unreachable: list[str]) -> tuple[str, tuple[str, ...]]:
     """Whether the code store still holds exactly the code the serving revision's runs pull."""
     current = state.current if state else None
     if current is None or not current.code_store:
@@ -70,18 +78,20 @@ def _code(services: Services, state: ModuleState | None) -> tuple[str, tuple[str
         problems = services.code.verify(current.module, current.code_digest)
     except DeployerError as exc:
         logger.warning("status.code_unreadable module=%s error=%s", current.module, exc.message)
+        unreachable.append(exc.message)
         return "unknown", ()
     return ("damaged", tuple(problems)) if problems else ("verified", ())
 
 
 def _agents(services: Services, module: str, state: ModuleState | None,
-            agents: list[AgentInfo]) -> list[AgentStatus]:
+            agents: list[AgentInfo], unreachable: list[str]) -> list[AgentStatus]:
     if not agents:
         return []
     try:
         online: set[str] | None = services.orchestrator.online_workers(module)
     except UpstreamError as exc:
         logger.warning("status.prefect_unreachable module=%s error=%s", module, exc.message)
+        unreachable.append(exc.message)
         online = None
     current = state.agent.name if state and state.agent else None
     draining = {d.name for d in state.draining} if state else set()

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deployer.bundle import load_folder
+from deployer.bundle import Module, load_folder
 from deployer.errors import BundleInvalid
 from deployer.models import Request, RequestKind, Revision, Trigger
 from deployer.revisions import secret_pins
+from deployer.revisions.source import RevisionSource
 from deployer.rotation.inputs import gather
 from deployer.rotation.plan import plan_rotation
 from deployer.services import Services
@@ -24,8 +25,20 @@ def dry_run(services: Services, path: Path, *, repair: bool = False) -> dict[str
     conflicts = services.orchestrator.conflicts(module.name, module.deployments)
     if conflicts:
         raise BundleInvalid(conflicts, source=f"module {module.name}")
+    return _planned(services, request, module)
+
+
+def dry_run_request(services: Services, request: Request) -> dict[str, Any]:
+    """The plan of a request already made (``rollback --dry-run``): its revision's own bundle,
+    read from storage, through the same planner."""
+    with RevisionSource(services, request) as source:
+        return _planned(services, request, source.module)
+
+
+def _planned(services: Services, request: Request, module: Module) -> dict[str, Any]:
     inputs = gather(services, request, module)
     plan = plan_rotation(inputs)
+    revision = request.revision
     return {"module": module.name, "revision": revision.id, "noop": plan.noop,
             "reason": plan.reason, "path": plan.path, "changed": list(plan.changed),
             "why": inputs.parts_why, "steps": plan.steps(), "operations": list(plan.to_data())}

@@ -88,7 +88,7 @@ def test_new_scaffolds_a_module_that_validates(cli: Cli, tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert cli("validate", str(tmp_path / "flows" / "risk-report")).returncode == 0
     assert cli("new", "risk-report", "--dir", str(tmp_path / "flows")).returncode == 2
-    assert cli("new", "Bad_Name", "--dir", str(tmp_path / "flows")).returncode == 1
+    assert cli("new", "Bad_Name", "--dir", str(tmp_path / "flows")).returncode == 2  # as a folder that exists: the argument is refused
 
 
 def test_bundle_writes_a_deterministic_archive_and_prints_digests(cli: Cli, tmp_path: Path, settings_file: Path) -> None:
@@ -128,4 +128,5 @@ def test_status_when_storage_is_down_is_a_clear_error(cli: Cli, tmp_path: Path) 
     done = cli("--settings", str(path), "status")
     assert done.returncode == 1
     assert "cannot reach storage" in done.stderr and "Traceback" not in done.stderr
+    assert "`make dev` starts it" in done.stderr  # what README calls the daily loop
     assert "a2V5" not in done.stderr

@@ -51,9 +51,12 @@ def test_status_from_a_module_folder_reads_the_projects_settings_and_home(projec
     assert not (module / ".deployer").exists()  # state is the project's, wherever the command ran
 
 
-def test_outside_any_project_the_missing_settings_are_named(tmp_path: Path) -> None:
+def test_outside_any_project_that_is_what_it_says(tmp_path: Path) -> None:
     done = run([str(DEPLOYER), "status"], tmp_path)
-    assert done.returncode == 1 and "AzureWebJobsStorage is missing" in done.stderr
+    assert done.returncode == 1 and f"no local.settings.json found in {tmp_path} or above" in done.stderr
+    assert "AzureWebJobsStorage is missing" not in done.stderr  # not the list of every setting
+    done = run([str(DEPLOYER), "status"], tmp_path, PREFECT_API_URL="http://127.0.0.1:9/api")
+    assert done.returncode == 1 and "AzureWebJobsStorage is missing" in done.stderr  # configured by the environment
     assert "Traceback" not in done.stderr
 
 

@@ -72,3 +72,26 @@ def test_status_fits_a_100_column_terminal_and_shows_request_ids_history_knows(w
     assert baking.request_id[:8] in out
     code, history, _ = cli("history", "demo")
     assert baking.request_id[:8] in history
+
+
+def test_status_with_prefect_unreachable_says_why_workers_show_unknown_once(world: World, cli) -> None:  # type: ignore[no-untyped-def]
+    from deployer.errors import UpstreamError
+
+    world.run(world.request())
+    world.orchestrator.fail_next["online_workers"] = UpstreamError(
+        "read workers: cannot reach the Prefect API at http://127.0.0.1:9/api")
+    code, out, err = cli("status")
+    assert code == 0 and "unknown" in out
+    assert err.count("cannot reach the Prefect API") == 1 and "WARNING" not in err + out
+
+
+def test_rollback_dry_run_names_the_revision_and_plan_and_changes_nothing(world: World, cli) -> None:  # type: ignore[no-untyped-def]
+    first = world.run(world.request())
+    world.run(world.request({".env": "GREETING=new\n"}))
+    assert first.revision is not None
+    runs, agents = len(world.state.runs("demo")), world.runtime.running("demo")
+    code, out, _ = cli("rollback", "demo", "--dry-run")
+    assert code == 0 and first.revision.id in out and "dry run: nothing was changed" in out
+    assert len(world.state.runs("demo")) == runs and world.runtime.running("demo") == agents
+    code, out, _ = cli("rollback", "demo", "--dry-run", "--json")
+    assert code == 0 and '"revision": "' + first.revision.id in out
