@@ -11,6 +11,7 @@ from typing import Any
 
 from deployer import codec
 from deployer.notices import prefect_ui
+from deployer.rotation.operations import STAGE_ORDER, in_time_order, stage_kind
 from deployer.services import Services
 
 #: deploys shown per module
@@ -29,7 +30,8 @@ def dashboard_data(services: Services, module: str | None = None) -> dict[str, A
     report = last_report(services)
     return {"modules": codec.to_data(statuses), "deploys": deploys,
             "cleanup": codec.to_data(report) if report else None,
-            "prefect_ui": prefect_ui(services.settings.prefect_api_url)}
+            "prefect_ui": prefect_ui(services.settings.prefect_api_url),
+            "now": codec.to_data(services.now())}
 
 
 def render(data: dict[str, Any]) -> str:
@@ -41,10 +43,14 @@ def render(data: dict[str, Any]) -> str:
         body.append("<p class=empty>No modules yet: <code>deployer deploy flows/&lt;module&gt;</code> "
                     "or upload a bundle deploys one.</p>")
     body.append(_overview(modules))
+    rows = {s["module"]: _rows(s, data["deploys"].get(s["module"], []), data.get("now")) for s in modules}
+    kinds = in_time_order({stage_kind(n) for r in rows.values() for row in r for n in row["stages"]})
+    if kinds:
+        body.append(_legend(kinds))
     for status in modules:
-        body.append(_module(status, data["deploys"].get(status["module"], []), ui))
+        body.append(_module(status, rows[status["module"]], ui))
     body.append(_cleanup(data.get("cleanup")))
-    return PAGE.replace("{body}", "\n".join(body))
+    return PAGE.replace("{stage_colours}", STAGE_CSS).replace("{body}", "\n".join(body))
 
 
 def _overview(modules: list[dict[str, Any]]) -> str:
@@ -76,7 +82,7 @@ def _overview(modules: list[dict[str, Any]]) -> str:
             "<th>now</th><th>last request</th></tr>" + "".join(rows) + "</table>")
 
 
-def _module(status: dict[str, Any], deploys: list[dict[str, Any]], ui: str) -> str:
+def _module(status: dict[str, Any], rows: list[dict[str, Any]], ui: str) -> str:
     name = status["module"]
     parts = [f"<section id='m-{_e(name)}'><h2>{_e(name)}</h2>"]
     agents = status.get("agents", [])
@@ -93,32 +99,79 @@ def _module(status: dict[str, Any], deploys: list[dict[str, Any]], ui: str) -> s
         waiting = record.get("waiting") or {}
         parts.append(f"<p class=active>request {_e(record['request_id'])}: {_e(record['status'])}"
                      f"{': ' + _e(waiting.get('what', '')) if waiting else ''}</p>")
-    if deploys:
-        longest = max((sum(d.get("stages", {}).values()) for d in deploys), default=0.0) or 1.0
-        parts.append("<table class=deploys><tr><th>when</th><th>revision</th><th>trigger</th>"
-                     "<th>changed / path</th><th>outcome</th><th>stages (to scale)</th></tr>")
-        for d in reversed(deploys):
-            parts.append(_deploy_row(d, longest))
+    if rows:
+        longest = max(sum(r["stages"].values()) for r in rows) or 1.0
+        parts.append("<table class=deploys><tr><th>when (UTC)</th><th>request</th><th>revision</th>"
+                     "<th>changed / path</th><th>outcome</th><th>live after</th>"
+                     "<th>stages in time order, to scale</th></tr>")
+        parts.extend(_deploy_row(row, longest) for row in rows)
         parts.append("</table>")
     parts.append(f"<p class=sub><a href='{_e(ui)}/deployments'>deployments in the Prefect UI</a></p>")
     return "".join(parts) + "</section>"
 
 
-def _deploy_row(entry: dict[str, Any], longest: float) -> str:
-    stages = entry.get("stages") or {}
+def _rows(status: dict[str, Any], deploys: list[dict[str, Any]], now: str | None) -> list[dict[str, Any]]:
+    """The module's requests, newest first: those in progress (their stages so far; the one
+    going on counted to ``now``), then its history."""
+    rows = []
+    for record in reversed(status.get("active", [])):
+        stages = {}
+        for stage in record.get("stages", []):
+            end = stage.get("finished_at") or now
+            if end and stage.get("started_at"):
+                stages[stage["name"]] = max(_seconds_between(stage["started_at"], end), 0.0)
+        rows.append({"at": record.get("created_at"), "request": record["request_id"],
+                     "kind": record.get("kind", ""), "revision": record.get("revision") or {},
+                     "trigger": record.get("trigger") or {}, "changed": "", "path": "",
+                     "outcome": record.get("status", ""), "error": "", "live_after": None,
+                     "stages": stages, "active": True})
+    for d in reversed(deploys):
+        rows.append({"at": d.get("at"), "request": d.get("request_id", ""), "kind": d.get("kind", ""),
+                     "revision": d.get("revision") or {}, "trigger": d.get("trigger") or {},
+                     "changed": ", ".join(d.get("changed") or []), "path": d.get("path") or "",
+                     "outcome": d.get("outcome", ""), "error": (d.get("error") or {}).get("message", ""),
+                     "live_after": d.get("live_after"), "stages": d.get("stages") or {}, "active": False})
+    return rows
+
+
+def _deploy_row(row: dict[str, Any], longest: float) -> str:
+    stages = {name: row["stages"][name] for name in in_time_order(row["stages"])}
     total = sum(stages.values())
     bars = "".join(
-        f"<span class='bar s{i % 6}' style='width:{max(seconds / longest * 100, 0.4):.2f}%' "
-        f"title='{_e(name)} {seconds:.1f} s'></span>" for i, (name, seconds) in enumerate(stages.items()))
-    outcome = entry.get("outcome", "")
-    error = (entry.get("error") or {}).get("message", "")
-    trigger = entry.get("trigger") or {}
-    changed = ", ".join(entry.get("changed") or []) or "-"
-    return (f"<tr><td>{_e(str(entry.get('at', ''))[:19].replace('T', ' '))}</td>"
-            f"<td><code>{_e(_revision_id(entry.get('revision') or {}))}</code></td>"
-            f"<td>{_e(trigger.get('source', ''))}</td><td>{_e(changed)} / {_e(entry.get('path') or '-')}</td>"
-            f"<td class={OUTCOME_CLASS.get(outcome, '')} title='{_e(error)}'>{_e(outcome)}</td>"
+        f"<span class='bar k-{_e(stage_kind(name))}' style='width:{max(seconds / longest * 100, 0.4):.2f}%' "
+        f"title='{_e(name)} {seconds:.1f} s'></span>" for name, seconds in stages.items())
+    outcome, kind = row["outcome"], row["kind"]
+    rollback = kind == "rollback"
+    label = {"rollback": "↩ rollback", "remove": "remove"}.get(kind, "")
+    trigger = row["trigger"].get("source", "")
+    live = f"{row['live_after']:.0f} s" if row["live_after"] is not None else "-"
+    css = " class=active" if row["active"] else (" class=rollback" if rollback else "")
+    return (f"<tr{css}><td>{_e(_when(row['at']))}</td>"
+            f"<td><code>{_e(row['request'][:8])}</code> <span class=sub>{_e(trigger)}</span>"
+            f"{f' <span class=tag>{_e(label)}</span>' if label else ''}</td>"
+            f"<td><code>{_e(_revision_id(row['revision']))}</code></td>"
+            f"<td>{_e(row['changed'] or '-')} / {_e(row['path'] or '-')}</td>"
+            f"<td class={OUTCOME_CLASS.get(outcome, 'active' if row['active'] else '')} "
+            f"title='{_e(row['error'])}'>{_e(outcome)}</td><td>{_e(live)}</td>"
             f"<td><div class=timeline>{bars}</div><span class=sub>{total:.1f} s</span></td></tr>")
+
+
+def _legend(kinds: list[str]) -> str:
+    items = "".join(f"<span class=key><span class='swatch k-{_e(k)}'></span>{_e(k)}</span>" for k in kinds)
+    return (f"<p class=legend>stages: {items} <span class=sub>(bake: the window after the "
+            "revision went live, the previous agent kept ready)</span></p>")
+
+
+def _when(value: object) -> str:
+    """An ISO time as ``2026-12-06 14:05:03 UTC`` (stored times are UTC)."""
+    text = str(value or "")
+    return f"{text[:19].replace('T', ' ')} UTC" if text else "-"
+
+
+def _seconds_between(start: str, end: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
 def _cleanup(report: dict[str, Any] | None) -> str:
@@ -151,6 +204,15 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+#: a colour per stage kind, in STAGE_ORDER (no two alike); the bake window is hatched: it comes
+#: after the revision went live
+PALETTE = ("#9aa3ad", "#c5cad1", "#e0c36b", "#6c7a89", "#2f8f83", "#17becf", "#4c78a8", "#9ecae9",
+           "#f58518", "#ffbf79", "#54a24b", "#b279a2", "#88d27a", "#e45756", "#ff9da6", "#72b7b2",
+           "#9d755d", "#bab0ac", "#5b4a9e")
+STAGE_CSS = "".join(f".k-{kind}{{background:{colour}}}"
+                    for kind, colour in zip(STAGE_ORDER, PALETTE, strict=True)) + (
+    ".k-bake{background:repeating-linear-gradient(45deg,#e45756 0 4px,#f4b6b6 4px 8px)}")
+
 PAGE = """<!doctype html>
 <html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width">
 <title>deployer dashboard</title>
@@ -164,8 +226,11 @@ code{font-size:12px}.ok{color:#17803d}.bad{color:#c0262d;font-weight:600}.warn{c
 .active{background:#fff7e0;padding:4px 8px;border-radius:4px}.empty{font-size:16px;padding:20px 0}
 .timeline{display:flex;width:320px;height:12px;background:#f3f4f7;border-radius:3px;overflow:hidden;
 display:inline-flex;margin-right:6px;vertical-align:middle}.bar{height:100%}
-.s0{background:#4c78a8}.s1{background:#f58518}.s2{background:#54a24b}.s3{background:#b279a2}
-.s4{background:#e45756}.s5{background:#72b7b2}
+tr.rollback td:first-child{border-left:3px solid #b26b00}tr.active{background:#fff7e0}
+td.active{color:#b26b00;font-weight:600}.legend{font-size:12px;line-height:2}
+.key{white-space:nowrap;margin-right:10px}.swatch{display:inline-block;width:10px;height:10px;
+border-radius:2px;margin-right:4px;vertical-align:-1px}
+{stage_colours}
 </style></head><body>
 {body}
 </body></html>

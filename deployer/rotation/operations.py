@@ -14,9 +14,12 @@ it, the old one keeps serving); during it some deployments may already point at 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
+
+from deployer.models import RequestStage
 
 
 class Phase(StrEnum):
@@ -245,6 +248,22 @@ class StopAgent(Operation):
 KINDS: dict[str, type[Operation]] = {cls.kind: cls for cls in (
     PublishCode, CheckCode, BuildImage, ReuseImage, StartAgent, CheckEntrypoints, AwaitOnline,
     Register, AwaitReady, SmokeRun, HoldQueue, Commit, Bake, Drain, StopAgent)}
+
+
+#: every stage a request can have, in the order they happen: its own, then its plan's (a plan
+#: takes check-code or the rows from build to wait-online, never both)
+STAGE_ORDER: tuple[str, ...] = (*(s.value for s in RequestStage), *KINDS)
+
+
+def stage_kind(name: str) -> str:
+    """``drain agent-x`` -> ``drain``: a stage's kind, as STAGE_ORDER names it."""
+    return name.split(" ", 1)[0]
+
+
+def in_time_order(names: Iterable[str]) -> list[str]:
+    """Stage names in the order they happen (stored history sorts them by name)."""
+    rank = {kind: n for n, kind in enumerate(STAGE_ORDER)}
+    return sorted(names, key=lambda name: rank.get(stage_kind(name), len(rank)))
 
 
 def from_dict(data: dict[str, Any]) -> Operation:
