@@ -75,7 +75,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     for record in active:
         waiting = record.waiting.what if record.waiting else ""
         plan = record.stage(RequestStage.PLAN)
-        table.add_row("…", ago(record.created_at), record.revision.id if record.revision else "-",
+        mark = "●" if record.request_id == current else "…"  # serving (baking, say), or not yet
+        table.add_row(mark, ago(record.created_at), record.revision.id if record.revision else "-",
                       record.request_id[:SHORT_ID], record.kind.value,
                       str(plan.detail.get("path", "")) if plan else "",
                       record.status.value, _seconds(live_after(record)), "")
@@ -85,8 +86,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     for note in notes:
         out.print(note, markup=False, soft_wrap=False)
     if current:
-        out.print(f"● current revision, deployed by request {current[:SHORT_ID]}; `deployer logs "
-                  f"{args.module} --request <id>` shows a request's stages", style="dim",
+        out.print(f"● current revision, deployed by request {current[:SHORT_ID]}; … in progress; "
+                  f"`deployer logs {args.module} --request <id>` shows a request's stages", style="dim",
                   soft_wrap=False)
     return 0
 

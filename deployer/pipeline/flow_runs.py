@@ -125,11 +125,13 @@ def watch(services: Services, run_id: str, *, timeout: float | None = None,
             yield RunEvent(line.at, run.state, line)
         if run.state != state:
             state = run.state
-            yield RunEvent(services.now(), state)
+            if state not in FINAL_STATES:  # the final one after the run's last lines
+                yield RunEvent(services.now(), state)
         now = services.now().timestamp()
         if state in FINAL_STATES:
             ended_at = now if ended_at is None else ended_at
             if not logs and now - ended_at >= LOG_GRACE_SECONDS:
+                yield RunEvent(services.now(), state)
                 return
         if deadline is not None and now >= deadline:
             return

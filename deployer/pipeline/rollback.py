@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from deployer.errors import NotFound, UsageError
-from deployer.models import HistoryEntry, Intent, Request, RequestKind, RunStatus, Trigger
+from deployer.models import HistoryEntry, Intent, Request, RequestKind, Revision, RunStatus, Trigger
 from deployer.names import unknown_module
 from deployer.services import Services
 
@@ -31,8 +31,12 @@ def rollback_request(services: Services, module: str, to: str | None = None,
     named = [e for e in history if e.outcome in (RunStatus.SUCCEEDED, RunStatus.ROLLED_BACK)]
     entry = _named(named, module, to) if to else _previous(succeeded, module, current.id)
     revision = entry.revision
+    if not revision.image:  # a code-only revision recorded without one: its dependencies' image
+        revision = replace(revision, image=_image_of_dependencies(history, revision))
     if not revision.image:
-        raise NotFound(f"revision {revision.id} of {module} has no recorded image")
+        raise NotFound(f"revision {revision.id} of {module} has no recorded image",
+                       hint=f"deploy its bundle ({revision.bundle}) again, or pick another "
+                       f"revision from `deployer history {module}`")
     image = services.builder.resolve(module, revision.image)
     if image is None:
         raise NotFound(f"cannot roll {module} back to {revision.id}: its image {revision.image} is "
@@ -50,6 +54,14 @@ def rollback_request(services: Services, module: str, to: str | None = None,
                                       {"from": current.id, "to": revision.id}),
                    replace(revision, image=image.ref, image_digest=image.digest), now,
                    Intent(now, request_id))
+
+
+def _image_of_dependencies(history: list[HistoryEntry], revision: Revision) -> str:
+    """The newest image built from the same dependencies (what a code-only revision runs in)."""
+    if not revision.deps_digest:
+        return ""
+    return next((e.revision.image for e in reversed(history) if e.revision.image
+                 and e.revision.deps_digest == revision.deps_digest), "")
 
 
 def _previous(entries: list[HistoryEntry], module: str, current_id: str) -> HistoryEntry:

@@ -19,7 +19,7 @@ from deployer.rotation.operations import (
     from_dict,
 )
 from deployer.rotation.outcomes import Done
-from deployer.rotation.results import Baked, ImageReady
+from deployer.rotation.results import Baked, Committed, ImageReady
 from deployer.rotation.step import Step, StepResult
 
 
@@ -80,7 +80,13 @@ def append_history(step: Step, outcome: RunStatus, error: dict[str, Any] | None,
     image = result_of(step.t, plan, BuildImage, ImageReady) or result_of(step.t, plan, ReuseImage, ImageReady)
     if image is not None:
         revision = replace(revision, image=image.image.ref, image_digest=image.image.digest)
-    if not revision.image:  # a code-only revision: it runs in the image it was committed with
+    committed = result_of(step.t, plan, Commit, Committed)
+    if not revision.image and committed is not None and committed.serving is not None:
+        # a code-only revision: it runs in the image it was committed with (the module may
+        # serve a newer revision by now: a deploy that ended this one's bake)
+        revision = replace(revision, image=committed.serving.image,
+                           image_digest=committed.serving.image_digest)
+    if not revision.image:  # committed before the commit recorded it
         got = state.module(request.module)
         current = got.value.current if got else None
         if current is not None and current.id == revision.id:

@@ -77,6 +77,9 @@ class Committed:
     woke: int = 0  # requests waiting for the module that the commit woke
     previous: Revision | None = None
     previous_agent: AgentRef | None = None
+    #: the revision as it serves from the commit on: its image (for a code-only revision, the
+    #: one it runs in) and whether its runs pull from the code store
+    serving: Revision | None = None
 
 
 @dataclass(frozen=True)

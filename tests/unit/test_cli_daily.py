@@ -71,7 +71,8 @@ def test_status_fits_a_100_column_terminal_and_shows_request_ids_history_knows(w
     assert code == 0 and all(len(line) <= 100 for line in out.splitlines()), out
     assert baking.request_id[:8] in out
     code, history, _ = cli("history", "demo")
-    assert baking.request_id[:8] in history
+    row = next(line for line in history.splitlines() if baking.request_id[:8] in line)  # the table's
+    assert "●" in row and "baking" in row  # baking, it is the current revision
 
 
 def test_status_with_prefect_unreachable_says_why_workers_show_unknown_once(world: World, cli) -> None:  # type: ignore[no-untyped-def]
@@ -95,3 +96,16 @@ def test_rollback_dry_run_names_the_revision_and_plan_and_changes_nothing(world:
     assert len(world.state.runs("demo")) == runs and world.runtime.running("demo") == agents
     code, out, _ = cli("rollback", "demo", "--dry-run", "--json")
     assert code == 0 and '"revision": "' + first.revision.id in out
+
+
+def test_a_deploy_driven_here_returns_once_live_without_sleeping_through_bake_looks(world: World) -> None:
+    from deployer.request_queue import new_record, submit
+    from deployer.rotation.drive import drive
+
+    world.services.settings = replace(world.services.settings, bake_seconds=600, bake_runs=3)
+    world.run(world.request())
+    record = submit(world.services, new_record(world.request({".env": "GREETING=new\n"})))
+    done = drive(world.services, "demo", record.request_id)
+    commit = done.stage("commit")
+    assert done.status is RunStatus.BAKING and commit is not None and commit.finished_at is not None
+    assert (world.clock.now - commit.finished_at).total_seconds() < 1.0  # not the bake's 2 + 3 + 4.5 s

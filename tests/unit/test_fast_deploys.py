@@ -239,3 +239,35 @@ def test_an_agent_started_without_a_checker_is_checked_by_a_run(world: World) ->
     assert record.status is RunStatus.SUCCEEDED and world.code.asked == []
     assert len(world.orchestrator.code_checks) == 1
     assert [op["warm"] for op in record.plan if op["op"] == "check-code"] == [False]
+
+
+def test_a_code_only_revision_whose_bake_a_newer_deploy_ended_is_recorded_with_its_image(world: World) -> None:
+    """With a bake window, the middle revision's history entry is written when the next deploy
+    ends its bake (superseded), when the module already serves the next one."""
+    capable(world)
+    world.services.settings = replace(world.services.settings, bake_seconds=600, bake_runs=3)
+    world.run(world.request())
+    middle = world.request(CODE)
+    assert world.run(middle, settled=True).status is RunStatus.BAKING
+    world.run(world.request({"flow.py": "from prefect import flow\n\n@flow(name='demo')\ndef hello():\n    return 3\n"}),
+              settled=True)
+    world.pump(until=lambda: any(e.request_id == middle.request_id for e in world.state.history("demo")))
+    entry = next(e for e in world.state.history("demo") if e.request_id == middle.request_id)
+    assert entry.revision.image and entry.revision.image == world.state.history("demo")[0].revision.image
+    assert rollback_request(world.services, "demo", middle.revision.id).revision.id == middle.revision.id
+
+
+def test_a_code_only_revision_recorded_without_an_image_rolls_back_to_the_image_of_its_dependencies(
+        world: World) -> None:
+    """History written before the image was recorded: the image built from the same
+    dependencies is the one it ran in."""
+    capable(world)
+    world.run(world.request())
+    middle = world.request(CODE)
+    world.run(middle)
+    world.run(world.request({"flow.py": "from prefect import flow\n\n@flow(name='demo')\ndef hello():\n    return 3\n"}))
+    history = world.state.history("demo")
+    history[1] = replace(history[1], revision=replace(history[1].revision, image="", image_digest=""))
+    world.state.history = lambda module: history  # type: ignore[method-assign]
+    request = rollback_request(world.services, "demo", middle.revision.id)
+    assert request.revision.image == history[0].revision.image

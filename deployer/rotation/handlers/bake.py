@@ -75,9 +75,12 @@ def bake(ctx: Context, op: Bake, looks: int) -> Outcome:
         s.state.save_module(replace(doc, baking=None, updated_at=s.now()), got.etag)
         return Done(Baked("passed", evidence, ratio, previous_ratio))
     failed = sum(1 for r in runs if r.state in BAD)
+    # never slept inside the invocation: the window lasts minutes, and the request is settled
+    # (a deploy that drives it, the CLI's, is done once the first look is recorded)
     return Wait(BAKE.pause(looks), f"baking revision {revision}: {len(runs)} of "
                 f"{settings.bake_runs} run(s) finished, {failed} failed; the window ends "
-                f"{until:%H:%M:%S} UTC", {"runs": list(evidence), "previous_ratio": previous_ratio})
+                f"{until:%H:%M:%S} UTC", {"runs": list(evidence), "previous_ratio": previous_ratio},
+                inline=False)
 
 
 def _ratio(runs: list[RunRef]) -> float:

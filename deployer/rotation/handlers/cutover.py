@@ -122,4 +122,5 @@ def commit(ctx: Context, op: Commit, looks: int) -> Outcome:
     state.save_module(committed, got.etag if got else None)
     state.remove_pending(ctx.module, ctx.request.request_id)  # no longer competing
     woken = admission.wake(ctx.s, ctx.module, ctx.request.request_id)
-    return Done(Committed(op.revision_id, op.agent, op.draining, woken, doc.current, doc.agent))
+    return Done(Committed(op.revision_id, op.agent, op.draining, woken, doc.current, doc.agent,
+                          serving))
