@@ -1,7 +1,7 @@
 """The cleanup planner: pure. What exists and what the state says in, actions with reasons out.
 
 Every listed thing gets an action: delete (with why) or keep (with why), so the report can say
-why something survived. The rules, which DESIGN.md and the README state in words:
+why something survived. The rules, which DESIGN.md and docs/cleanup.md state in words:
 
 agents     never the current agent, nor any agent of a module that is being deployed (it has an
            owner), nor an agent that drains its runs after a cutover, nor the new agent of a
