@@ -57,7 +57,7 @@ def test_one_command_starts_the_stack_keeps_its_data_and_stops_what_it_started(t
         text = wait_ready(process, log)
         assert f"Azurite on 127.0.0.1:{blob}" in text and f"Prefect UI: http://127.0.0.1:{prefect}/" in text
         assert "status: http://127.0.0.1:" in text and "/api/acr-webhook" in text
-        dashboard = next(line for line in text.splitlines() if "dashboard:" in line).split("dashboard:")[1].strip()
+        dashboard = next(line for line in text.splitlines() if "dashboard: http" in line).split("dashboard:")[1].strip()
         with urllib.request.urlopen(dashboard, timeout=10) as page:  # the URL it prints is the page
             assert page.status == 200 and b"<html" in page.read(2000).lower()
         with urllib.request.urlopen(f"http://127.0.0.1:{prefect}/", timeout=10) as page:

@@ -118,14 +118,16 @@ def test_scheduled_runs_follow_the_deployment_to_the_new_agent(stack: Stack) -> 
 
 def _worker_pids(module: str) -> set[int]:
     """Every worker process of the module's pool on this machine (behind its preflight, the
-    worker's arguments are in the preflight's JSON argument)."""
-    pids = set()
-    for process in psutil.process_iter(["cmdline"]):
+    worker's arguments are in the preflight's JSON argument). An agent's warm checker is a fork
+    of it (the same command line) and is counted with it, not apart; one whose agent is gone
+    (parent no longer a worker) counts as a worker left behind."""
+    found: dict[int, int] = {}
+    for process in psutil.process_iter(["cmdline", "ppid"]):
         cmdline = process.info["cmdline"] or []
         if any(f'"--pool","{module}"' in arg for arg in cmdline) or \
                 ("worker" in cmdline and "--pool" in cmdline and module in cmdline):
-            pids.add(process.pid)
-    return pids
+            found[process.pid] = process.info["ppid"]
+    return {pid for pid, parent in found.items() if parent not in found}
 
 
 @pytest.mark.parametrize("kill_in", ["build", "start-agent", "register", "commit"])

@@ -118,4 +118,23 @@ def azure_world(base: dict[str, str], state: StateRepository, bundles: BundleSto
     if isinstance(services.code, FakeCodeStore):  # the agents' warm checkers, on the fake ACI
         services.code.on_check = lambda agent, request, pull, entrypoints: azure.aci.answer_check(
             agent, request, orchestrator.code_check(pull, entrypoints))
+    else:  # the real code store's blob channel: the fake container's checker reads it and answers
+        _answer_from_channel(services.code, azure, orchestrator)
     return AzureWorld(azure, services, orchestrator, clients, trigger)
+
+
+def _answer_from_channel(code: Any, azure: Any, orchestrator: FakeOrchestrator) -> None:
+    """After each check request lands in the real store's channel (a blob the agent would poll),
+    the fake ACI container of that agent answers it in its log, from what the blob says."""
+    ask = code.ask_check
+
+    def ask_and_answer(agent: str, request_id: str, pull_steps: list[dict[str, Any]],
+                       entrypoints: list[tuple[str, str]]) -> None:
+        ask(agent, request_id, pull_steps, entrypoints)
+        channel = code.check_channel(agent)
+        blob = code._container.download_blob(f"{channel['prefix']}{request_id}.json").readall()
+        body = json.loads(blob)
+        azure.aci.answer_check(agent, request_id, orchestrator.code_check(
+            body["pull"], [tuple(e) for e in body["entrypoints"]]))
+
+    code.ask_check = ask_and_answer

@@ -92,7 +92,10 @@ def test_status_watch_shows_it_again_until_interrupted(settings_file: Path, as_j
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPLOYER_", "PREFECT_", "AzureWebJobs"))}
     argv = [sys.executable, "-m", "deployer", "--settings", str(settings_file), "status", "--watch", "0.5",
             *(["--json"] if as_json else [])]
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as a terminal starts it: Ctrl-C delivered (a shell starts background jobs, a CI runner
+    # maybe, with SIGINT ignored, and a child inherits that)
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         time.sleep(6)  # start-up, then several refreshes
     finally:
