@@ -2,7 +2,8 @@
 
 A group is named ``<prefix>-<module>-<UTC yyyymmddHHMMSS>`` (the old deploy.sh's naming, so the
 groups it made are recognised), tagged with managed-by, module, revision and queue; Linux, restart
-policy Always, CPU and memory from settings; its one container runs
+policy Always, CPU and memory as the module asks (``bundle.sizing``; the settings by default); its
+one container runs
 ``prefect worker start --pool <module> --name <group> --work-queue <group> --type process``
 behind the agent's preflight and the image's own ENTRYPOINT (tini on Prefect's image).
 Every ``.env`` value and ``PREFECT_API_KEY`` is a ``secureValue`` (never returned by ARM, never
@@ -75,7 +76,8 @@ class AciAgentRuntime:
                 command=_command(spec),
                 environment_variables=env,
                 resources=m.ResourceRequirements(requests=m.ResourceRequests(
-                    cpu=self._s.agent_cpu, memory_in_gb=self._s.agent_memory_gb)))])
+                    cpu=spec.cpu or self._s.agent_cpu,
+                    memory_in_gb=spec.memory_gb or self._s.agent_memory_gb)))])
         with azure_errors(f"create container group {spec.name} in resource group {self._group}"):
             self._c.aci.container_groups.begin_create_or_update(self._group, spec.name, group,
                                                                 polling=False)

@@ -17,6 +17,7 @@ from typing import Any
 from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
 
+from deployer.bundle import sizing
 from deployer.bundle.deployment_config import schedule_items
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec
 from deployer.errors import Problem
@@ -48,7 +49,8 @@ def deployment_payload(spec: DeploymentSpec, pool: str, queue: str,
         "tags": sorted({*tags, MANAGED_TAG}),
         "paused": config.get("paused"),
         "concurrency_limit": config.get("concurrency_limit"),
-        "job_variables": dict(work_pool.get("job_variables") or {}),
+        # with the command that starts each run under its memory limit, when it has one
+        "job_variables": sizing.job_variables(spec),
     }
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deployer.bundle import sizing
 from deployer.bundle.archive import ARCHIVE_SUFFIXES, BundleLimits, Readable, extract
 from deployer.bundle.contract import check_module, check_name
 from deployer.bundle.digest import config_digest, short
@@ -21,6 +22,7 @@ from deployer.bundle.envfile import EnvFile
 from deployer.bundle.pack import Packed, code_digest_of, pack
 from deployer.bundle.parts import Dependencies, dependencies_of
 from deployer.bundle.prefect_yaml import DeploymentSpec
+from deployer.bundle.sizing import NO_OPTIONS, ModuleOptions, Size
 from deployer.bundle.tree import Tree, scan
 from deployer.errors import BundleInvalid, Problem
 from deployer.names import module_folder
@@ -45,6 +47,8 @@ class Module:
     deployments: tuple[DeploymentSpec, ...]
     #: what validation found worth saying that is no problem
     notes: tuple[str, ...] = ()
+    #: prefect.yaml's own ``deployer:`` section (the agent's size, ``sizing``)
+    options: ModuleOptions = NO_OPTIONS
 
     @property
     def root(self) -> Path:
@@ -54,7 +58,13 @@ class Module:
         return code_digest_of(self.tree)
 
     def config_digest(self, key: str) -> str:
-        return config_digest(self.env.pairs, key)
+        """``.env``, and the sizes the agent is made from when the module names any (a change
+        of them restarts the agent; a module that names none keeps the digest it had)."""
+        return config_digest([*self.env.pairs, *sizing.digest_pairs(self.options, self.deployments)],
+                             key)
+
+    def agent_size(self, default: Size) -> Size:
+        return sizing.agent_size(self.options, self.deployments, default)
 
     def dependencies(self) -> Dependencies:
         """What the image is built from, by the rule of ``bundle.parts``."""
@@ -132,4 +142,4 @@ def _check(tree: Tree, name: str, label: str, extra: list[Problem] | None = None
                 "e.g. flows/risk-report"))
         raise BundleInvalid(problems, source=label)
     return Module(name=name, tree=tree, env=result.env, deployments=result.deployments,
-                  notes=result.notes)
+                  notes=result.notes, options=result.options)

@@ -25,6 +25,7 @@ from deployer.bundle.entrypoint import check_entrypoint
 from deployer.bundle.env_reads import check_env_reads
 from deployer.bundle.envfile import ENV_FILE, EnvFile, parse_env
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec, parse_deployments
+from deployer.bundle.sizing import NO_OPTIONS, ModuleOptions
 from deployer.bundle.tree import Tree
 from deployer.errors import Problem
 
@@ -46,6 +47,8 @@ class ModuleCheck:
     problems: tuple[Problem, ...]
     #: what is worth saying but is no problem (``env_reads``: a variable read that may be None)
     notes: tuple[str, ...] = ()
+    #: prefect.yaml's own ``deployer:`` section (``sizing``)
+    options: ModuleOptions = NO_OPTIONS
 
 
 def check_name(name: str) -> list[Problem]:
@@ -70,6 +73,7 @@ def check_module(tree: Tree, name: str) -> ModuleCheck:
             problems.append(Problem(required, None, _MISSING[required]))
     env = EnvFile()
     deployments: list[DeploymentSpec] = []
+    options = NO_OPTIONS
     small: dict[str, bytes] = {}
     for rel in (REQUIREMENTS, DOCKERFILE, ENV_FILE, DOCKERIGNORE):
         data = _small(root, rel, problems) if tree.has(rel) else None
@@ -90,12 +94,12 @@ def check_module(tree: Tree, name: str) -> ModuleCheck:
             found, notes = check_env_reads(tree, frozenset(env.keys))
             problems.extend(found)
     if tree.has(PREFECT_YAML):
-        deployments, found = parse_deployments(root)
+        deployments, found, options = parse_deployments(root)
         problems.extend(found)
         for spec in deployments:
             problems.extend(check_deployment(spec, name))
     return ModuleCheck(name=name, env=env, deployments=tuple(deployments),
-                       problems=tuple(problems), notes=tuple(notes))
+                       problems=tuple(problems), notes=tuple(notes), options=options)
 
 
 _MISSING = {

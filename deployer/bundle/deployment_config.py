@@ -40,7 +40,7 @@ NOT_HONOURED = {
     "flow_name": "the flow's name comes from the entrypoint's @flow",
 }
 TOP_NOT_HONOURED = {k: NOT_HONOURED[k] for k in ("build", "push", "pull")}
-TOP_KNOWN = {"name", "prefect-version", "deployments", *TOP_NOT_HONOURED}
+TOP_KNOWN = {"name", "prefect-version", "deployments", "deployer", *TOP_NOT_HONOURED}
 SCHEDULE_KEYS = {"cron", "interval", "rrule", "timezone", "anchor_date", "active", "parameters",
                  "slug", "replaces", "day_or"}
 COLLISION_STRATEGIES = ("ENQUEUE", "CANCEL_NEW")

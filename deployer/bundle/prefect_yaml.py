@@ -12,13 +12,16 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from deployer.bundle.archive import safe_name
 from deployer.bundle.flow_ast import find_flow
 from deployer.errors import Problem
+
+if TYPE_CHECKING:
+    from deployer.bundle.sizing import ModuleOptions
 
 PREFECT_YAML = "prefect.yaml"
 #: anchors and aliases are allowed, but the expanded document must stay small
@@ -72,14 +75,32 @@ class DeploymentSpec:
         return self.entrypoint.rsplit(":", 1)[1]
 
 
-def parse_deployments(root: Path) -> tuple[list[DeploymentSpec], list[Problem]]:
+def parse_deployments(root: Path) -> tuple[list[DeploymentSpec], list[Problem], ModuleOptions]:
+    """The deployments of prefect.yaml, its problems, and its top-level ``deployer:`` section."""
+    specs, problems, section = _parse(root)
+    from deployer.bundle import sizing
+
+    options, found = sizing.check_section(*section)
+    problems += found
+    for spec in specs:
+        problems += sizing.check_deployment(spec, options)
+    return specs, problems, options
+
+
+Section = tuple[Any, dict[str, int]]
+_NO_SECTION: Section = (None, {})
+
+
+def _parse(root: Path) -> tuple[list[DeploymentSpec], list[Problem], Section]:
     path = root / PREFECT_YAML
     if path.stat().st_size > MAX_YAML_BYTES:
-        return [], [Problem(PREFECT_YAML, None, f"is larger than {MAX_YAML_BYTES} bytes")]
+        return ([], [Problem(PREFECT_YAML, None, f"is larger than {MAX_YAML_BYTES} bytes")],
+                _NO_SECTION)
     text = path.read_bytes()
     deep = _too_deep(text)
     if deep is not None:
-        return [], [Problem(PREFECT_YAML, deep, f"nests more than {MAX_YAML_DEPTH} levels deep")]
+        return ([], [Problem(PREFECT_YAML, deep, f"nests more than {MAX_YAML_DEPTH} levels deep")],
+                _NO_SECTION)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.load(text, Loader=yaml.SafeLoader)
@@ -87,19 +108,24 @@ def parse_deployments(root: Path) -> tuple[list[DeploymentSpec], list[Problem]]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or "not valid YAML"
-        return [], [Problem(PREFECT_YAML, line, f"is not valid YAML: {reason}")]
+        return ([], [Problem(PREFECT_YAML, line, f"is not valid YAML: {reason}")],
+                _NO_SECTION)
     except RecursionError:  # nesting the text scan could not see (aliases of deep values)
-        return [], [Problem(PREFECT_YAML, None, f"nests more than {MAX_YAML_DEPTH} levels deep")]
+        return ([], [Problem(PREFECT_YAML, None, f"nests more than {MAX_YAML_DEPTH} levels deep")],
+                _NO_SECTION)
     if _too_big(data):
-        return [], [Problem(PREFECT_YAML, None, f"expands to more than {MAX_YAML_VALUES} values")]
+        return ([], [Problem(PREFECT_YAML, None, f"expands to more than {MAX_YAML_VALUES} values")],
+                _NO_SECTION)
     if _depth(data) > MAX_YAML_DEPTH:
-        return [], [Problem(PREFECT_YAML, None, f"nests more than {MAX_YAML_DEPTH} levels deep")]
+        return ([], [Problem(PREFECT_YAML, None, f"nests more than {MAX_YAML_DEPTH} levels deep")],
+                _NO_SECTION)
     if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
-        return [], [Problem(PREFECT_YAML, 1, "must be a mapping with a 'deployments' list")]
+        return ([], [Problem(PREFECT_YAML, 1, "must be a mapping with a 'deployments' list")],
+                _NO_SECTION)
     items = data.get("deployments")
     if not isinstance(items, list) or not items:
-        return [], [Problem(PREFECT_YAML, _key_line(node, "deployments"),
-                            "has no deployments (add a 'deployments:' list)")]
+        return ([], [Problem(PREFECT_YAML, _key_line(node, "deployments"),
+                             "has no deployments (add a 'deployments:' list)")], _NO_SECTION)
     seq = _child(node, "deployments")
     nodes = list(seq.value) if isinstance(seq, yaml.SequenceNode) else []
     lines = [n.start_mark.line + 1 for n in nodes]
@@ -134,7 +160,10 @@ def parse_deployments(root: Path) -> tuple[list[DeploymentSpec], list[Problem]]:
         flow, found = inspect_entrypoint(root, spec)
         problems.extend(found)
         checked.append(flow or spec)
-    return checked, problems
+    section = _child(node, "deployer")
+    lines_below = _lines(section, "deployer") if section is not None else {}
+    return checked, problems, (data.get("deployer"), {"deployer": _key_line(node, "deployer"),
+                                                       **lines_below})
 
 
 def inspect_entrypoint(root: Path, spec: DeploymentSpec) -> tuple[DeploymentSpec | None,

@@ -139,8 +139,22 @@ def show_plan(plan: dict[str, Any], *, as_json: bool) -> int:
         out.print(f"  why: {plan['why']}", markup=False)
     for number, step in enumerate(plan["steps"], start=1):
         out.print(f"  {number}. {step}", markup=False)
+    _show_sizes(plan.get("sizes"))
     out.print("dry run: nothing was changed", style="dim")
     return 0
+
+
+def _show_sizes(sizes: dict[str, Any] | None) -> None:
+    if not sizes:
+        return
+    agent = sizes["agent"]
+    whence = "prefect.yaml deployer.agent" if agent["declared"] else \
+        "DEPLOYER_AGENT_CPU / DEPLOYER_AGENT_MEMORY_GB, raised to fit the deployments"
+    out.print(f"  agent: {agent['cpu']:g} vCPU, {agent['memory_gb']:g} GB ({whence})", markup=False)
+    for name, run in sizes["runs"].items():
+        limit = (f"at most {run['memory_gb']:g} GB each" if run["memory_gb"] is not None
+                 else "no memory limit of their own")
+        out.print(f"  runs of {name}: {limit}", markup=False)
 
 
 def run_here(services: Any, request: Any, *, as_json: bool) -> int:

@@ -35,6 +35,9 @@ class AgentSpec:
     entrypoint: tuple[str, ...] = ()
     #: where its warm checker looks for check requests (``CodeStore.check_channel``); empty: none
     checks: dict[str, Any] = field(default_factory=dict)
+    #: vCPU and GB the agent is made with (``bundle.sizing``); 0: the runtime's default
+    cpu: float = 0.0
+    memory_gb: float = 0.0
 
     def __repr__(self) -> str:
         return (f"AgentSpec(name={self.name!r}, revision={self.revision_id!r}, "

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer.bundle import Module, load_folder
+from deployer.bundle.sizing import Size, run_size
 from deployer.errors import BundleInvalid
 from deployer.models import Request, RequestKind, Revision, Trigger
 from deployer.revisions import secret_pins
@@ -41,4 +42,18 @@ def _planned(services: Services, request: Request, module: Module) -> dict[str, 
     revision = request.revision
     return {"module": module.name, "revision": revision.id, "noop": plan.noop,
             "reason": plan.reason, "path": plan.path, "changed": list(plan.changed),
-            "why": inputs.parts_why, "steps": plan.steps(), "operations": list(plan.to_data())}
+            "why": inputs.parts_why, "steps": plan.steps(), "operations": list(plan.to_data()),
+            "sizes": sizes(services, module)}
+
+
+def sizes(services: Services, module: Module) -> dict[str, Any]:
+    """What the module's agent is made with and each deployment's runs may use."""
+    settings = services.settings
+    agent = module.agent_size(Size(settings.agent_cpu, settings.agent_memory_gb))
+    runs = {}
+    for spec in module.deployments:
+        cpu, memory = run_size(spec)
+        runs[spec.name] = {"cpu": cpu, "memory_gb": memory}
+    return {"agent": {"cpu": agent.cpu, "memory_gb": agent.memory_gb,
+                      "declared": module.options.agent is not None},
+            "runs": runs}

@@ -489,3 +489,20 @@ def test_the_cleanup_keeps_the_build_cache_and_never_counts_it_among_the_revisio
     assert not [i for i in report.items if i.kind == "tag" and i.target.startswith("cache_")]
     tags = {t for m in world.azure.acr.repositories["prefect-flows/demo"].values() for t in m.tags}
     assert "cache_quickrun_build" in tags
+
+
+def test_the_agents_group_has_the_size_the_module_asks_for(world: AzureWorld) -> None:
+    """prefect.yaml's sizes reach ACI: the agent fits its biggest deployment, a declared agent
+    size is the group's, and a change of size starts a new group."""
+    def sized(job_variables: str, top: str = "") -> dict[str, str | bytes | None]:
+        return {"prefect.yaml": f"name: demo\n{top}deployments:\n  - name: hello\n"
+                                "    entrypoint: flow.py:hello\n"
+                                f"    work_pool:\n      job_variables: {{{job_variables}}}\n"}
+
+    first = deploy(world, sized("cpu: 2, memory: 3.5"))
+    assert first.status is RunStatus.SUCCEEDED, first.error
+    second = deploy(world, sized("memory: 3.5", top="deployer:\n  agent: {cpu: 0.5, memory: 4}\n"))
+    assert second.status is RunStatus.SUCCEEDED, second.error
+    bodies = put_bodies(world)
+    assert [b["properties"]["containers"][0]["properties"]["resources"] for b in bodies] == [
+        {"requests": {"cpu": 2.0, "memoryInGB": 3.5}}, {"requests": {"cpu": 0.5, "memoryInGB": 4.0}}]

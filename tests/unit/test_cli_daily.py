@@ -109,3 +109,18 @@ def test_a_deploy_driven_here_returns_once_live_without_sleeping_through_bake_lo
     commit = done.stage("commit")
     assert done.status is RunStatus.BAKING and commit is not None and commit.finished_at is not None
     assert (world.clock.now - commit.finished_at).total_seconds() < 1.0  # not the bake's 2 + 3 + 4.5 s
+
+
+def test_deploy_dry_run_shows_the_agents_size_and_each_deployments_run_limit(world: World, cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.builders import module_files, write_module
+
+    text = ("name: demo\ndeployer:\n  agent: {cpu: 2, memory: 4}\ndeployments:\n"
+            "  - name: hello\n    entrypoint: flow.py:hello\n"
+            "    work_pool:\n      job_variables: {memory: 3}\n")
+    root = write_module(tmp_path, "demo", module_files("demo", {"prefect.yaml": text}))
+    code, out, _ = cli("deploy", str(root), "--dry-run")
+    assert code == 0, out
+    assert "agent: 2 vCPU, 4 GB (prefect.yaml deployer.agent)" in out
+    assert "runs of hello: at most 3 GB each" in out
+    code, out, _ = cli("deploy", str(root), "--dry-run", "--json")
+    assert code == 0 and '"memory_gb": 3.0' in out

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from deployer import preflight
 from deployer.bundle.entrypoint import image_entrypoint
+from deployer.bundle.sizing import Size
 from deployer.errors import BuildFailed, HealthCheckFailed
 from deployer.ports.agents import AgentSpec, AgentState
 from deployer.ports.images import BuildState, Image
@@ -187,6 +188,7 @@ def start_agent(ctx: Context, op: StartAgent, looks: int) -> Outcome:
     # an API URL with a credential in it (userinfo, a token) goes as a secret too
     (secrets if has_credentials(settings.prefect_api_url) else plain)["PREFECT_API_URL"] = \
         settings.prefect_api_url
+    size = ctx.source.module.agent_size(Size(settings.agent_cpu, settings.agent_memory_gb))
     runtime.start(AgentSpec(
         name=op.agent, module=ctx.module, revision_id=op.revision_id, image=ctx.image(),
         pool=ctx.pool, queue=op.queue, env=secrets, settings=plain,
@@ -194,7 +196,8 @@ def start_agent(ctx: Context, op: StartAgent, looks: int) -> Outcome:
         pull_steps=tuple(ctx.pull_steps()) if ctx.pulls_code() else (),
         entrypoint=image_entrypoint(ctx.dockerfile()),
         # a warm checker proves later code-only revisions on it at once
-        checks=ctx.s.code.check_channel(op.agent) if ctx.pulls_code() else {}))
+        checks=ctx.s.code.check_channel(op.agent) if ctx.pulls_code() else {},
+        cpu=size.cpu, memory_gb=size.memory_gb))
     return Done(AgentStarted(op.agent, op.queue))
 
 

@@ -1,0 +1,222 @@
+"""How big a module's agent and each of its flow runs are, checked against what ACI accepts.
+
+Sizes are written where Prefect users write them: a deployment's ``work_pool.job_variables``
+``cpu`` (vCPU) and ``memory`` (GB), the names prefect-azure's ACI worker gives them, and the
+module's agent in prefect.yaml's own top-level ``deployer:`` section (``prefect deploy`` ignores
+it)::
+
+    deployer:
+      agent: {cpu: 2, memory: 4}
+
+What each one does:
+
+* The agent (an ACI container group) gets the module's ``deployer.agent`` size. A module that
+  names none gets the installation's ``DEPLOYER_AGENT_CPU`` / ``DEPLOYER_AGENT_MEMORY_GB``, raised
+  to fit its biggest deployment. A deployment asking for more than a declared agent size is a
+  problem: its runs share that agent.
+* A deployment's ``memory`` is a hard limit of each of its flow-run processes (their data
+  segment, ``RLIMIT_DATA``, set before Prefect's engine starts): a run that allocates beyond it
+  fails with ``MemoryError`` and the other deployments' runs are unaffected. Its ``cpu`` sizes
+  the agent; the runs of one agent share its CPUs.
+
+Locally (``uv`` venvs, worker processes) the agent's size is not applied; the runs' memory
+limits are.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec
+from deployer.errors import Problem
+
+#: ACI's limits for a standard Linux container group without GPU, in most regions (Microsoft
+#: Learn, "Resource availability & quota limits for ACI", read 2026-12; a region's own are
+#: listed by the Location - List Capabilities API). Memory is requested in steps of 0.1 GB.
+ACI_MAX_CPU = 4.0
+ACI_MAX_MEMORY_GB = 16.0
+ACI_SOURCE = "ACI's limit for a standard Linux container group (Microsoft Learn, 'Resource " \
+             "availability & quota limits for ACI')"
+#: a Prefect flow-run process alone takes about 0.2 GB: below this a run would not start
+MIN_MEMORY_GB = 0.5
+SECTION_KEYS = ("agent",)
+SIZE_KEYS = ("cpu", "memory")
+
+
+@dataclass(frozen=True)
+class Size:
+    cpu: float
+    memory_gb: float
+
+    def describe(self) -> str:
+        return f"{_number(self.cpu)} vCPU, {_number(self.memory_gb)} GB"
+
+
+@dataclass(frozen=True)
+class ModuleOptions:
+    """prefect.yaml's top-level ``deployer:`` section, checked."""
+
+    agent: Size | None = None  # the agent size the module declares
+
+
+NO_OPTIONS = ModuleOptions()
+
+
+def check_section(value: Any, lines: dict[str, int]) -> tuple[ModuleOptions, list[Problem]]:
+    """The module's ``deployer:`` section; ``lines``: line of each dotted key below it."""
+    if value is None:
+        return NO_OPTIONS, []
+    if not isinstance(value, dict):
+        return NO_OPTIONS, [Problem(PREFECT_YAML, lines.get("deployer"), "'deployer' must be "
+                                         "a mapping (agent: {cpu: ..., memory: ...})")]
+    problems = [Problem(PREFECT_YAML, lines.get(f"deployer.{key}"), f"unknown key {key!r} in "
+                        f"'deployer' (known: {', '.join(SECTION_KEYS)})")
+                for key in value if key not in SECTION_KEYS]
+    agent = value.get("agent")
+    if agent is None:
+        return NO_OPTIONS, problems
+    if not isinstance(agent, dict):
+        return NO_OPTIONS, [*problems, Problem(PREFECT_YAML, lines.get("deployer.agent"),
+                                                    "deployer.agent must be a mapping "
+                                                    "(cpu: 1, memory: 1.5)")]
+
+    def problem(key: str, message: str) -> None:
+        problems.append(Problem(PREFECT_YAML, lines.get(f"deployer.agent.{key}",
+                                                        lines.get("deployer.agent")), message))
+
+    found = _size(agent, "deployer.agent", problem)
+    if found is None:
+        return NO_OPTIONS, problems
+    cpu, memory = found
+    if cpu is None or memory is None:
+        missing = "cpu" if cpu is None else "memory"
+        problem(missing, f"deployer.agent needs both cpu and memory (no {missing})")
+        return NO_OPTIONS, problems
+    return ModuleOptions(Size(cpu, memory)), problems
+
+
+def check_deployment(spec: DeploymentSpec, options: ModuleOptions) -> list[Problem]:
+    """A deployment's ``job_variables`` ``cpu`` and ``memory``: within ACI's limits, and within
+    the module's declared agent size (its runs share that agent)."""
+    variables = _job_variables(spec)
+    where = f"deployment {spec.name!r}"
+    problems: list[Problem] = []
+
+    def problem(key: str, message: str) -> None:
+        problems.append(Problem(PREFECT_YAML, spec.line_of(f"work_pool.job_variables.{key}"),
+                                f"{where}: {message}"))
+
+    found = _size(variables, "work_pool.job_variables", problem)
+    if found is None:
+        return problems
+    cpu, memory = found
+    if variables.get("command") is not None and memory is not None:
+        problem("command", "work_pool.job_variables.command cannot be given with memory: the "
+                "deployer starts each run with its memory limit; remove one of them")
+    agent = options.agent
+    if agent is not None:
+        for key, asked, has in (("cpu", cpu, agent.cpu), ("memory", memory, agent.memory_gb)):
+            if asked is not None and asked > has:
+                unit = " vCPU" if key == "cpu" else " GB"
+                problem(key, f"asks for {_number(asked)}{unit}, more than the module's agent "
+                        f"has (deployer.agent.{key}: {_number(has)}): its runs share that agent; "
+                        f"raise deployer.agent.{key} or lower this")
+    return problems
+
+
+def agent_size(options: ModuleOptions, deployments: Iterable[DeploymentSpec],
+               default: Size) -> Size:
+    """The size of the module's agent: the declared one, or the installation's default raised
+    to fit the biggest deployment."""
+    if options.agent is not None:
+        return options.agent
+    cpu, memory = default.cpu, default.memory_gb
+    for spec in deployments:
+        asked = run_size(spec)
+        cpu = max(cpu, asked[0] or 0.0)
+        memory = max(memory, asked[1] or 0.0)
+    return Size(cpu, memory)
+
+
+def digest_pairs(options: ModuleOptions,
+                 deployments: Iterable[DeploymentSpec]) -> list[tuple[str, str]]:
+    """What of the sizes goes into the config digest: the declared agent size and the biggest
+    run size (a NUL in the names keeps them apart from any ``.env`` key); nothing when none is
+    given."""
+    pairs = []
+    if options.agent is not None:
+        pairs.append(("\0agent", options.agent.describe()))
+    asked = [run_size(spec) for spec in deployments]
+    cpus = [cpu for cpu, _ in asked if cpu is not None]
+    memories = [memory for _, memory in asked if memory is not None]
+    if cpus or memories:
+        pairs.append(("\0runs", f"{max(cpus, default=0):g} {max(memories, default=0):g}"))
+    return pairs
+
+
+def run_size(spec: DeploymentSpec) -> tuple[float | None, float | None]:
+    """(cpu, memory GB) a deployment asks for its runs; None: not said."""
+    variables = _job_variables(spec)
+    return _float(variables.get("cpu")), _float(variables.get("memory"))
+
+
+def job_variables(spec: DeploymentSpec) -> dict[str, Any]:
+    """The job variables registered with the deployment: its own, plus the command that starts
+    each run under its memory limit when it asks for one."""
+    variables = dict(_job_variables(spec))
+    memory = run_size(spec)[1]
+    if memory is not None:
+        variables["command"] = run_command(memory)
+    return variables
+
+
+def run_command(memory_gb: float) -> str:
+    """Prefect's engine (``python -m prefect.engine``) under a hard memory limit, started by
+    the python of the run's own environment (first on its PATH, locally and in the image)."""
+    limit = int(memory_gb * 1024**3)
+    program = ("import resource, runpy; "
+               f"resource.setrlimit(resource.RLIMIT_DATA, ({limit}, {limit})); "
+               "runpy.run_module('prefect.engine', run_name='__main__', alter_sys=True)")
+    return shlex.join(["python", "-c", program])
+
+
+def _job_variables(spec: DeploymentSpec) -> dict[str, Any]:
+    pool = spec.config.get("work_pool")
+    variables = pool.get("job_variables") if isinstance(pool, dict) else None
+    return variables if isinstance(variables, dict) else {}
+
+
+def _size(values: dict[str, Any], path: str,
+          problem: Any) -> tuple[float | None, float | None] | None:
+    """(cpu, memory) from ``values``, each None when absent; None when either is wrong."""
+    cpu, memory = values.get("cpu"), values.get("memory")
+    ok = True
+    if cpu is not None and (_float(cpu) is None or not 0 < cpu <= ACI_MAX_CPU):
+        problem("cpu", f"{path}.cpu must be a number of vCPU above 0 and at most "
+                f"{_number(ACI_MAX_CPU)} ({ACI_SOURCE}); it is {cpu!r}")
+        ok = False
+    if memory is not None:
+        if _float(memory) is None or not MIN_MEMORY_GB <= memory <= ACI_MAX_MEMORY_GB:
+            problem("memory", f"{path}.memory must be a number of GB from {_number(MIN_MEMORY_GB)} "
+                    f"(a Prefect flow run needs about 0.2 GB) to {_number(ACI_MAX_MEMORY_GB)} "
+                    f"({ACI_SOURCE}); it is {memory!r}")
+            ok = False
+        elif not math.isclose(round(memory * 10), memory * 10, abs_tol=1e-9):
+            problem("memory", f"{path}.memory must be in steps of 0.1 GB, as ACI takes it; "
+                    f"it is {memory!r}")
+            ok = False
+    return (_float(cpu), _float(memory)) if ok else None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"

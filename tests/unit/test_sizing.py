@@ -1,0 +1,138 @@
+"""Sizes where users write them: a deployment's job_variables cpu/memory and the module's agent
+(prefect.yaml's deployer.agent), checked at validate time against ACI's limits with file:line,
+and what they become: the agent's size, each run's memory limit, the config digest."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deployer.adapters.prefect_deployments import deployment_payload
+from deployer.bundle import BundleLimits, Module, load_folder
+from deployer.bundle.sizing import Size, run_command
+from deployer.errors import BundleInvalid
+from tests.builders import module_files, write_module
+
+LIMITS = BundleLimits()
+FLOW = "from prefect import flow\n\n\n@flow\ndef small() -> None: ...\n\n\n@flow\ndef big() -> None: ...\n"
+DEFAULT = Size(1.0, 1.5)
+
+
+def prefect_yaml(small: str = "", big: str = "", top: str = "") -> str:
+    def pool(variables: str) -> str:
+        return f"    work_pool:\n      job_variables: {{{variables}}}\n" if variables else ""
+    return (f"name: demo\n{top}deployments:\n"
+            f"  - name: small\n    entrypoint: flow.py:small\n{pool(small)}"
+            f"  - name: big\n    entrypoint: flow.py:big\n{pool(big)}")
+
+
+def load(tmp_path: Path, text: str) -> Module:
+    root = write_module(tmp_path, "demo", module_files("demo", {"flow.py": FLOW, "prefect.yaml": text}))
+    return load_folder(root, LIMITS)
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(BundleInvalid) as info:
+        load(tmp_path, text)
+    return [str(p) for p in info.value.problems]
+
+
+def test_sizes_within_acis_limits_are_valid_and_size_the_agent_to_fit(tmp_path: Path) -> None:
+    module = load(tmp_path, prefect_yaml(small="cpu: 0.5, memory: 0.5", big="cpu: 2, memory: 4"))
+    assert module.agent_size(DEFAULT) == Size(2.0, 4.0)  # raised to fit the biggest deployment
+    unsized = load(tmp_path / "b", prefect_yaml())
+    assert unsized.agent_size(DEFAULT) == DEFAULT
+
+
+def test_a_declared_agent_size_is_the_agents(tmp_path: Path) -> None:
+    module = load(tmp_path, prefect_yaml(big="memory: 3", top="deployer:\n  agent: {cpu: 2, memory: 6}\n"))
+    assert module.agent_size(DEFAULT) == Size(2.0, 6.0)
+
+
+@pytest.mark.parametrize("variables,line,expected", [
+    ("cpu: 0", 8, "deployment 'big': work_pool.job_variables.cpu must be a number of vCPU above 0 "
+                  "and at most 4 (ACI's limit"),
+    ("cpu: 8", 8, "at most 4 (ACI's limit for a standard Linux container group"),
+    ("memory: 32", 8, "work_pool.job_variables.memory must be a number of GB from 0.5"),
+    ("memory: 0.2", 8, "(a Prefect flow run needs about 0.2 GB) to 16"),
+    ("memory: '2Gi'", 8, "it is '2Gi'"),
+    ("memory: true", 8, "it is True"),
+    ("memory: 1.25", 8, "work_pool.job_variables.memory must be in steps of 0.1 GB, as ACI takes it"),
+    ("memory: 2, command: 'python x.py'", 8, "command cannot be given with memory"),
+])
+def test_sizes_out_of_range_are_refused_with_file_and_line(tmp_path: Path, variables: str, line: int,
+                                                           expected: str) -> None:
+    found = problems(tmp_path, prefect_yaml(big=variables))
+    assert len(found) == 1, found
+    assert found[0].startswith(f"prefect.yaml:{line}: "), found
+    assert expected in found[0]
+
+
+def test_a_deployment_bigger_than_the_declared_agent_is_refused(tmp_path: Path) -> None:
+    found = problems(tmp_path, prefect_yaml(small="memory: 1", big="cpu: 2, memory: 8",
+                                            top="deployer:\n  agent: {cpu: 1, memory: 4}\n"))
+    assert found == [
+        "prefect.yaml:12: deployment 'big': asks for 2 vCPU, more than the module's agent has "
+        "(deployer.agent.cpu: 1): its runs share that agent; raise deployer.agent.cpu or lower this",
+        "prefect.yaml:12: deployment 'big': asks for 8 GB, more than the module's agent has "
+        "(deployer.agent.memory: 4): its runs share that agent; raise deployer.agent.memory or "
+        "lower this"]
+
+
+@pytest.mark.parametrize("top,expected", [
+    ("deployer: [1]\n", "prefect.yaml:2: 'deployer' must be a mapping"),
+    ("deployer:\n  isolate: run\n", "prefect.yaml:3: unknown key 'isolate' in 'deployer' (known: agent)"),
+    ("deployer:\n  agent: 2\n", "prefect.yaml:3: deployer.agent must be a mapping"),
+    ("deployer:\n  agent: {cpu: 2}\n", "deployer.agent needs both cpu and memory (no memory)"),
+    ("deployer:\n  agent:\n    cpu: 1\n    memory: 20\n",
+     "prefect.yaml:5: deployer.agent.memory must be a number of GB from 0.5"),
+])
+def test_a_wrong_module_section_is_named(tmp_path: Path, top: str, expected: str) -> None:
+    found = problems(tmp_path, prefect_yaml(top=top))
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_sizes_change_the_config_digest_only_when_given(tmp_path: Path) -> None:
+    plain = load(tmp_path / "a", prefect_yaml())
+    digest = plain.config_digest("k")
+    from deployer.bundle.digest import config_digest
+    assert digest == config_digest(plain.env.pairs, "k")  # modules without sizes keep theirs
+    sized = load(tmp_path / "b", prefect_yaml(big="memory: 2"))
+    bigger = load(tmp_path / "c", prefect_yaml(big="memory: 3"))
+    agent = load(tmp_path / "d", prefect_yaml(top="deployer:\n  agent: {cpu: 1, memory: 2}\n"))
+    assert len({digest, sized.config_digest("k"), bigger.config_digest("k"),
+                agent.config_digest("k")}) == 4
+
+
+def test_a_deployment_with_memory_registers_the_command_that_limits_its_runs(tmp_path: Path) -> None:
+    module = load(tmp_path, prefect_yaml(small="memory: 0.5, env: {A: '1'}"))
+    small, big = module.deployments
+    payload = deployment_payload(small, "demo", "q", [], "rev")
+    assert payload["job_variables"] == {"memory": 0.5, "env": {"A": "1"}, "command": run_command(0.5)}
+    assert "command" not in deployment_payload(big, "demo", "q", [], "rev")["job_variables"]
+
+
+def test_the_run_command_starts_prefects_engine_under_the_limit(tmp_path: Path) -> None:
+    """The command as the process worker splits it, with a stand-in engine module: the limit is
+    in force before the engine is imported, and allocating beyond it fails."""
+    engine = tmp_path / "prefect" / "engine.py"
+    engine.parent.mkdir()
+    (engine.parent / "__init__.py").write_text("")
+    engine.write_text("import os, resource, sys\n"
+                      "print(resource.getrlimit(resource.RLIMIT_DATA)[0], sys.argv[0].endswith('engine.py'))\n"
+                      "blob = bytearray(int(os.environ['ALLOCATE']))\n")
+    argv = shlex.split(run_command(0.5))
+    assert argv[0] == "python"
+
+    def run(allocate: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, capture_output=True,
+                              text=True, env={"ALLOCATE": str(allocate)})
+    within = run(100 * 1024**2)
+    assert within.returncode == 0, within.stderr
+    assert within.stdout.split() == [str(512 * 1024**2), "True"]
+    beyond = run(800 * 1024**2)
+    assert beyond.returncode != 0 and "MemoryError" in beyond.stderr
