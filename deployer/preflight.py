@@ -17,6 +17,9 @@
   checker (started by an older deployer) gets one run of ``CHECK_FLOW`` (``_deployer_check.py``,
   published with the code) instead; it fails with the preflight line in its message.
 
+* **Each flow run's memory limit** is kept by a *limiter* the agent forks first
+  (``run_limits``).
+
 The pipeline reads that line (``parse``). Neither script imports the deployer: the agent's
 environment does not have it.
 """
@@ -26,6 +29,8 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
+
+from deployer import run_limits
 
 MARKER = "DEPLOYER-PREFLIGHT "
 CHECK_FILE = "_deployer_check.py"
@@ -133,10 +138,11 @@ def _checker(channel):
     os._exit(0)
 '''
 
-SCRIPT = _LOAD + CHECKER + r'''
+SCRIPT = _LOAD + CHECKER + run_limits.LIMITER + r'''
 import runpy, time
 spec = json.loads(sys.argv[1])
 os.chdir(spec["workdir"])
+''' + run_limits.start_limiter() + r'''
 if spec.get("checks"):
     # Prefect imported once, no thread started yet, no flow of the module loaded: fork here
     import prefect.flows, prefect.deployments.steps.core  # noqa

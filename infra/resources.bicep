@@ -289,7 +289,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'DEPLOYER_BAKE_SECONDS', value: '600' }
         { name: 'DEPLOYER_BAKE_RUNS', value: '3' }
         { name: 'DEPLOYER_BAKE_FAILURE_RATIO', value: '0.5' }
-        { name: 'DEPLOYER_WORKER_POLL_SECONDS', value: '10' }
+        { name: 'DEPLOYER_WORKER_POLL_SECONDS', value: '30' }
+        { name: 'DEPLOYER_WORKER_HEARTBEAT_SECONDS', value: '60' }
         { name: 'DEPLOYER_NOTIFY_URLS', value: '' }
         { name: 'DEPLOYER_NOTIFY_TIMEOUT_SECONDS', value: '5' }
         // empty: the deployer links to https://$WEBSITE_HOSTNAME, the host name App Service gives

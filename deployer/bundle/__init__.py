@@ -63,6 +63,11 @@ class Module:
         return config_digest([*self.env.pairs, *sizing.digest_pairs(self.options, self.deployments)],
                              key)
 
+    def has_config_digest(self, key: str, digest: str) -> bool:
+        """Whether ``digest`` is this module's config digest: today's, or for a revision
+        accepted before sizes joined the digest, ``.env``'s alone."""
+        return digest in (self.config_digest(key), config_digest(self.env.pairs, key))
+
     def agent_size(self, default: Size) -> Size:
         return sizing.agent_size(self.options, self.deployments, default)
 

@@ -12,12 +12,13 @@ What each one does:
 
 * The agent (an ACI container group) gets the module's ``deployer.agent`` size. A module that
   names none gets the installation's ``DEPLOYER_AGENT_CPU`` / ``DEPLOYER_AGENT_MEMORY_GB``, raised
-  to fit its biggest deployment. A deployment asking for more than a declared agent size is a
-  problem: its runs share that agent.
-* A deployment's ``memory`` is a hard limit of each of its flow-run processes (their data
-  segment, ``RLIMIT_DATA``, set before Prefect's engine starts): a run that allocates beyond it
-  fails with ``MemoryError`` and the other deployments' runs are unaffected. Its ``cpu`` sizes
-  the agent; the runs of one agent share its CPUs.
+  to fit its biggest deployment plus ``AGENT_OVERHEAD_GB`` (its worker, warm checker and limiter).
+  A deployment asking for more than a declared agent size leaves room for is a problem: its runs
+  share that agent.
+* A deployment's ``memory`` is the limit of each of its flow runs: the run's process and every
+  process it starts, in resident memory, kept by the agent (``run_limits``). A run above it is
+  stopped and ends CRASHED; the other deployments' runs are unaffected. Its ``cpu`` sizes the
+  agent; the runs of one agent share its CPUs.
 
 Locally (``uv`` venvs, worker processes) the agent's size is not applied; the runs' memory
 limits are.
@@ -26,13 +27,13 @@ limits are.
 from __future__ import annotations
 
 import math
-import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec
 from deployer.errors import Problem
+from deployer.run_limits import RUN_MEMORY_ENV
 
 #: ACI's limits for a standard Linux container group without GPU, in most regions (Microsoft
 #: Learn, "Resource availability & quota limits for ACI", read 2026-12; a region's own are
@@ -43,6 +44,9 @@ ACI_SOURCE = "ACI's limit for a standard Linux container group (Microsoft Learn,
              "availability & quota limits for ACI')"
 #: a Prefect flow-run process alone takes about 0.2 GB: below this a run would not start
 MIN_MEMORY_GB = 0.5
+#: what an agent needs beside its runs: the worker, its warm checker and its limiter
+AGENT_OVERHEAD_GB = 0.5
+AGENT_KEYS = ("cpu", "memory")
 SECTION_KEYS = ("agent",)
 SIZE_KEYS = ("cpu", "memory")
 
@@ -88,6 +92,9 @@ def check_section(value: Any, lines: dict[str, int]) -> tuple[ModuleOptions, lis
         problems.append(Problem(PREFECT_YAML, lines.get(f"deployer.agent.{key}",
                                                         lines.get("deployer.agent")), message))
 
+    for key in agent:
+        if key not in AGENT_KEYS:
+            problem(key, f"unknown key {key!r} in deployer.agent (known: {', '.join(AGENT_KEYS)})")
     found = _size(agent, "deployer.agent", problem)
     if found is None:
         return NO_OPTIONS, problems
@@ -114,17 +121,20 @@ def check_deployment(spec: DeploymentSpec, options: ModuleOptions) -> list[Probl
     if found is None:
         return problems
     cpu, memory = found
-    if variables.get("command") is not None and memory is not None:
-        problem("command", "work_pool.job_variables.command cannot be given with memory: the "
-                "deployer starts each run with its memory limit; remove one of them")
+    if memory is not None and not isinstance(variables.get("env") or {}, dict):
+        problem("env", "work_pool.job_variables.env must be a mapping of NAME: value")
     agent = options.agent
     if agent is not None:
-        for key, asked, has in (("cpu", cpu, agent.cpu), ("memory", memory, agent.memory_gb)):
-            if asked is not None and asked > has:
-                unit = " vCPU" if key == "cpu" else " GB"
-                problem(key, f"asks for {_number(asked)}{unit}, more than the module's agent "
-                        f"has (deployer.agent.{key}: {_number(has)}): its runs share that agent; "
-                        f"raise deployer.agent.{key} or lower this")
+        if cpu is not None and cpu > agent.cpu:
+            problem("cpu", f"asks for {_number(cpu)} vCPU, more than the module's agent has "
+                    f"(deployer.agent.cpu: {_number(agent.cpu)}): its runs share that agent; "
+                    "raise deployer.agent.cpu or lower this")
+        room = round(agent.memory_gb - AGENT_OVERHEAD_GB, 1)
+        if memory is not None and memory > room:
+            problem("memory", f"asks for {_number(memory)} GB, more than the module's agent has "
+                    f"room for ({_number(room)} GB: deployer.agent.memory {_number(agent.memory_gb)} "
+                    f"less {_number(AGENT_OVERHEAD_GB)} GB for its worker): its runs share that "
+                    "agent; raise deployer.agent.memory or lower this")
     return problems
 
 
@@ -138,7 +148,8 @@ def agent_size(options: ModuleOptions, deployments: Iterable[DeploymentSpec],
     for spec in deployments:
         asked = run_size(spec)
         cpu = max(cpu, asked[0] or 0.0)
-        memory = max(memory, asked[1] or 0.0)
+        if asked[1] is not None:
+            memory = max(memory, round(asked[1] + AGENT_OVERHEAD_GB, 1))
     return Size(cpu, memory)
 
 
@@ -165,23 +176,14 @@ def run_size(spec: DeploymentSpec) -> tuple[float | None, float | None]:
 
 
 def job_variables(spec: DeploymentSpec) -> dict[str, Any]:
-    """The job variables registered with the deployment: its own, plus the command that starts
-    each run under its memory limit when it asks for one."""
+    """The job variables registered with the deployment: its own, and its memory limit in the
+    runs' environment for the agent to keep (``run_limits``)."""
     variables = dict(_job_variables(spec))
     memory = run_size(spec)[1]
     if memory is not None:
-        variables["command"] = run_command(memory)
+        variables["env"] = {**dict(variables.get("env") or {}),
+                            RUN_MEMORY_ENV: str(int(memory * 1024**3))}
     return variables
-
-
-def run_command(memory_gb: float) -> str:
-    """Prefect's engine (``python -m prefect.engine``) under a hard memory limit, started by
-    the python of the run's own environment (first on its PATH, locally and in the image)."""
-    limit = int(memory_gb * 1024**3)
-    program = ("import resource, runpy; "
-               f"resource.setrlimit(resource.RLIMIT_DATA, ({limit}, {limit})); "
-               "runpy.run_module('prefect.engine', run_name='__main__', alter_sys=True)")
-    return shlex.join(["python", "-c", program])
 
 
 def _job_variables(spec: DeploymentSpec) -> dict[str, Any]:

@@ -116,8 +116,12 @@ class Settings:
     bake_failure_ratio: float = setting("DEPLOYER_BAKE_FAILURE_RATIO", v.ratio, "0.5",
         "a baking revision whose runs fail or crash more often than this (and more often than"
         " the previous revision's did) is rolled back on its own")
-    worker_poll_seconds: int = setting("DEPLOYER_WORKER_POLL_SECONDS", v.positive_int, "10",
-        "how often agents poll Prefect for runs (PREFECT_WORKER_QUERY_SECONDS)")
+    worker_poll_seconds: int = setting("DEPLOYER_WORKER_POLL_SECONDS", v.worker_poll, "10",
+        "how often agents poll Prefect for runs (PREFECT_WORKER_QUERY_SECONDS; scheduled runs "
+        "are fetched this long plus 10 s ahead, so a longer poll does not make them late)")
+    worker_heartbeat_seconds: int = setting("DEPLOYER_WORKER_HEARTBEAT_SECONDS", v.positive_int,
+        "30", "how often agents tell Prefect they are alive (PREFECT_WORKER_HEARTBEAT_SECONDS; "
+        "a worker is OFFLINE after three missed)")
     webhook_token: Secret = setting("DEPLOYER_WEBHOOK_TOKEN", v.text, "",
         "shared secret the ACR webhook (or Event Grid) sends in the X-Deployer-Webhook-Token "
         "header; without it every webhook call is refused", secret=True)

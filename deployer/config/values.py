@@ -39,6 +39,14 @@ def positive_int(raw: str) -> int:
     return value
 
 
+def worker_poll(raw: str) -> int:
+    value = positive_int(raw)
+    if value >= 60:  # Prefect shows a queue not polled for 60 s NOT_READY
+        raise ValueError("must be 1 to 59 seconds: Prefect shows a work queue that is not polled "
+                         "for 60 s as NOT_READY, and a deploy waits for READY")
+    return value
+
+
 def build_timeout(raw: str) -> int:
     value = int(raw)
     if not 300 <= value <= 28800:  # the run request's timeout range (ACR Tasks' REST contract)

@@ -65,7 +65,7 @@ def load_revision_bundle(services: Services, request: Request, work: Path) -> Mo
     if request.kind is RequestKind.DEPLOY and module.code_digest() != revision.code_digest:
         problems.append(Problem(revision.bundle, None, "no longer has the code digest it was "
                                 "accepted with"))
-    if module.config_digest(services.settings.config_digest_key.reveal()) != revision.config_digest:
+    if not module.has_config_digest(services.settings.config_digest_key.reveal(), revision.config_digest):
         problems.append(Problem(revision.bundle, None, "no longer has the configuration digest it "
                                 "was accepted with"))
     if problems:

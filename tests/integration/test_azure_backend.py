@@ -492,8 +492,8 @@ def test_the_cleanup_keeps_the_build_cache_and_never_counts_it_among_the_revisio
 
 
 def test_the_agents_group_has_the_size_the_module_asks_for(world: AzureWorld) -> None:
-    """prefect.yaml's sizes reach ACI: the agent fits its biggest deployment, a declared agent
-    size is the group's, and a change of size starts a new group."""
+    """prefect.yaml's sizes reach ACI: the agent fits its biggest deployment and its worker, a
+    declared agent size is the group's, and a change of size starts a new group."""
     def sized(job_variables: str, top: str = "") -> dict[str, str | bytes | None]:
         return {"prefect.yaml": f"name: demo\n{top}deployments:\n  - name: hello\n"
                                 "    entrypoint: flow.py:hello\n"
@@ -505,4 +505,18 @@ def test_the_agents_group_has_the_size_the_module_asks_for(world: AzureWorld) ->
     assert second.status is RunStatus.SUCCEEDED, second.error
     bodies = put_bodies(world)
     assert [b["properties"]["containers"][0]["properties"]["resources"] for b in bodies] == [
-        {"requests": {"cpu": 2.0, "memoryInGB": 3.5}}, {"requests": {"cpu": 0.5, "memoryInGB": 4.0}}]
+        {"requests": {"cpu": 2.0, "memoryInGB": 4.0}}, {"requests": {"cpu": 0.5, "memoryInGB": 4.0}}]
+
+
+def test_an_agents_worker_fetches_scheduled_runs_a_poll_ahead(world: AzureWorld) -> None:
+    """A longer poll (fewer idle requests) never makes a scheduled run late: runs are fetched
+    the poll plus 10 s ahead; the worker's heartbeat is the setting's. Plain values: no secret."""
+    record = deploy(world)
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    [body] = put_bodies(world)
+    env = {e["name"]: e for e in body["properties"]["containers"][0]["properties"]["environmentVariables"]}
+    settings = world.services.settings
+    assert env["PREFECT_WORKER_QUERY_SECONDS"] == {"name": "PREFECT_WORKER_QUERY_SECONDS",
+                                                   "value": str(settings.worker_poll_seconds)}
+    assert env["PREFECT_WORKER_PREFETCH_SECONDS"]["value"] == str(settings.worker_poll_seconds + 10)
+    assert env["PREFECT_WORKER_HEARTBEAT_SECONDS"]["value"] == str(settings.worker_heartbeat_seconds)

@@ -44,13 +44,15 @@ def test_defaults_fill_everything_optional() -> None:
 def test_every_missing_and_invalid_value_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"DEPLOYER_MAX_BUNDLE_MB": "-1", "DEPLOYER_BACKEND": "gcp",
-                           "DEPLOYER_LOCK_LEASE_SECONDS": "90", "PREFECT_API_URL": "localhost"})
+                           "DEPLOYER_LOCK_LEASE_SECONDS": "90", "PREFECT_API_URL": "localhost",
+                           "DEPLOYER_WORKER_POLL_SECONDS": "60"})
     text = str(info.value)
     for name in ("AzureWebJobsStorage is missing", "DEPLOYER_CONFIG_DIGEST_KEY is missing",
                  "DEPLOYER_MAX_BUNDLE_MB must be a positive integer", "DEPLOYER_BACKEND must be",
-                 "DEPLOYER_LOCK_LEASE_SECONDS must be between 15 and 60", "PREFECT_API_URL must be"):
+                 "DEPLOYER_LOCK_LEASE_SECONDS must be between 15 and 60", "PREFECT_API_URL must be",
+                 "DEPLOYER_WORKER_POLL_SECONDS must be 1 to 59 seconds: Prefect shows a work queue"):
         assert name in text
-    assert len(info.value.problems) == 6
+    assert len(info.value.problems) == 7
 
 
 def test_secrets_never_show_in_repr_or_errors() -> None:

@@ -4,17 +4,15 @@ and what they become: the agent's size, each run's memory limit, the config dige
 
 from __future__ import annotations
 
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from deployer.adapters.prefect_deployments import deployment_payload
 from deployer.bundle import BundleLimits, Module, load_folder
-from deployer.bundle.sizing import Size, run_command
+from deployer.bundle.sizing import Size
 from deployer.errors import BundleInvalid
+from deployer.run_limits import RUN_MEMORY_ENV
 from tests.builders import module_files, write_module
 
 LIMITS = BundleLimits()
@@ -43,7 +41,7 @@ def problems(tmp_path: Path, text: str) -> list[str]:
 
 def test_sizes_within_acis_limits_are_valid_and_size_the_agent_to_fit(tmp_path: Path) -> None:
     module = load(tmp_path, prefect_yaml(small="cpu: 0.5, memory: 0.5", big="cpu: 2, memory: 4"))
-    assert module.agent_size(DEFAULT) == Size(2.0, 4.0)  # raised to fit the biggest deployment
+    assert module.agent_size(DEFAULT) == Size(2.0, 4.5)  # the biggest deployment, and its worker
     unsized = load(tmp_path / "b", prefect_yaml())
     assert unsized.agent_size(DEFAULT) == DEFAULT
 
@@ -62,7 +60,7 @@ def test_a_declared_agent_size_is_the_agents(tmp_path: Path) -> None:
     ("memory: '2Gi'", 8, "it is '2Gi'"),
     ("memory: true", 8, "it is True"),
     ("memory: 1.25", 8, "work_pool.job_variables.memory must be in steps of 0.1 GB, as ACI takes it"),
-    ("memory: 2, command: 'python x.py'", 8, "command cannot be given with memory"),
+    ("memory: 2, env: [A]", 8, "work_pool.job_variables.env must be a mapping of NAME: value"),
 ])
 def test_sizes_out_of_range_are_refused_with_file_and_line(tmp_path: Path, variables: str, line: int,
                                                            expected: str) -> None:
@@ -78,15 +76,17 @@ def test_a_deployment_bigger_than_the_declared_agent_is_refused(tmp_path: Path) 
     assert found == [
         "prefect.yaml:12: deployment 'big': asks for 2 vCPU, more than the module's agent has "
         "(deployer.agent.cpu: 1): its runs share that agent; raise deployer.agent.cpu or lower this",
-        "prefect.yaml:12: deployment 'big': asks for 8 GB, more than the module's agent has "
-        "(deployer.agent.memory: 4): its runs share that agent; raise deployer.agent.memory or "
-        "lower this"]
+        "prefect.yaml:12: deployment 'big': asks for 8 GB, more than the module's agent has room for "
+        "(3.5 GB: deployer.agent.memory 4 less 0.5 GB for its worker): its runs share that agent; "
+        "raise deployer.agent.memory or lower this"]
 
 
 @pytest.mark.parametrize("top,expected", [
     ("deployer: [1]\n", "prefect.yaml:2: 'deployer' must be a mapping"),
     ("deployer:\n  isolate: run\n", "prefect.yaml:3: unknown key 'isolate' in 'deployer' (known: agent)"),
     ("deployer:\n  agent: 2\n", "prefect.yaml:3: deployer.agent must be a mapping"),
+    ("deployer:\n  agent: {cpu: 1, memory: 2, gpu: 1}\n",
+     "prefect.yaml:3: unknown key 'gpu' in deployer.agent (known: cpu, memory)"),
     ("deployer:\n  agent: {cpu: 2}\n", "deployer.agent needs both cpu and memory (no memory)"),
     ("deployer:\n  agent:\n    cpu: 1\n    memory: 20\n",
      "prefect.yaml:5: deployer.agent.memory must be a number of GB from 0.5"),
@@ -106,33 +106,15 @@ def test_sizes_change_the_config_digest_only_when_given(tmp_path: Path) -> None:
     agent = load(tmp_path / "d", prefect_yaml(top="deployer:\n  agent: {cpu: 1, memory: 2}\n"))
     assert len({digest, sized.config_digest("k"), bigger.config_digest("k"),
                 agent.config_digest("k")}) == 4
+    # a revision of it accepted before sizes joined the digest still loads (handback, rollback)
+    legacy = config_digest(sized.env.pairs, "k")
+    assert sized.has_config_digest("k", legacy) and sized.has_config_digest("k", sized.config_digest("k"))
+    assert not sized.has_config_digest("k", bigger.config_digest("k"))
 
 
-def test_a_deployment_with_memory_registers_the_command_that_limits_its_runs(tmp_path: Path) -> None:
-    module = load(tmp_path, prefect_yaml(small="memory: 0.5, env: {A: '1'}"))
+def test_a_deployment_with_memory_registers_its_limit_in_its_runs_environment(tmp_path: Path) -> None:
+    module = load(tmp_path, prefect_yaml(small="memory: 0.5, env: {A: '1'}", big="cpu: 2"))
     small, big = module.deployments
     payload = deployment_payload(small, "demo", "q", [], "rev")
-    assert payload["job_variables"] == {"memory": 0.5, "env": {"A": "1"}, "command": run_command(0.5)}
-    assert "command" not in deployment_payload(big, "demo", "q", [], "rev")["job_variables"]
-
-
-def test_the_run_command_starts_prefects_engine_under_the_limit(tmp_path: Path) -> None:
-    """The command as the process worker splits it, with a stand-in engine module: the limit is
-    in force before the engine is imported, and allocating beyond it fails."""
-    engine = tmp_path / "prefect" / "engine.py"
-    engine.parent.mkdir()
-    (engine.parent / "__init__.py").write_text("")
-    engine.write_text("import os, resource, sys\n"
-                      "print(resource.getrlimit(resource.RLIMIT_DATA)[0], sys.argv[0].endswith('engine.py'))\n"
-                      "blob = bytearray(int(os.environ['ALLOCATE']))\n")
-    argv = shlex.split(run_command(0.5))
-    assert argv[0] == "python"
-
-    def run(allocate: int) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, capture_output=True,
-                              text=True, env={"ALLOCATE": str(allocate)})
-    within = run(100 * 1024**2)
-    assert within.returncode == 0, within.stderr
-    assert within.stdout.split() == [str(512 * 1024**2), "True"]
-    beyond = run(800 * 1024**2)
-    assert beyond.returncode != 0 and "MemoryError" in beyond.stderr
+    assert payload["job_variables"] == {"memory": 0.5, "env": {"A": "1", RUN_MEMORY_ENV: str(512 * 1024**2)}}
+    assert deployment_payload(big, "demo", "q", [], "rev")["job_variables"] == {"cpu": 2}

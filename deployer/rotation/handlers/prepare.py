@@ -10,6 +10,7 @@ from datetime import timedelta
 from deployer import preflight
 from deployer.bundle.entrypoint import image_entrypoint
 from deployer.bundle.sizing import Size
+from deployer.config import Settings
 from deployer.errors import BuildFailed, HealthCheckFailed
 from deployer.ports.agents import AgentSpec, AgentState
 from deployer.ports.images import BuildState, Image
@@ -184,7 +185,7 @@ def start_agent(ctx: Context, op: StartAgent, looks: int) -> Outcome:
     secrets = dict(ctx.env_values())  # Key Vault references read here, handed over as secure values
     if settings.prefect_api_key.reveal():
         secrets["PREFECT_API_KEY"] = settings.prefect_api_key.reveal()
-    plain = {"PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_poll_seconds)}
+    plain = worker_settings(settings)
     # an API URL with a credential in it (userinfo, a token) goes as a secret too
     (secrets if has_credentials(settings.prefect_api_url) else plain)["PREFECT_API_URL"] = \
         settings.prefect_api_url
@@ -199,6 +200,15 @@ def start_agent(ctx: Context, op: StartAgent, looks: int) -> Outcome:
         checks=ctx.s.code.check_channel(op.agent) if ctx.pulls_code() else {},
         cpu=size.cpu, memory_gb=size.memory_gb))
     return Done(AgentStarted(op.agent, op.queue))
+
+
+def worker_settings(settings: Settings) -> dict[str, str]:
+    """How an agent's worker talks to Prefect while it waits: what an idle module costs in API
+    requests (``bench/idle_load.py``). Runs are fetched a poll ahead of their time, so a longer
+    poll delays only runs started by hand."""
+    return {"PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_poll_seconds),
+            "PREFECT_WORKER_PREFETCH_SECONDS": str(settings.worker_poll_seconds + 10),
+            "PREFECT_WORKER_HEARTBEAT_SECONDS": str(settings.worker_heartbeat_seconds)}
 
 
 @handles(CheckEntrypoints)
