@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _watch(services: Any, args: argparse.Namespace, where: Any, run: Any) -> int:
-    from deployer.pipeline.flow_runs import final, watch
+    from deployer.pipeline.flow_runs import final, stopped_over_limit, watch
     from deployer.ports.orchestrator import FINAL_STATES
 
     if not args.json:
@@ -72,12 +72,18 @@ def _watch(services: Any, args: argparse.Namespace, where: Any, run: Any) -> int
     ended = final(services, run.id)
     took = (services.now() - started).total_seconds()
     done = ended.state == "COMPLETED"
+    over = stopped_over_limit(services, where.module, run.id) if ended.state == "CRASHED" else None
     if args.json:
-        emit_json({"run": ended, "target": where, "logs": logs, "completed": done})
+        emit_json({"run": ended, "target": where, "logs": logs, "completed": done,
+                   "over_memory_limit": over})
     elif ended.state not in FINAL_STATES:
         err.print(f"still {ended.state} after {took:.0f} s (--timeout); the run goes on: {ended.id}")
     else:
         why = f": {ended.message}" if ended.message and not done else ""
+        if over is not None:
+            why = (f": stopped by its agent, it used {over['used'] / 1024**3:.2f} GB, more than the "
+                   f"memory limit of {where.deployment} ({over['limit'] / 1024**3:g} GB, "
+                   "work_pool.job_variables.memory in prefect.yaml)")
         (out if done else err).print(f"flow run {ended.name}: {ended.state} after {took:.1f} s{why}",
                                      markup=False)
     return 0 if done else 1

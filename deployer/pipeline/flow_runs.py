@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from deployer import run_limits
 from deployer.errors import NotFound, UsageError
 from deployer.names import unknown_module, with_suggestion
 from deployer.ports.orchestrator import FINAL_STATES, RunLog, RunRef
@@ -153,3 +154,17 @@ def _new_lines(services: Services, run_id: str, since: datetime | None,
 
 def final(services: Services, run_id: str) -> RunRef:
     return services.orchestrator.run_status(run_id)
+
+
+#: how far back in an agent's log to look for the line its limiter printed
+LIMIT_LOG_LINES = 2000
+
+
+def stopped_over_limit(services: Services, module: str, run_id: str) -> dict[str, Any] | None:
+    """What the agent's limiter said of a run it stopped for its memory (``run_limits``): the
+    run crashed because it used more than its deployment's ``memory``. None: not that."""
+    for agent in services.runtime.list(module, detailed=False):
+        for found in run_limits.parse(services.runtime.logs(agent.name, tail=LIMIT_LOG_LINES)):
+            if found.get("flow_run") == run_id:
+                return found
+    return None

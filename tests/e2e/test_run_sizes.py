@@ -43,10 +43,12 @@ def test_each_deployments_runs_get_its_memory_limit(stack: Stack) -> None:
     stack.start_host()
     record = stack.deploy({"flow.py": FLOW, "prefect.yaml": PREFECT_YAML.format(name=stack.name)})
     assert record.status is RunStatus.SUCCEEDED, (record.error, stack.host_log())
-    tight = prefect_runs.start_run(stack.prefect_api, stack.name, {"allocate_mb": 800})
     roomy = prefect_runs.start_run(stack.prefect_api, stack.name, {"allocate_mb": 800}, deployment="roomy")
+    tight = stack.cli("run", f"{stack.name}/hello", "--param", "allocate_mb=800", "--watch")
+    assert tight.returncode == 1, (tight.stdout, tight.stderr)
+    assert ": CRASHED after" in tight.stderr and "stopped by its agent, it used 0." in tight.stderr
+    assert "more than the memory limit of hello (0.5 GB, work_pool.job_variables.memory" in tight.stderr
     assert prefect_runs.wait_state(stack.prefect_api, roomy, FINAL) == "COMPLETED"
     assert prefect_runs.printed(stack.prefect_api, roomy, "allocated") == ["allocated 800 MB"]
-    assert prefect_runs.wait_state(stack.prefect_api, tight, FINAL) == "CRASHED"
     [stopped] = run_limits.parse(stack.services.runtime.logs(stack.current_agent(), tail=2000))
-    assert stopped["flow_run"] == tight and stopped["limit"] == 512 * 1024**2 < stopped["used"]
+    assert stopped["limit"] == 512 * 1024**2 < stopped["used"]

@@ -120,3 +120,25 @@ def test_watching_a_run_that_vanishes_says_why_it_may_have(world: World) -> None
     with pytest.raises(NotFound, match="gone from Prefect") as gone:
         list(watch(world.services, "run-404"))
     assert "re-created" in (gone.value.hint or "")
+
+
+def test_a_run_its_agent_stopped_for_its_memory_says_so_and_which_limit(world: World, cli) -> None:  # type: ignore[no-untyped-def]
+    world.run(world.request())
+    world.orchestrator.run_ends = "CRASHED"
+    agent = world.current_agent()
+    code, _, err = cli("run", "demo/hello", "--watch")
+    assert code == 1 and "CRASHED" in err and "stopped by its agent" not in err  # a crash of its own
+
+    upcoming = f"run-{world.orchestrator._ids + 1}"  # the fake's next run id
+    world.runtime.answers[agent] = ["DEPLOYER-LIMIT " + json.dumps(
+        {"flow_run": upcoming, "pid": 2, "used": int(0.8 * 1024**3), "limit": 512 * 1024**2})]
+    code, _, err = cli("run", "demo/hello", "--watch")
+    assert code == 1
+    assert (f"flow run {upcoming}: CRASHED after" in err and "stopped by its agent, it used 0.80 GB, "
+            "more than the memory limit of hello (0.5 GB, work_pool.job_variables.memory in "
+            "prefect.yaml)" in err)
+    upcoming = f"run-{world.orchestrator._ids + 1}"
+    world.runtime.answers[agent].append("DEPLOYER-LIMIT " + json.dumps(
+        {"flow_run": upcoming, "pid": 3, "used": 2 * 1024**3, "limit": 1024**3}))
+    code, out, _ = cli("run", "demo/hello", "--watch", "--json")
+    assert code == 1 and json.loads(out)["over_memory_limit"]["limit"] == 1024**3
