@@ -8,9 +8,11 @@ it starts it.
 The agent keeps the limits. Its preflight forks a *limiter* (``LIMITER``) before the worker starts:
 a small loop that reads ``/proc`` only, every ``POLL_SECONDS``. It walks the processes under the
 worker, and for each flow-run process that carries a limit it adds up the resident memory of that
-process and every process it started. A run above its limit is stopped (SIGKILL to that run's
-processes, nothing else): Prefect then reports the run CRASHED (exit code -9). The limiter prints
-``DEPLOYER-LIMIT <json>`` to the agent's log, naming the flow run, what it used and its limit.
+process and every process under it (shared pages counted once). A run above its limit is stopped
+(SIGKILL to that run's processes and its process group, nothing else): Prefect then reports the
+run CRASHED (exit code -9). The limiter prints ``DEPLOYER-LIMIT <json>`` to the agent's log,
+naming the flow run, what it used and its limit. A process without a flow run id (the warm
+checker, say) is never limited.
 
 Counting resident memory (not address space) means threads' stacks and mapped but untouched
 memory do not count, as in a container's memory limit. The limiter looks every half second, so a
@@ -53,6 +55,19 @@ def _rss(pid, page):
         return 0
 
 
+def _pss(pid, page):
+    """Resident memory with shared pages divided among their sharers (what a forked worker pool
+    really adds); the plain resident size where the kernel has no smaps_rollup."""
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return _rss(pid, page)
+
+
 def _limit(pid, name):
     """(limit in bytes, flow run id) from a process's environment; (None, None) without one."""
     try:
@@ -60,10 +75,10 @@ def _limit(pid, name):
             pairs = dict(item.split(b"=", 1) for item in handle.read().split(b"\0") if b"=" in item)
     except OSError:
         return None, None
-    value = pairs.get(name.encode())
-    if not value or not value.isdigit():
+    value, run = pairs.get(name.encode()), pairs.get(b"PREFECT__FLOW_RUN_ID")
+    if not value or not value.isdigit() or not run:  # not a flow run (not yet, or never)
         return None, None
-    return int(value), pairs.get(b"PREFECT__FLOW_RUN_ID", b"").decode() or None
+    return int(value), run.decode()
 
 
 def _tree(pid):
@@ -78,31 +93,48 @@ def _tree(pid):
 def _limiter(name, poll):
     """Forked by the agent before its worker starts: stop any flow run above its limit."""
     import signal, time
-    parent, page, known = os.getppid(), os.sysconf("SC_PAGE_SIZE"), {}
+    parent, page, limits = os.getppid(), os.sysconf("SC_PAGE_SIZE"), {}
     while os.getppid() == parent:
         time.sleep(poll)
-        runs = [p for p in _children(parent) if p != os.getpid()]
-        for pid in list(known):
-            if pid not in runs:
-                del known[pid]
-        for pid in runs:
-            if pid not in known:
-                known[pid] = _limit(pid, name)
-            limit, run = known[pid]
+        try:
+            _look(parent, name, page, limits, signal.SIGKILL)
+        except Exception as exc:  # never let one bad look end the limiter
+            print("deployer limiter: " + type(exc).__name__, file=sys.stderr, flush=True)
+    os._exit(0)
+
+
+def _look(parent, name, page, limits, kill):
+    runs = [p for p in _children(parent) if p != os.getpid()]
+    for pid in list(limits):
+        if pid not in runs:
+            del limits[pid]
+    for pid in runs:
+        if pid not in limits:
+            # a process between fork and exec still shows the worker's environment: only a
+            # limit found is kept; the others are read again at the next look
+            limit, run = _limit(pid, name)
             if limit is None:
                 continue
-            tree = _tree(pid)
-            used = sum(_rss(p, page) for p in tree)
-            if used <= limit:
-                continue
-            for victim in tree:
-                try:
-                    os.kill(victim, signal.SIGKILL)
-                except OSError:
-                    pass
-            print("DEPLOYER-LIMIT " + json.dumps({"flow_run": run, "pid": pid, "used": used,
-                                                  "limit": limit}), flush=True)
-    os._exit(0)
+            limits[pid] = (limit, run)
+        limit, run = limits[pid]
+        tree = _tree(pid)
+        if sum(_rss(p, page) for p in tree) <= limit:
+            continue
+        used = sum(_pss(p, page) for p in tree)  # shared pages counted once
+        if used <= limit:
+            continue
+        for victim in tree:
+            try:
+                os.kill(victim, kill)
+            except OSError:
+                pass
+        try:
+            if os.getpgid(pid) == pid:  # its own group: what it started and left behind too
+                os.killpg(pid, kill)
+        except OSError:
+            pass
+        print("DEPLOYER-LIMIT " + json.dumps({"flow_run": run, "pid": pid, "used": used,
+                                              "limit": limit}), flush=True)
 '''
 
 
@@ -115,9 +147,10 @@ def parse(log: str) -> list[dict[str, Any]]:
     """The runs the limiter stopped, from an agent's log."""
     found = []
     for line in log.splitlines():
-        if line.startswith(MARKER):
+        at = line.find(MARKER)  # a run's unfinished output may come first on the line
+        if at >= 0:
             try:
-                found.append(json.loads(line[len(MARKER):]))
+                found.append(json.loads(line[at + len(MARKER):]))
             except ValueError:
                 continue
     return found

@@ -24,7 +24,8 @@ MAX_VALUE_BYTES = 32 * 1024
 MAX_TOTAL_BYTES = 256 * 1024
 #: keys the deployer sets for the agent itself; a .env value for them would be overridden
 RESERVED_KEYS = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_WORKER_QUERY_SECONDS",
-                 "PREFECT_HOME")
+                 "PREFECT_WORKER_PREFETCH_SECONDS", "PREFECT_WORKER_HEARTBEAT_SECONDS",
+                 "PREFECT_HOME", "DEPLOYER_RUN_MEMORY_LIMIT_BYTES")
 #: what azure-identity's DefaultAzureCredential reads from the environment: in an agent's
 #: environment they would change the identity its flow runs fetch their code with (the code
 #: store's pull step): EnvironmentCredential comes first, and AZURE_CLIENT_ID picks the managed

@@ -124,6 +124,11 @@ def check_deployment(spec: DeploymentSpec, options: ModuleOptions) -> list[Probl
     if memory is not None and not isinstance(variables.get("env") or {}, dict):
         problem("env", "work_pool.job_variables.env must be a mapping of NAME: value")
     agent = options.agent
+    largest = round(ACI_MAX_MEMORY_GB - AGENT_OVERHEAD_GB, 1)
+    if agent is None and memory is not None and memory > largest:
+        problem("memory", f"asks for {_number(memory)} GB: its agent needs "
+                f"{_number(AGENT_OVERHEAD_GB)} GB beside it, and {ACI_SOURCE} is "
+                f"{_number(ACI_MAX_MEMORY_GB)} GB, so at most {_number(largest)} GB")
     if agent is not None:
         if cpu is not None and cpu > agent.cpu:
             problem("cpu", f"asks for {_number(cpu)} vCPU, more than the module's agent has "

@@ -81,6 +81,21 @@ def test_a_config_change_rotates_without_a_build(world: World) -> None:
     assert world.current_agent() != old
 
 
+def test_a_change_of_size_starts_an_agent_that_keeps_it_never_a_code_only_change(world: World) -> None:
+    """prefect.yaml is code, but a size is the agent's: a module that starts asking for memory
+    (or changes it) gets a new agent, with the limiter, from the same image."""
+    capable(world)
+    world.run(world.request())
+    template = ("name: demo\ndeployments:\n  - name: hello\n    entrypoint: flow.py:hello\n"
+                "    work_pool:\n      job_variables: {{memory: {}}}\n")
+    for memory, agent_memory in ((1, 1.5), (2, 2.5)):  # the run's, and 0.5 GB for the worker
+        old = world.current_agent()
+        record = world.run(world.request({"prefect.yaml": template.format(memory)}))
+        assert path(record) == ("config", ["code", "config"]) and len(world.builder.builds) == 1
+        assert world.current_agent() != old
+        assert world.runtime.agents[world.current_agent()].spec.memory_gb == agent_memory
+
+
 def test_a_mixed_change_is_treated_as_its_heaviest_part(world: World) -> None:
     capable(world)
     world.run(world.request())

@@ -60,6 +60,9 @@ def test_a_declared_agent_size_is_the_agents(tmp_path: Path) -> None:
     ("memory: '2Gi'", 8, "it is '2Gi'"),
     ("memory: true", 8, "it is True"),
     ("memory: 1.25", 8, "work_pool.job_variables.memory must be in steps of 0.1 GB, as ACI takes it"),
+    ("memory: 16", 8, "asks for 16 GB: its agent needs 0.5 GB beside it, and ACI's limit for a "
+                      "standard Linux container group (Microsoft Learn, 'Resource availability & "
+                      "quota limits for ACI') is 16 GB, so at most 15.5 GB"),
     ("memory: 2, env: [A]", 8, "work_pool.job_variables.env must be a mapping of NAME: value"),
 ])
 def test_sizes_out_of_range_are_refused_with_file_and_line(tmp_path: Path, variables: str, line: int,
