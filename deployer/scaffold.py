@@ -39,10 +39,15 @@ COPY . ./
 name: {name}
 prefect-version: 3.4.0
 
+# deployer:                      # the module's agent (defaults: DEPLOYER_AGENT_CPU/_MEMORY_GB)
+#   agent: {{cpu: 1, memory: 1.5}}
+
 deployments:
   - name: {name}
     entrypoint: flow.py:{function}
     parameters: {{}}
+    # work_pool:
+    #   job_variables: {{memory: 1}}   # each run's memory limit, in GB
 """,
     "flow.py": '''\
 """Module {name}: replace this flow with your own."""

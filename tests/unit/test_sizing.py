@@ -121,3 +121,19 @@ def test_a_deployment_with_memory_registers_its_limit_in_its_runs_environment(tm
     payload = deployment_payload(small, "demo", "q", [], "rev")
     assert payload["job_variables"] == {"memory": 0.5, "env": {"A": "1", RUN_MEMORY_ENV: str(512 * 1024**2)}}
     assert deployment_payload(big, "demo", "q", [], "rev")["job_variables"] == {"cpu": 2}
+
+
+def test_the_scaffolds_sizing_hints_validate_once_uncommented(tmp_path: Path) -> None:
+    from deployer.scaffold import create_module
+
+    root = create_module(tmp_path, "risk-report")
+    text = (root / "prefect.yaml").read_text()
+    for hint, line in (("# deployer:", "deployer:"), ("#   agent:", "  agent:"),
+                       ("    # work_pool:", "    work_pool:"),
+                       ("    #   job_variables:", "      job_variables:")):
+        assert hint in text
+        text = text.replace(hint, line)
+    (root / "prefect.yaml").write_text(text)
+    module = load_folder(root, LIMITS)
+    assert module.options.agent == Size(1.0, 1.5)
+    assert [d.config["work_pool"] for d in module.deployments] == [{"job_variables": {"memory": 1}}]
