@@ -1,5 +1,5 @@
 """Flow runs on the Prefect API: re-creating one (to move it to another queue, or to give it the
-version of the code it will run) and the domain's view of one."""
+version of the code it will run), finding the run that replaced one, and the domain's view of one."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
     FlowRunFilter,
+    FlowRunFilterName,
     FlowRunFilterState,
     FlowRunFilterStateType,
     WorkPoolFilter,
     WorkPoolFilterName,
 )
 from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import Scheduled
 
 from deployer.ports.orchestrator import RunRef
@@ -52,6 +54,18 @@ def relabel(api: SyncPrefectClient, pool: str, queue: str, deployment_ids: list[
     return [(str(run.id), recreate(api, run, queue, f"relabel:{run.id}:{revision_id}"))
             for run in runs
             if not run.run_count and (run.deployment_version or "") != revision_id]
+
+
+def successor(api: SyncPrefectClient, run: RunRef) -> RunRef | None:
+    """The newest other run of ``run``'s deployment with its name: ``recreate`` keeps both."""
+    if not run.deployment:
+        return None
+    found = api.read_flow_runs(
+        flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run.name])),
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[UUID(run.deployment)])),
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=5)
+    others = [r for r in found if str(r.id) != run.id]
+    return run_ref(others[0]) if others else None
 
 
 def run_ref(run: Any) -> RunRef:

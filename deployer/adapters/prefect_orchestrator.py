@@ -45,7 +45,7 @@ from prefect.states import Crashed
 
 from deployer.adapters.prefect_deployments import MANAGED_TAG, deployment_payload, name_refusal
 from deployer.adapters.prefect_errors import first_error, not_found, refusal_detail, translated
-from deployer.adapters.prefect_flow_runs import recreate, relabel, run_ref
+from deployer.adapters.prefect_flow_runs import recreate, relabel, run_ref, successor
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec
 from deployer.errors import BundleInvalid, NotFound, Problem
 from deployer.ports.orchestrator import SMOKE_TAG, Readiness, RunLog, RunRef, refuse_unknown
@@ -330,6 +330,10 @@ class PrefectOrchestrator:
                 if not_found(exc):
                     raise NotFound(f"no flow run {run_id} in Prefect") from exc
                 raise
+
+    def successor(self, run: RunRef) -> RunRef | None:
+        with self._api(f"look for the run that replaced flow run {run.id}") as api:
+            return successor(api, run)
 
     def run_logs(self, run_id: str, since: datetime | None = None, limit: int = 200) -> list[RunLog]:
         # pydantic takes any aware datetime here; the annotation names Prefect's own DateTime

@@ -57,11 +57,17 @@ def _watch(services: Any, args: argparse.Namespace, where: Any, run: Any) -> int
     started = services.now()
     try:
         for event in watch(services, run.id, timeout=args.timeout):
+            if event.moved is not None:
+                run = event.moved
             if args.json:
                 logs.extend([event.log] if event.log else [])
                 continue
             clock = event.at.strftime("%H:%M:%S UTC")
-            if event.log is None:
+            if event.moved is not None:
+                out.print(f"{clock}  the deployment moved to revision {run.version} before the run "
+                          f"started: it was re-created at that revision ({run.id}); following it",
+                          markup=False)
+            elif event.log is None:
                 out.print(f"{clock}  [bold]{event.state}[/]")
             else:
                 out.print(f"{clock}  {event.log.level:<8} ", end="", markup=False)

@@ -42,11 +42,13 @@ class Target:
 
 @dataclass(frozen=True)
 class RunEvent:
-    """A watched run's new state (``log`` None) or a line it logged."""
+    """A watched run's new state (``log`` None) or a line it logged; ``moved``: the run was
+    re-created at another revision before it started, and the watch follows the new one."""
 
     at: datetime
     state: str
     log: RunLog | None = None
+    moved: RunRef | None = None
 
 
 def target(services: Services, spec: str) -> Target:
@@ -112,13 +114,21 @@ def watch(services: Services, run_id: str, *, timeout: float | None = None,
     latest: datetime | None = None
     deadline = None if timeout is None else services.now().timestamp() + timeout
     ended_at: float | None = None
+    last: RunRef | None = None
     while True:
         try:
             run = orchestrator.run_status(run_id)
         except NotFound as exc:
-            raise NotFound(f"flow run {run_id} is gone from Prefect", hint=(
-                "someone deleted it, or it had not started when its deployment moved to another "
-                "revision and was re-created at that one, under the same name")) from exc
+            # not started when its deployment moved to another revision: re-created at that
+            # one under the same name (``Orchestrator.register``); follow the new run
+            moved = orchestrator.successor(last) if last is not None else None
+            if moved is None:
+                raise NotFound(f"flow run {run_id} is gone from Prefect",
+                               hint="someone deleted it: no run of its name took its place") from exc
+            run_id, last, state = moved.id, moved, ""
+            yield RunEvent(services.now(), moved.state, moved=moved)
+            continue
+        last = run
         # read again from a while back: a line that arrives late is stamped earlier
         logs = _new_lines(services, run_id, None if latest is None else latest - LOG_LAG, seen)
         for line in logs:

@@ -152,6 +152,12 @@ class Orchestrator(Protocol):
         """The run now; ``NotFound`` when Prefect has no such run (deleted, or re-created)."""
         ...
 
+    def successor(self, run: RunRef) -> RunRef | None:
+        """The run that took ``run``'s place when its deployment moved to another revision
+        before it started (``register`` re-creates it: the same name, on the same deployment);
+        None when there is none (it was deleted)."""
+        ...
+
     def run_logs(self, run_id: str, since: datetime | None = None, limit: int = 200) -> list[RunLog]:
         """The run's log lines stamped at or after ``since``, oldest first (at most ``limit``).
         Lines reach Prefect in batches, from the worker and the run's process: one may arrive

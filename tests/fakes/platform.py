@@ -549,6 +549,15 @@ class FakeOrchestrator:
         return RunRef(run.id, run.name, run.state, run.deployment, run.version,
                       run.message if run.state == run.final_state else "")
 
+    def successor(self, run: RunRef) -> RunRef | None:
+        self._call("successor")
+        others = [r for r in self.runs.values() if r.name == run.name and r.id != run.id
+                  and r.deployment == run.deployment]
+        if not others:
+            return None
+        latest = others[-1]  # runs are kept in the order they were made
+        return self.run_status(latest.id)
+
     def run_logs(self, run_id: str, since: datetime | None = None, limit: int = 200) -> list[RunLog]:
         self._advance()
         found = sorted((line for line in self.runs[run_id].logs if since is None or line.at >= since),

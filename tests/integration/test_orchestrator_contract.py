@@ -293,11 +293,17 @@ def test_a_run_not_started_when_its_deployment_moves_to_another_revision_is_rela
         orchestrator.run_status(waiting.id)
     assert orchestrator.queues(pool)["q1"] == 2  # the re-created run waits in the same queue
     assert waiting_runs(orchestrator, pool) == [(waiting.name, "rev-2")]
+    following = orchestrator.successor(orchestrator.run_status(going.id))
+    assert following is None  # the run going on was not re-created: no other run of its name
+    replaced = orchestrator.successor(waiting)  # what a watch of the first one follows
+    assert replaced is not None and (replaced.name, replaced.version) == (waiting.name, "rev-2")
     orchestrator.register(pool, "q1", [spec(flow)], WORK, "rev-2")  # the same revision again
     assert waiting_runs(orchestrator, pool) == [(waiting.name, "rev-2")]
     orchestrator.ensure_queue(pool, "q2")  # a new agent's queue: the waiting run goes with it
     orchestrator.register(pool, "q2", [spec(flow)], WORK, "rev-3")
     assert waiting_runs(orchestrator, pool) == [(waiting.name, "rev-3")]
+    again = orchestrator.successor(replaced)  # re-created twice: followed from the last one seen
+    assert again is not None and again.version == "rev-3" and again.id != replaced.id
     assert (orchestrator.queues(pool)["q1"], orchestrator.queues(pool)["q2"]) == (1, 1)  # the going one stays
 
 

@@ -113,13 +113,13 @@ def test_watch_prints_each_line_once_also_one_that_arrives_after_a_later_one(wor
     assert lines == ["first, sent late", "Finished in state Completed()"]
 
 
-def test_watching_a_run_that_vanishes_says_why_it_may_have(world: World) -> None:
+def test_watching_a_run_that_vanishes_with_nothing_in_its_place_says_so(world: World) -> None:
     from deployer.errors import NotFound
     from deployer.pipeline.flow_runs import watch
 
     with pytest.raises(NotFound, match="gone from Prefect") as gone:
         list(watch(world.services, "run-404"))
-    assert "re-created" in (gone.value.hint or "")
+    assert gone.value.hint == "someone deleted it: no run of its name took its place"
 
 
 def test_a_run_its_agent_stopped_for_its_memory_says_so_and_which_limit(world: World, cli) -> None:  # type: ignore[no-untyped-def]
@@ -142,3 +142,21 @@ def test_a_run_its_agent_stopped_for_its_memory_says_so_and_which_limit(world: W
         {"flow_run": upcoming, "pid": 3, "used": 2 * 1024**3, "limit": 1024**3}))
     code, out, _ = cli("run", "demo/hello", "--watch", "--json")
     assert code == 1 and json.loads(out)["over_memory_limit"]["limit"] == 1024**3
+
+
+def test_a_watch_follows_its_run_when_a_deploy_re_creates_it_before_it_starts(world: World) -> None:
+    """A run not started when its deployment moves to another revision is re-created there
+    under the same name: the watch says so and follows the new run, never 'gone'."""
+    from deployer.pipeline.flow_runs import target, watch
+
+    world.run(world.request())
+    where = target(world.services, "demo/hello")
+    started = world.services.orchestrator.start_run(where.flow, where.deployment, {})
+    world.orchestrator.runs[started.id].state = "SCHEDULED"  # waiting for a worker
+    events = watch(world.services, started.id, timeout=30)
+    assert next(events).state == "SCHEDULED"
+    newer = world.run(world.request({".env": "GREETING=newer\n"}))  # registered elsewhere
+    assert newer.revision is not None
+    moved = [e.moved for e in events if e.moved is not None]
+    assert [(m.name, m.version) for m in moved] == [(started.name, newer.revision.id)]
+    assert moved[0].id != started.id
