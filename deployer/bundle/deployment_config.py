@@ -40,7 +40,8 @@ NOT_HONOURED = {
     "flow_name": "the flow's name comes from the entrypoint's @flow",
 }
 TOP_NOT_HONOURED = {k: NOT_HONOURED[k] for k in ("build", "push", "pull")}
-TOP_KNOWN = {"name", "prefect-version", "deployments", "deployer", *TOP_NOT_HONOURED}
+#: ``definitions`` is where Prefect's own prefect.yaml keeps YAML anchors (it ignores the key)
+TOP_KNOWN = {"name", "prefect-version", "deployments", "deployer", "definitions", *TOP_NOT_HONOURED}
 SCHEDULE_KEYS = {"cron", "interval", "rrule", "timezone", "anchor_date", "active", "parameters",
                  "slug", "replaces", "day_or"}
 COLLISION_STRATEGIES = ("ENQUEUE", "CANCEL_NEW")
@@ -222,6 +223,9 @@ def _work_pool(value: Any, module: str, problem: Any) -> list[Problem]:
     variables = value.get("job_variables")
     if variables is not None and not isinstance(variables, dict):
         problem("work_pool.job_variables", "work_pool.job_variables must be a mapping")
+    elif variables and variables.get("env") is not None and not isinstance(variables["env"], dict):
+        problem("work_pool.job_variables.env", "work_pool.job_variables.env must be a mapping of "
+                "NAME: value (the runs' environment)")
     return []
 
 
@@ -234,7 +238,12 @@ def _deployer_section(spec: DeploymentSpec, value: Any, enforce: bool) -> list[P
                         "a mapping (smoke: ...)")]
     problems = []
     for key in value:
-        if key != "smoke":
+        if key == "agent":
+            problems.append(Problem(PREFECT_YAML, spec.line_of(f"deployer.{key}"),
+                                    f"{where}: 'agent' goes in prefect.yaml's top-level 'deployer:' "
+                                    "section (the module's agent); a deployment's runs are sized "
+                                    "by work_pool.job_variables cpu and memory"))
+        elif key != "smoke":
             problems.append(Problem(PREFECT_YAML, spec.line_of(f"deployer.{key}"),
                                     f"{where}: unknown key {key!r} in 'deployer' (known: smoke)"))
     smoke = value.get("smoke")

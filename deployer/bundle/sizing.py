@@ -92,16 +92,23 @@ def check_section(value: Any, lines: dict[str, int]) -> tuple[ModuleOptions, lis
         problems.append(Problem(PREFECT_YAML, lines.get(f"deployer.agent.{key}",
                                                         lines.get("deployer.agent")), message))
 
-    for key in agent:
-        if key not in AGENT_KEYS:
+    for key in agent:  # a key in another case is named by _size
+        if key not in AGENT_KEYS and not (isinstance(key, str) and key.lower() in AGENT_KEYS):
             problem(key, f"unknown key {key!r} in deployer.agent (known: {', '.join(AGENT_KEYS)})")
     found = _size(agent, "deployer.agent", problem)
     if found is None:
         return NO_OPTIONS, problems
     cpu, memory = found
     if cpu is None or memory is None:
-        missing = "cpu" if cpu is None else "memory"
-        problem(missing, f"deployer.agent needs both cpu and memory (no {missing})")
+        if not problems:
+            missing = "cpu" if cpu is None else "memory"
+            problem(missing, f"deployer.agent needs both cpu and memory (no {missing})")
+        return NO_OPTIONS, problems
+    floor = MIN_MEMORY_GB + AGENT_OVERHEAD_GB
+    if memory < floor:
+        problem("memory", f"deployer.agent.memory must be at least {_number(floor)} GB: "
+                f"{_number(AGENT_OVERHEAD_GB)} GB for its worker, and a run needs "
+                f"{_number(MIN_MEMORY_GB)} GB; it is {_number(memory)}")
         return NO_OPTIONS, problems
     return ModuleOptions(Size(cpu, memory)), problems
 
@@ -121,8 +128,6 @@ def check_deployment(spec: DeploymentSpec, options: ModuleOptions) -> list[Probl
     if found is None:
         return problems
     cpu, memory = found
-    if memory is not None and not isinstance(variables.get("env") or {}, dict):
-        problem("env", "work_pool.job_variables.env must be a mapping of NAME: value")
     agent = options.agent
     largest = round(ACI_MAX_MEMORY_GB - AGENT_OVERHEAD_GB, 1)
     if agent is None and memory is not None and memory > largest:
@@ -199,24 +204,31 @@ def _job_variables(spec: DeploymentSpec) -> dict[str, Any]:
 
 def _size(values: dict[str, Any], path: str,
           problem: Any) -> tuple[float | None, float | None] | None:
-    """(cpu, memory) from ``values``, each None when absent; None when either is wrong."""
-    cpu, memory = values.get("cpu"), values.get("memory")
+    """(cpu, memory) from ``values``, each None when absent; None when either is wrong. A key
+    in another case (``Memory``) is named: Prefect would take it for another variable."""
     ok = True
+    for key in values:
+        if isinstance(key, str) and key.lower() in SIZE_KEYS and key not in SIZE_KEYS:
+            problem(key, f"{path}.{key}: did you mean {key.lower()!r}? (names are case-sensitive)")
+            ok = False
+    cpu, memory = values.get("cpu"), values.get("memory")
     if cpu is not None and (_float(cpu) is None or not 0 < cpu <= ACI_MAX_CPU):
         problem("cpu", f"{path}.cpu must be a number of vCPU above 0 and at most "
-                f"{_number(ACI_MAX_CPU)} ({ACI_SOURCE}); it is {cpu!r}")
+                f"{_number(ACI_MAX_CPU)}; it is {_shown(cpu)}. {_number(ACI_MAX_CPU)} vCPU is "
+                f"{ACI_SOURCE}")
         ok = False
-    if memory is not None:
-        if _float(memory) is None or not MIN_MEMORY_GB <= memory <= ACI_MAX_MEMORY_GB:
-            problem("memory", f"{path}.memory must be a number of GB from {_number(MIN_MEMORY_GB)} "
-                    f"(a Prefect flow run needs about 0.2 GB) to {_number(ACI_MAX_MEMORY_GB)} "
-                    f"({ACI_SOURCE}); it is {memory!r}")
-            ok = False
-        elif not math.isclose(round(memory * 10), memory * 10, abs_tol=1e-9):
-            problem("memory", f"{path}.memory must be in steps of 0.1 GB, as ACI takes it; "
-                    f"it is {memory!r}")
-            ok = False
+    if memory is not None and (_float(memory) is None or not MIN_MEMORY_GB <= memory <= ACI_MAX_MEMORY_GB
+                               or round(memory, 1) != memory):
+        problem("memory", f"{path}.memory must be a number of GB from {_number(MIN_MEMORY_GB)} to "
+                f"{_number(ACI_MAX_MEMORY_GB)}, in steps of 0.1; it is {_shown(memory)}. "
+                f"{_number(ACI_MAX_MEMORY_GB)} GB and the steps are {ACI_SOURCE}; a flow run alone "
+                "needs about 0.2 GB")
+        ok = False
     return (_float(cpu), _float(memory)) if ok else None
+
+
+def _shown(value: Any) -> str:
+    return f"the text {value!r} (write a number)" if isinstance(value, str) else repr(value)
 
 
 def _float(value: Any) -> float | None:
@@ -226,4 +238,4 @@ def _float(value: Any) -> float | None:
 
 
 def _number(value: float) -> str:
-    return f"{value:g}"
+    return f"{value:.10g}"

@@ -213,3 +213,25 @@ def test_a_flow_name_prefect_refuses_is_refused_at_validate(tmp_path: Path) -> N
     flow = FLOW.replace("@flow\ndef hello", "@flow(name='etl/daily')\ndef hello")
     found = problems(tmp_path, {"flow.py": flow, "prefect.yaml": deployment("")})
     assert any("flow name 'etl/daily'" in p and "prefect.yaml:4" in p for p in found), found
+
+
+def test_prefects_definitions_section_holds_anchors_the_deployments_use(tmp_path: Path) -> None:
+    text = ("name: demo\ndefinitions:\n  sizes: &sizes {memory: 1}\ndeployments:\n"
+            "  - name: hello\n    entrypoint: flow.py:hello\n    work_pool:\n      job_variables: *sizes\n")
+    root = write_module(tmp_path, "demo", module_files("demo", {"flow.py": FLOW, "prefect.yaml": text}))
+    module = load_folder(root, LIMITS, checker=CHECKER)
+    assert module.deployments[0].config["work_pool"] == {"job_variables": {"memory": 1}}
+
+
+@pytest.mark.parametrize("body,expected", [
+    ("    work_pool:\n      job_variables: {env: 'FOO=1'}\n",
+     "prefect.yaml:6: deployment 'hello': work_pool.job_variables.env must be a mapping of NAME: "
+     "value (the runs' environment)"),
+    ("    deployer:\n      agent: {cpu: 1, memory: 2}\n",
+     "prefect.yaml:6: deployment 'hello': 'agent' goes in prefect.yaml's top-level 'deployer:' "
+     "section (the module's agent); a deployment's runs are sized by work_pool.job_variables cpu "
+     "and memory"),
+])
+def test_job_variables_and_the_deployment_section_are_checked_whatever_else_is_set(
+        tmp_path: Path, body: str, expected: str) -> None:
+    assert problems(tmp_path, {"prefect.yaml": deployment(body)}) == [expected]

@@ -53,13 +53,21 @@ def test_a_declared_agent_size_is_the_agents(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("variables,line,expected", [
     ("cpu: 0", 8, "deployment 'big': work_pool.job_variables.cpu must be a number of vCPU above 0 "
-                  "and at most 4 (ACI's limit"),
-    ("cpu: 8", 8, "at most 4 (ACI's limit for a standard Linux container group"),
-    ("memory: 32", 8, "work_pool.job_variables.memory must be a number of GB from 0.5"),
-    ("memory: 0.2", 8, "(a Prefect flow run needs about 0.2 GB) to 16"),
-    ("memory: '2Gi'", 8, "it is '2Gi'"),
+                  "and at most 4; it is 0. 4 vCPU is ACI's limit"),
+    ("cpu: 8", 8, "it is 8. 4 vCPU is ACI's limit for a standard Linux container group (Microsoft "
+                  "Learn, 'Resource availability & quota limits for ACI')"),
+    ("memory: 32", 8, "work_pool.job_variables.memory must be a number of GB from 0.5 to 16, in "
+                      "steps of 0.1; it is 32. 16 GB and the steps are ACI's limit"),
+    ("memory: 0.2", 8, "it is 0.2. 16 GB and the steps are ACI's limit for a standard Linux "
+                       "container group (Microsoft Learn, 'Resource availability & quota limits "
+                       "for ACI'); a flow run alone needs about 0.2 GB"),
+    ("memory: '2Gi'", 8, "it is the text '2Gi' (write a number)"),
+    ("memory: 1e0", 8, "it is the text '1e0' (write a number)"),  # YAML 1.1 reads 1e0 as text
     ("memory: true", 8, "it is True"),
-    ("memory: 1.25", 8, "work_pool.job_variables.memory must be in steps of 0.1 GB, as ACI takes it"),
+    ("memory: 1.25", 8, "in steps of 0.1; it is 1.25"),
+    ("memory: 2.3000000001", 8, "in steps of 0.1; it is 2.3000000001"),
+    ("Memory: 30", 8, "work_pool.job_variables.Memory: did you mean 'memory'? (names are "
+                      "case-sensitive)"),
     ("memory: 16", 8, "asks for 16 GB: its agent needs 0.5 GB beside it, and ACI's limit for a "
                       "standard Linux container group (Microsoft Learn, 'Resource availability & "
                       "quota limits for ACI') is 16 GB, so at most 15.5 GB"),
@@ -91,6 +99,9 @@ def test_a_deployment_bigger_than_the_declared_agent_is_refused(tmp_path: Path) 
     ("deployer:\n  agent: {cpu: 1, memory: 2, gpu: 1}\n",
      "prefect.yaml:3: unknown key 'gpu' in deployer.agent (known: cpu, memory)"),
     ("deployer:\n  agent: {cpu: 2}\n", "deployer.agent needs both cpu and memory (no memory)"),
+    ("deployer:\n  agent: {CPU: 2, memory: 2}\n", "deployer.agent.CPU: did you mean 'cpu'?"),
+    ("deployer:\n  agent: {cpu: 1, memory: 0.5}\n", "deployer.agent.memory must be at least 1 GB: "
+     "0.5 GB for its worker, and a run needs 0.5 GB; it is 0.5"),
     ("deployer:\n  agent:\n    cpu: 1\n    memory: 20\n",
      "prefect.yaml:5: deployer.agent.memory must be a number of GB from 0.5"),
 ])
