@@ -92,6 +92,7 @@ def check_section(value: Any, lines: dict[str, int]) -> tuple[ModuleOptions, lis
         problems.append(Problem(PREFECT_YAML, lines.get(f"deployer.agent.{key}",
                                                         lines.get("deployer.agent")), message))
 
+    before = len(problems)
     for key in agent:  # a key in another case is named by _size
         if key not in AGENT_KEYS and not (isinstance(key, str) and key.lower() in AGENT_KEYS):
             problem(key, f"unknown key {key!r} in deployer.agent (known: {', '.join(AGENT_KEYS)})")
@@ -100,7 +101,7 @@ def check_section(value: Any, lines: dict[str, int]) -> tuple[ModuleOptions, lis
         return NO_OPTIONS, problems
     cpu, memory = found
     if cpu is None or memory is None:
-        if not problems:
+        if len(problems) == before:  # a misnamed key said it already
             missing = "cpu" if cpu is None else "memory"
             problem(missing, f"deployer.agent needs both cpu and memory (no {missing})")
         return NO_OPTIONS, problems

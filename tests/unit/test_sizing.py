@@ -110,6 +110,12 @@ def test_a_wrong_module_section_is_named(tmp_path: Path, top: str, expected: str
     assert len(found) == 1 and expected in found[0], found
 
 
+def test_every_problem_of_the_module_section_is_named_at_once(tmp_path: Path) -> None:
+    found = problems(tmp_path, prefect_yaml(top="deployer:\n  agent: {memory: 2}\n  isolate: run\n"))
+    assert found == ["prefect.yaml:3: deployer.agent needs both cpu and memory (no cpu)",
+                     "prefect.yaml:4: unknown key 'isolate' in 'deployer' (known: agent)"]
+
+
 def test_sizes_change_the_config_digest_only_when_given(tmp_path: Path) -> None:
     plain = load(tmp_path / "a", prefect_yaml())
     digest = plain.config_digest("k")
