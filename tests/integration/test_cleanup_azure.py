@@ -62,7 +62,9 @@ def test_cleanup_deletes_within_the_quota_and_defers_the_rest_to_the_next_run(wo
     # 280 to delete, 100 per 5 minutes, a 500 s budget: about two windows' worth now (the 429 waits
     # push the second window a little later), the rest next time
     assert 190 <= len(deleted) <= 200 and len(deleted) + len(deferred) == 280
-    assert world.azure.peak("ContainerGroups_Delete", timedelta(seconds=300)) == 100
+    # never above the quota; how close to it depends on how the deletes' threads and the 429
+    # waits interleave on the shared simulated clock (the count above says the quota is used)
+    assert 95 <= world.azure.peak("ContainerGroups_Delete", timedelta(seconds=300)) <= 100
     assert world.azure.calls["ContainerGroups_Delete"] == len(deleted) + 12  # each 429 retried after its Retry-After
     assert "delete quota" in deferred[0].reason
     kept = {i.target: i.reason for i in first.items if i.kind == "agent" and i.outcome == "kept"}
