@@ -49,7 +49,7 @@ def deployment_payload(spec: DeploymentSpec, pool: str, queue: str,
         "tags": sorted({*tags, MANAGED_TAG}),
         "paused": config.get("paused"),
         "concurrency_limit": config.get("concurrency_limit"),
-        # with the command that starts each run under its memory limit, when it has one
+        # with its runs' memory limit in their environment, when it has one (``run_limits``)
         "job_variables": sizing.job_variables(spec),
     }
 

@@ -176,7 +176,8 @@ def digest_pairs(options: ModuleOptions,
     cpus = [cpu for cpu, _ in asked if cpu is not None]
     memories = [memory for _, memory in asked if memory is not None]
     if cpus or memories:
-        pairs.append(("\0runs", f"{max(cpus, default=0):g} {max(memories, default=0):g}"))
+        biggest = (_number(max(cpus, default=0)), _number(max(memories, default=0)))
+        pairs.append(("\0runs", " ".join(biggest)))
     return pairs
 
 

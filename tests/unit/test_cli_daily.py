@@ -6,29 +6,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
-
-from deployer.cli import main
 from deployer.models import RunStatus
 from tests.unit.pipeline_world import World
 
 BROKEN = {"flow.py": "from prefect import flow\nimport missing_module_xyz\n\n@flow(name='demo')\ndef hello():\n    pass\n"}
-
-
-@pytest.fixture
-def cli(world: World, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    from deployer.cli import output
-
-    for console in (output.out, output.err):  # a 100-column terminal, whatever ran before
-        monkeypatch.setattr(console, "width", 100)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(argv), services=lambda args: world.services)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_history_fits_a_100_column_terminal_and_says_when_each_revision_went_live(world: World, cli) -> None:  # type: ignore[no-untyped-def]

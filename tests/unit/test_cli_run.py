@@ -21,19 +21,6 @@ deployments:
 """
 
 
-@pytest.fixture
-def cli(world: World, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
-    from deployer.cli import main
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(argv), services=lambda args: world.services)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
 def test_run_watch_follows_the_run_to_its_end_and_names_the_revision_it_ran(world: World, cli) -> None:  # type: ignore[no-untyped-def]
     record = world.run(world.request())
     assert record.revision is not None
