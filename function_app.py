@@ -89,6 +89,17 @@ def dashboard(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(render(data), mimetype="text/html")
 
 
+@app.function_name("per_run_dispatch")
+@app.timer_trigger(arg_name="timer", schedule="%DEPLOYER_DISPATCH_SCHEDULE%")
+def per_run_dispatch(timer: func.TimerRequest) -> None:
+    """Modules with ``isolation: run``: a container for each due flow run, the ended ones
+    removed (one Prefect call for all of them when nothing is due)."""
+    from deployer.bootstrap import services_from_environment
+    from deployer.pipeline.per_run import tick
+
+    tick(services_from_environment())
+
+
 @app.function_name("nightly_cleanup")
 @app.timer_trigger(arg_name="timer", schedule="%CLEANUP_SCHEDULE%")
 def nightly_cleanup(timer: func.TimerRequest) -> None:

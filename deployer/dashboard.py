@@ -208,7 +208,7 @@ def _e(value: object) -> str:
 #: after the revision went live
 PALETTE = ("#9aa3ad", "#c5cad1", "#e0c36b", "#6c7a89", "#2f8f83", "#17becf", "#4c78a8", "#9ecae9",
            "#f58518", "#ffbf79", "#54a24b", "#b279a2", "#88d27a", "#e45756", "#ff9da6", "#72b7b2",
-           "#9d755d", "#bab0ac", "#5b4a9e")
+           "#9d755d", "#bab0ac", "#5b4a9e", "#d6a5c9")
 STAGE_CSS = "".join(f".k-{kind}{{background:{colour}}}"
                     for kind, colour in zip(STAGE_ORDER, PALETTE, strict=True)) + (
     ".k-bake{background:repeating-linear-gradient(45deg,#e45756 0 4px,#f4b6b6 4px 8px)}")

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 #: the time of a record built as plain data, with no clock at hand (tests, examples): wall time
 #: comes only from the injected clock (``services.Clock``)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: the work queue of a module with ``isolation: run``: no worker polls it, the dispatcher
+#: (``deployer.dispatch``) starts a container for each of its runs
+PER_RUN_QUEUE = "per-run"
 
 
 class RequestKind(StrEnum):
@@ -112,6 +115,13 @@ class Revision:
     secrets: tuple[tuple[str, str], ...] = ()
     #: its flow runs pull (and verify) its code from the code store; set when it is committed
     code_store: bool = False
+    #: how its flow runs run: ``agent`` (the module's always-on agent) or ``run`` (a container
+    #: each, started by ``deployer.dispatch``); prefect.yaml's ``deployer.isolation``
+    isolation: str = "agent"
+
+    @property
+    def per_run(self) -> bool:
+        return self.isolation == "run"
 
     @property
     def id(self) -> str:
@@ -124,7 +134,8 @@ class Revision:
         """The revision a validated module is: its three digests (``bundle.parts``); a module
         whose Key Vault references are pinned gives its pins as ``secrets``."""
         return Revision(module.name, module.code_digest(), module.config_digest(config_key),
-                        bundle=bundle, deps_digest=module.dependencies().digest, secrets=secrets)
+                        bundle=bundle, deps_digest=module.dependencies().digest, secrets=secrets,
+                        isolation=module.options.isolation)
 
     def same_as(self, other: Revision | None) -> bool:
         return (other is not None and other.code_digest == self.code_digest
@@ -221,6 +232,13 @@ class ModuleState:
     baking: Baking | None = None
     refused: tuple[RefusedRevision, ...] = ()
     removed: Removed | None = None  # out of service since; a newer deploy clears it
+
+    @property
+    def serving_queue(self) -> str:
+        """The queue the serving revision's runs go to ("" when nothing serves)."""
+        if self.agent is not None:
+            return self.agent.queue
+        return PER_RUN_QUEUE if self.current is not None and self.current.per_run else ""
 
     def refusal(self, revision: Revision) -> RefusedRevision | None:
         for refused in self.refused:

@@ -6,7 +6,8 @@
   from the code store), imports every entrypoint with ``load_flow_from_entrypoint`` and no
   placeholder (a missing package fails), prints one line, ``DEPLOYER-PREFLIGHT <json>``, and
   then becomes the worker (the same process), or, when something failed, waits without a
-  worker so that its log can be read.
+  worker so that its log can be read. Without a worker (the check of a revision whose runs
+  each get a container of their own, ``isolation: run``) it ends once it has said.
 * **A code-only revision** starts no agent: the serving agent proves the new code loads in its
   environment. Its *warm checker* (``CHECKER``) is a process the agent forks before it loads any
   flow, with Prefect already imported: it watches a channel the code store gives it (a folder
@@ -154,6 +155,9 @@ if spec.get("pull"):
     asyncio.run(run_steps(spec["pull"]))
 results = _load_all(spec["entrypoints"], os.getcwd())
 print("DEPLOYER-PREFLIGHT " + json.dumps(results), flush=True)
+if not spec["worker"]:  # a check alone (``isolation: run``): said, and done
+    sys.stdout.flush()
+    os._exit(0 if all(r["ok"] for r in results) else 1)
 if all(r["ok"] for r in results):
     os.chdir(spec["workdir"])
     sys.argv = ["prefect", *spec["worker"]]

@@ -143,6 +143,15 @@ def start_limiter(poll: float = POLL_SECONDS) -> str:
     return (f"if os.fork() == 0:\n    _limiter({RUN_MEMORY_ENV!r}, {poll!r})\n")
 
 
+#: a flow run in a process of its own (``isolation: run`` locally): the limiter forked first,
+#: then Prefect's engine runs the run (``PREFECT__FLOW_RUN_ID``) as its child, under that limit
+RUNNER = "import json, os, subprocess, sys\n" + LIMITER + start_limiter() + r'''
+code = subprocess.call([sys.executable, "-m", "prefect.engine"])
+print("DEPLOYER-RUN-EXIT %d" % code, flush=True)
+os._exit(code if code >= 0 else 128 - code)
+'''
+
+
 def parse(log: str) -> list[dict[str, Any]]:
     """The runs the limiter stopped, from an agent's log."""
     found = []

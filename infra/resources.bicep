@@ -296,7 +296,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         // empty: the deployer links to https://$WEBSITE_HOSTNAME, the host name App Service gives
         // the site (not always <app>.azurewebsites.net)
         { name: 'DEPLOYER_PUBLIC_URL', value: '' }
-        // the nightly cleanup's NCRONTAB: without it the timer trigger cannot be indexed
+        // the timers' NCRONTABs: without them the timer triggers cannot be indexed
+        { name: 'DEPLOYER_DISPATCH_SCHEDULE', value: '*/10 * * * * *' }
         { name: 'CLEANUP_SCHEDULE', value: '0 0 2 * * *' }
         { name: 'DEPLOYER_KEEP_REVISIONS', value: '5' }
         { name: 'DEPLOYER_ROLLBACK_WINDOW_DAYS', value: '14' }

@@ -15,6 +15,13 @@ False``): the pipeline's health check waits for the worker itself, and ACI's 30-
 on while the pipeline moves on. A name is never reused: a new agent's name carries the time and is
 unique among the groups listed, those being deleted included (ACI refuses a PUT on a group it is
 still deleting). State comes from a GET per group (a list carries no instance view).
+
+A module with ``isolation: run`` has no agent: the same runtime starts a group per flow run
+(``Role.RUN``: restart Never, ``python -m prefect.engine`` for that run, the deployment's size;
+named ``<prefix>-run-<flow run id>``) and one to prove a revision's flows load (``Role.CHECK``,
+the preflight alone). They are created straight through the ACI API, like the agents: no ARM
+deployment, so a resource group's deployment history (800 at most) never fills up however many
+runs there are. Their ``role`` and ``flow-run`` tags tell them apart; ``list`` gives one role.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from deployer import preflight
 from deployer.adapters.azure_clients import AzureClients
 from deployer.adapters.azure_errors import azure_errors
-from deployer.ports.agents import AgentInfo, AgentSpec, AgentState
+from deployer.ports.agents import AgentInfo, AgentSpec, AgentState, Role
 
 logger = logging.getLogger(__name__)
 MANAGED_BY = "prefect-collective-deployer"
@@ -67,9 +74,9 @@ class AciAgentRuntime:
                                                      username=self._s.registry_username,
                                                      password=self._s.registry_password.reveal())]
         group = m.ContainerGroup(
-            location=self._s.location, os_type="Linux", restart_policy="Always", identity=identity,
-            tags={"managed-by": MANAGED_BY, "module": spec.module, "revision": spec.revision_id,
-                  "queue": spec.queue},
+            location=self._s.location, os_type="Linux", identity=identity,
+            restart_policy="Always" if spec.role is Role.AGENT else "Never",
+            tags=_tags(spec),
             image_registry_credentials=credentials,
             containers=[m.Container(
                 name=CONTAINER, image=spec.image.ref,
@@ -93,10 +100,11 @@ class AciAgentRuntime:
                 return None
         return self._info(group)
 
-    def list(self, module: str | None = None, *, detailed: bool = True) -> list[AgentInfo]:
+    def list(self, module: str | None = None, *, detailed: bool = True,
+             role: Role = Role.AGENT) -> list[AgentInfo]:
         with azure_errors(f"list container groups of resource group {self._group}"):
             groups = [g for g in self._c.aci.container_groups.list_by_resource_group(self._group)
-                      if self._ours(g, module)]
+                      if self._ours(g, module) and _role(g) is role]
         if not detailed:
             return [self._info(g) for g in groups]  # provisioning state only
         found = [self.get(g.name) for g in groups]  # a list carries no instance view
@@ -160,12 +168,37 @@ class AciAgentRuntime:
             detail += f": {events[-1].message}"
         return AgentInfo(name=group.name, module=self.module_of(group) or "",
                          revision_id=str(tags.get("revision", "")), queue=str(tags.get("queue", group.name)),
-                         state=state, started_at=started_at(group.name or ""), detail=detail)
+                         state=state, started_at=started_at(group.name or ""), detail=detail,
+                         role=_role(group), flow_run_id=str(tags.get("flow-run", "")))
+
+
+def _tags(spec: AgentSpec) -> dict[str, str]:
+    tags = {"managed-by": MANAGED_BY, "module": spec.module, "revision": spec.revision_id,
+            "queue": spec.queue}
+    if spec.role is not Role.AGENT:
+        tags["role"] = spec.role.value
+    if spec.flow_run_id:
+        tags["flow-run"] = spec.flow_run_id
+    return tags
+
+
+def _role(group: Any) -> Role:
+    try:
+        return Role((group.tags or {}).get("role", Role.AGENT.value))
+    except ValueError:
+        return Role.AGENT
 
 
 def _command(spec: AgentSpec) -> list[str]:
     """The worker, behind the preflight that proves the revision's flows load in the image, both
-    behind the image's own ENTRYPOINT (a group's command replaces it: ``bundle.entrypoint``)."""
+    behind the image's own ENTRYPOINT (a group's command replaces it: ``bundle.entrypoint``).
+    A run's group runs its flow run; a check's, the preflight alone."""
+    if spec.role is Role.RUN:
+        return [*spec.entrypoint, "python", "-m", "prefect.engine"]
+    if spec.role is Role.CHECK:
+        return [*spec.entrypoint, *preflight.command("python", spec.image.working_dir,
+                                                      list(spec.entrypoints), [],
+                                                      list(spec.pull_steps))]
     worker = ["worker", "start", "--pool", spec.pool, "--name", spec.name, "--work-queue",
               spec.queue, "--type", "process"]
     if not spec.entrypoints:

@@ -6,6 +6,11 @@ keys stay out). Its record lives at ``<home>/agents/<name>.json`` so that any pr
 ``deployer dev``, the tests) can list, health-check and stop it; the record keeps the process's
 start time so that a recycled PID is never mistaken for the agent. Stopping is SIGTERM to the
 worker and every process under it (flow runs run in sessions of their own), then SIGKILL.
+
+For a module with ``isolation: run`` the same runtime starts a process per flow run
+(``Role.RUN``: Prefect's engine for that run, from the revision's venv, under the limiter that
+keeps its deployment's memory limit: ``run_limits.RUNNER``) and the preflight alone to prove a
+revision's flows load (``Role.CHECK``).
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ from typing import Any
 
 import psutil
 
-from deployer import preflight
+from deployer import preflight, run_limits
 from deployer.adapters.system_clock import SYSTEM_CLOCK
 from deployer.errors import AgentUnhealthy
-from deployer.ports.agents import AgentInfo, AgentSpec, AgentState
+from deployer.ports.agents import AgentInfo, AgentSpec, AgentState, Role
 
 logger = logging.getLogger(__name__)
 #: a worker stops in about a second on SIGTERM; flow runs get a little longer to report
@@ -51,8 +56,9 @@ class LocalAgentRuntime:
 
     def start(self, spec: AgentSpec) -> AgentInfo:
         existing = self.get(spec.name)
-        if existing is not None and existing.state is AgentState.RUNNING:
-            return existing  # started by an earlier attempt
+        if existing is not None and (existing.state is AgentState.RUNNING
+                                     or spec.role is not Role.AGENT):
+            return existing  # started by an earlier attempt (a run or a check runs once)
         self._dir.mkdir(parents=True, exist_ok=True)
         prefect_home = self._dir / spec.name
         prefect_home.mkdir(exist_ok=True)
@@ -63,13 +69,7 @@ class LocalAgentRuntime:
         env.update(spec.settings)  # the deployer's Prefect settings win over .env
         env["PREFECT_HOME"] = str(prefect_home)
         env["VIRTUAL_ENV"] = str(venv)
-        worker = ["worker", "start", "--pool", spec.pool, "--name", spec.name, "--work-queue",
-                  spec.queue, "--type", "process"]
-        python = str(venv / "bin" / "python")
-        # the revision's flows load in its own venv before the worker starts (``preflight``)
-        argv = (preflight.command(python, spec.image.working_dir, list(spec.entrypoints), worker,
-                                  list(spec.pull_steps), spec.checks)
-                if spec.entrypoints else [python, "-m", "prefect", *worker])
+        argv = _argv(spec, str(venv / "bin" / "python"))
         # a host killed between starting the worker and writing its record left the worker
         # running without one: adopt it instead of starting a second worker of the same name
         orphan = _started_with(argv)
@@ -89,7 +89,8 @@ class LocalAgentRuntime:
         record = {"name": spec.name, "module": spec.module, "revision_id": spec.revision_id,
                   "queue": spec.queue, "pool": spec.pool, "pid": pid,
                   "create_time": created, "started_at": SYSTEM_CLOCK.now().isoformat(),
-                  "image": spec.image.ref}
+                  "image": spec.image.ref, "role": spec.role.value,
+                  "flow_run_id": spec.flow_run_id}
         partial = self._record_path(spec.name).with_suffix(".json.partial")
         partial.write_text(json.dumps(record, indent=2))
         partial.replace(self._record_path(spec.name))
@@ -100,13 +101,15 @@ class LocalAgentRuntime:
         record = self._read(self._record_path(name))
         return self._info(record) if record else None
 
-    def list(self, module: str | None = None, *, detailed: bool = True) -> list[AgentInfo]:
+    def list(self, module: str | None = None, *, detailed: bool = True,
+             role: Role = Role.AGENT) -> list[AgentInfo]:
         if not self._dir.is_dir():
             return []
         infos = []
         for path in sorted(self._dir.glob("*.json")):
             record = self._read(path)
-            if record and (module is None or record.get("module") == module):
+            if record and (module is None or record.get("module") == module) \
+                    and record.get("role", Role.AGENT.value) == role.value:
                 infos.append(self._info(record))
         return infos
 
@@ -151,7 +154,23 @@ class LocalAgentRuntime:
         return AgentInfo(name=record["name"], module=record["module"],
                          revision_id=record["revision_id"], queue=record["queue"], state=state,
                          started_at=datetime.fromisoformat(record["started_at"]),
-                         detail=f"pid {record['pid']}" if process else "exited")
+                         detail=f"pid {record['pid']}" if process else "exited",
+                         role=Role(record.get("role", Role.AGENT.value)),
+                         flow_run_id=str(record.get("flow_run_id", "")))
+
+
+def _argv(spec: AgentSpec, python: str) -> list[str]:
+    """An agent: its worker, behind the preflight that loads the revision's flows in its own
+    venv first; a run: Prefect's engine under the limiter; a check: the preflight alone."""
+    if spec.role is Role.RUN:
+        return [python, "-c", run_limits.RUNNER, spec.flow_run_id]  # its id: one per run
+    worker = [] if spec.role is Role.CHECK else [
+        "worker", "start", "--pool", spec.pool, "--name", spec.name, "--work-queue", spec.queue,
+        "--type", "process"]
+    if spec.entrypoints or spec.role is Role.CHECK:
+        return preflight.command(python, spec.image.working_dir, list(spec.entrypoints), worker,
+                                 list(spec.pull_steps), spec.checks)
+    return [python, "-m", "prefect", *worker]
 
 
 def _started_with(argv: list[str]) -> psutil.Process | None:

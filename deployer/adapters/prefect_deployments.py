@@ -27,7 +27,8 @@ MANAGED_TAG = "deployer"
 
 
 def deployment_payload(spec: DeploymentSpec, pool: str, queue: str,
-                       pull_steps: Sequence[dict[str, Any]], revision_id: str) -> dict[str, Any]:
+                       pull_steps: Sequence[dict[str, Any]], revision_id: str,
+                       image: str = "") -> dict[str, Any]:
     config = spec.config
     work_pool = config.get("work_pool")
     work_pool = work_pool if isinstance(work_pool, dict) else {}
@@ -49,8 +50,9 @@ def deployment_payload(spec: DeploymentSpec, pool: str, queue: str,
         "tags": sorted({*tags, MANAGED_TAG}),
         "paused": config.get("paused"),
         "concurrency_limit": config.get("concurrency_limit"),
-        # with its runs' memory limit in their environment, when it has one (``run_limits``)
-        "job_variables": sizing.job_variables(spec),
+        # with its runs' memory limit in their environment, when it has one (``run_limits``),
+        # and the image each run's container starts from (``isolation: run``)
+        "job_variables": {**sizing.job_variables(spec), **({"image": image} if image else {})},
     }
 
 

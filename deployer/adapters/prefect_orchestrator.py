@@ -46,6 +46,7 @@ from prefect.states import Crashed
 from deployer.adapters.prefect_deployments import MANAGED_TAG, deployment_payload, name_refusal
 from deployer.adapters.prefect_errors import first_error, not_found, refusal_detail, translated
 from deployer.adapters.prefect_flow_runs import recreate, relabel, run_ref, successor
+from deployer.adapters.prefect_per_run import PerRunCalls
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec
 from deployer.errors import BundleInvalid, NotFound, Problem
 from deployer.ports.orchestrator import SMOKE_TAG, Readiness, RunLog, RunRef, refuse_unknown
@@ -56,7 +57,7 @@ IN_FLIGHT = [StateType.PENDING, StateType.RUNNING, StateType.CANCELLING, StateTy
 FINAL = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
 
 
-class PrefectOrchestrator:
+class PrefectOrchestrator(PerRunCalls):
     def __init__(self, api_url: str, api_key: str = "") -> None:
         self._api_url = api_url
         self._api_key = api_key or None
@@ -105,7 +106,8 @@ class PrefectOrchestrator:
         return {w.name for w in workers if w.status == WorkerStatus.ONLINE}
 
     def register(self, pool: str, queue: str, deployments: Sequence[DeploymentSpec],
-                 pull_steps: Sequence[dict[str, Any]], revision_id: str) -> list[str]:
+                 pull_steps: Sequence[dict[str, Any]], revision_id: str,
+                 image: str = "") -> list[str]:
         """Upsert the module's deployments on ``queue``; delete the deployer-made ones of the
         pool that the module no longer declares (their runs would be stranded otherwise)."""
         # build every payload first: a schedule the client rejects must fail before anything
@@ -117,7 +119,8 @@ class PrefectOrchestrator:
                     refused.append(Problem(PREFECT_YAML, spec.line, f"{what} name {name!r} of "
                                            f"module {pool}: {name_refusal(name)}"))
             try:
-                payloads.append(deployment_payload(spec, pool, queue, pull_steps, revision_id))
+                payloads.append(deployment_payload(spec, pool, queue, pull_steps, revision_id,
+                                                   image))
             except (ValueError, TypeError) as exc:
                 refused.append(Problem(PREFECT_YAML, spec.line, f"deployment {spec.name!r} of "
                                        f"module {pool}: {first_error(exc)}"))

@@ -7,6 +7,7 @@ it)::
 
     deployer:
       agent: {cpu: 2, memory: 4}
+      isolation: agent      # or run: a container per flow run, no agent (``deployer.dispatch``)
 
 What each one does:
 
@@ -19,6 +20,10 @@ What each one does:
   process it starts, in resident memory, kept by the agent (``run_limits``). A run above it is
   stopped and ends CRASHED; the other deployments' runs are unaffected. Its ``cpu`` sizes the
   agent; the runs of one agent share its CPUs.
+
+With ``isolation: run`` there is no agent: each flow run gets a container of its own, of its
+deployment's ``cpu`` and ``memory`` (the installation's agent size when it names none), up to
+ACI's limits; ``deployer.agent`` has no meaning then and is refused.
 
 Locally (``uv`` venvs, worker processes) the agent's size is not applied; the runs' memory
 limits are.
@@ -47,7 +52,10 @@ MIN_MEMORY_GB = 0.5
 #: what an agent needs beside its runs: the worker, its warm checker and its limiter
 AGENT_OVERHEAD_GB = 0.5
 AGENT_KEYS = ("cpu", "memory")
-SECTION_KEYS = ("agent",)
+SECTION_KEYS = ("agent", "isolation")
+#: how a module's flow runs are run: by its always-on agent (the default), or each in a
+#: container of its own (``deployer.dispatch``)
+ISOLATIONS = ("agent", "run")
 SIZE_KEYS = ("cpu", "memory")
 
 
@@ -65,6 +73,11 @@ class ModuleOptions:
     """prefect.yaml's top-level ``deployer:`` section, checked."""
 
     agent: Size | None = None  # the agent size the module declares
+    isolation: str = "agent"  # ISOLATIONS
+
+    @property
+    def per_run(self) -> bool:
+        return self.isolation == "run"
 
 
 NO_OPTIONS = ModuleOptions()
@@ -80,9 +93,21 @@ def check_section(value: Any, lines: dict[str, int]) -> tuple[ModuleOptions, lis
     problems = [Problem(PREFECT_YAML, lines.get(f"deployer.{key}"), f"unknown key {key!r} in "
                         f"'deployer' (known: {', '.join(SECTION_KEYS)})")
                 for key in value if key not in SECTION_KEYS]
-    agent = value.get("agent")
+    isolation = value.get("isolation", "agent")
+    if isolation not in ISOLATIONS:
+        problems.append(Problem(PREFECT_YAML, lines.get("deployer.isolation"), "deployer.isolation "
+                                f"must be one of {', '.join(ISOLATIONS)}; it is {isolation!r} "
+                                "(agent: the module's runs share its always-on agent; run: each "
+                                "run in a container of its own)"))
+        isolation = "agent"
+    agent, options = value.get("agent"), ModuleOptions(isolation=isolation)
+    if agent is not None and isolation == "run":
+        return options, [*problems, Problem(
+            PREFECT_YAML, lines.get("deployer.agent"), "deployer.agent has no meaning with "
+            "isolation: run (there is no agent: each run's container has its deployment's "
+            "work_pool.job_variables cpu and memory); remove it, or size the deployments")]
     if agent is None:
-        return NO_OPTIONS, problems
+        return options, problems
     if not isinstance(agent, dict):
         return NO_OPTIONS, [*problems, Problem(PREFECT_YAML, lines.get("deployer.agent"),
                                                     "deployer.agent must be a mapping "
@@ -111,7 +136,7 @@ def check_section(value: Any, lines: dict[str, int]) -> tuple[ModuleOptions, lis
                 f"{_number(AGENT_OVERHEAD_GB)} GB for its worker, and a run needs "
                 f"{_number(MIN_MEMORY_GB)} GB; it is {_number(memory)}")
         return NO_OPTIONS, problems
-    return ModuleOptions(Size(cpu, memory)), problems
+    return ModuleOptions(Size(cpu, memory), isolation), problems
 
 
 def check_deployment(spec: DeploymentSpec, options: ModuleOptions) -> list[Problem]:
@@ -131,7 +156,7 @@ def check_deployment(spec: DeploymentSpec, options: ModuleOptions) -> list[Probl
     cpu, memory = found
     agent = options.agent
     largest = round(ACI_MAX_MEMORY_GB - AGENT_OVERHEAD_GB, 1)
-    if agent is None and memory is not None and memory > largest:
+    if agent is None and not options.per_run and memory is not None and memory > largest:
         problem("memory", f"asks for {_number(memory)} GB: its agent needs "
                 f"{_number(AGENT_OVERHEAD_GB)} GB beside it, and {ACI_SOURCE} is "
                 f"{_number(ACI_MAX_MEMORY_GB)} GB, so at most {_number(largest)} GB")
@@ -169,7 +194,7 @@ def digest_pairs(options: ModuleOptions,
     """What of the sizes goes into the config digest: the declared agent size and the biggest
     run size (a NUL in the names keeps them apart from any ``.env`` key); nothing when none is
     given."""
-    pairs = []
+    pairs = [("\0isolation", options.isolation)] if options.per_run else []
     if options.agent is not None:
         pairs.append(("\0agent", options.agent.describe()))
     asked = [run_size(spec) for spec in deployments]
@@ -179,6 +204,14 @@ def digest_pairs(options: ModuleOptions,
         biggest = (_number(max(cpus, default=0)), _number(max(memories, default=0)))
         pairs.append(("\0runs", " ".join(biggest)))
     return pairs
+
+
+def container_size(spec: DeploymentSpec, default: Size) -> Size:
+    """The container a run of ``spec`` gets with ``isolation: run``: its deployment's size,
+    the installation's default size for what it does not say."""
+    cpu, memory = run_size(spec)
+    return Size(cpu if cpu is not None else default.cpu,
+                memory if memory is not None else default.memory_gb)
 
 
 def run_size(spec: DeploymentSpec) -> tuple[float | None, float | None]:

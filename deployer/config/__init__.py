@@ -137,6 +137,10 @@ class Settings:
         "the function app's base URL (https://<app>.azurewebsites.net), for links in "
         "notifications; empty: https://$WEBSITE_HOSTNAME in Azure (the host name App Service "
         "gives the site), else no link to the deployer's status")
+    dispatch_schedule: str = setting("DEPLOYER_DISPATCH_SCHEDULE", v.ncrontab, "*/10 * * * * *",
+        "NCRONTAB (six fields, UTC) of the dispatcher that starts a container for each flow run "
+        "of modules with isolation: run, and removes the ended ones (deployer.pipeline.per_run); "
+        "a run starts within one period of its time")
     # -- cleanup ---------------------------------------------------------------------------------
     cleanup_schedule: str = setting("CLEANUP_SCHEDULE", v.ncrontab, "0 0 2 * * *",
         "NCRONTAB (six fields, UTC) of the nightly cleanup")
@@ -248,6 +252,19 @@ class Settings:
 
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
         return mask_text(f"Settings({shown})")
+
+    def prefect_env(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(secret, plain) variables that let a container (an agent, a run's) reach Prefect: the
+        key is a secret, and so is an API URL with a credential in it (userinfo, a token)."""
+        from deployer.urls import has_credentials
+
+        secrets: dict[str, str] = {}
+        plain: dict[str, str] = {}
+        if self.prefect_api_key.reveal():
+            secrets["PREFECT_API_KEY"] = self.prefect_api_key.reveal()
+        (secrets if has_credentials(self.prefect_api_url) else plain)["PREFECT_API_URL"] = \
+            self.prefect_api_url
+        return secrets, plain
 
     @property
     def storage_identity(self) -> bool:

@@ -1,4 +1,6 @@
-"""Agents: the long-lived containers (or local processes) running a module's Prefect worker."""
+"""Agents: the long-lived containers (or local processes) running a module's Prefect worker;
+and the short-lived ones the same runtime starts for a module with ``isolation: run``: one per
+flow run (``Role.RUN``) and one that proves a revision's flows load (``Role.CHECK``)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,12 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from deployer.ports.images import Image
+
+
+class Role(StrEnum):
+    AGENT = "agent"  # a worker, always on (restart Always on ACI)
+    RUN = "run"  # one flow run: ``python -m prefect.engine``, then it ends (restart Never)
+    CHECK = "check"  # the preflight alone: loads the revision's flows, says so, ends
 
 
 class AgentState(StrEnum):
@@ -38,10 +46,13 @@ class AgentSpec:
     #: vCPU and GB the agent is made with (``bundle.sizing``); 0: the runtime's default
     cpu: float = 0.0
     memory_gb: float = 0.0
+    role: Role = Role.AGENT
+    flow_run_id: str = ""  # the run a ``Role.RUN`` container runs
 
     def __repr__(self) -> str:
-        return (f"AgentSpec(name={self.name!r}, revision={self.revision_id!r}, "
-                f"queue={self.queue!r}, env_keys={sorted(self.env)!r})")
+        return (f"AgentSpec(name={self.name!r}, role={self.role.value!r}, "
+                f"revision={self.revision_id!r}, queue={self.queue!r}, "
+                f"env_keys={sorted(self.env)!r})")
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,8 @@ class AgentInfo:
     state: AgentState
     started_at: datetime | None
     detail: str = ""  # pid / provisioning state, for people
+    role: Role = Role.AGENT
+    flow_run_id: str = ""
 
 
 class AgentRuntime(Protocol):
@@ -66,9 +79,11 @@ class AgentRuntime(Protocol):
 
     def get(self, name: str) -> AgentInfo | None: ...
 
-    def list(self, module: str | None = None, *, detailed: bool = True) -> list[AgentInfo]:
-        """The agents (of ``module``). ``detailed=False`` may skip per-agent reads: the state is
-        then only what a listing shows (provisioning state for ACI), enough for cleanup."""
+    def list(self, module: str | None = None, *, detailed: bool = True,
+             role: Role = Role.AGENT) -> list[AgentInfo]:
+        """The agents (of ``module``), or the containers of another ``role``. ``detailed=False``
+        may skip per-agent reads: the state is then only what a listing shows (provisioning
+        state for ACI), enough for cleanup."""
         ...
 
     def stop(self, name: str) -> None:

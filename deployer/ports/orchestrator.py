@@ -31,6 +31,20 @@ class RunLog:
     message: str
 
 
+@dataclass(frozen=True)
+class DueRun:
+    """A run of a queue no worker polls (``isolation: run``) that is due, for the dispatcher."""
+
+    id: str
+    name: str
+    pool: str  # the module
+    version: str  # the revision it runs
+    state: str  # SCHEDULED (due) | PENDING (claimed: its container should be there)
+    #: its deployment's job variables with the run's own on top: image, cpu, memory, env
+    job_variables: dict[str, Any]
+    since: datetime | None = None  # when it entered that state
+
+
 #: a run's states that are final: it ends in one of these
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
@@ -82,14 +96,33 @@ class Orchestrator(Protocol):
         ...
 
     def register(self, pool: str, queue: str, deployments: Sequence[DeploymentSpec],
-                 pull_steps: Sequence[dict[str, Any]], revision_id: str) -> list[str]:
+                 pull_steps: Sequence[dict[str, Any]], revision_id: str,
+                 image: str = "") -> list[str]:
         """Create or update the deployments on ``queue``, each run pulling its code with
         ``pull_steps``, versioned ``revision_id``; delete the pool's other deployer-made
         deployments. Their runs not started yet that carry another version are re-created at
         ``revision_id`` on ``queue`` (same name, parameters and scheduled time): a run pulls what
         its deployment points at when it starts, so its version must say that, and the agent
-        that takes it must run that revision. Returns the names of deployments that were
-        removed."""
+        that takes it must run that revision. With ``image`` (a module whose runs each get a
+        container), their job variables name the image their runs start from. Returns the
+        names of deployments that were removed."""
+        ...
+
+    def due_runs(self, queue: str, before: datetime, limit: int = 50) -> list[DueRun]:
+        """In one call for every pool: the runs on queues named ``queue`` that are SCHEDULED
+        to start before ``before``, and those PENDING (claimed, not started yet)."""
+        ...
+
+    def claim(self, run_id: str) -> bool:
+        """Move a due run to PENDING; False when Prefect refuses (taken, or not due any more)."""
+        ...
+
+    def runs_now(self, run_ids: Sequence[str]) -> dict[str, RunRef]:
+        """The runs as they are now, in one call (a run Prefect no longer has is left out)."""
+        ...
+
+    def mark_cancelled(self, run_ids: Sequence[str], message: str) -> list[str]:
+        """Mark runs being cancelled (CANCELLING) as cancelled once their process is stopped."""
         ...
 
     def start_code_check(self, pool: str, queue: str, pull_steps: Sequence[dict[str, Any]],

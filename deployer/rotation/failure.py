@@ -17,7 +17,15 @@ from deployer.errors import DeployerError, RevisionRefused
 from deployer.models import RequestStage, RunStatus, StageStatus
 from deployer.rotation.ending import append_history
 from deployer.rotation.handback import hand_back
-from deployer.rotation.operations import Commit, HoldQueue, Phase, Register, StartAgent, from_dict
+from deployer.rotation.operations import (
+    CheckInContainer,
+    Commit,
+    HoldQueue,
+    Phase,
+    Register,
+    StartAgent,
+    from_dict,
+)
 from deployer.rotation.step import Step, StepResult
 from deployer.urls import mask_text
 
@@ -79,11 +87,12 @@ def _revert(step: Step) -> bool:
     """During cutover (after the deployments were re-pointed, before commit): hand them back to
     the agent that serves (``handback``). False when that failed too."""
     module = step.request.module
-    new = step.t.begun(StartAgent.kind).get("queue", "")
+    new = next((op.queue for op in (from_dict(d) for d in step.record.plan)
+                if isinstance(op, Register)), "")
     got = step.s.state.module(module)
     doc = got.value if got else None
     previous = doc.current if doc else None
-    previous_queue = doc.agent.queue if doc and doc.agent else ""
+    previous_queue = doc.serving_queue if doc else ""
     try:
         for op in (from_dict(d) for d in step.record.plan):
             if isinstance(op, HoldQueue) and step.record.stage(op.key) is not None:
@@ -103,6 +112,12 @@ def _revert(step: Step) -> bool:
 
 def _remove_new_agent(step: Step) -> None:
     """Before cutover: remove the new agent (if it was started); the old one keeps serving."""
+    check = step.t.begun(CheckInContainer.kind).get("container")
+    if check:  # a check in a container (``isolation: run``) that did not finish
+        try:
+            step.s.runtime.stop(check)
+        except DeployerError as exc:  # cleanup removes it later
+            logger.warning("step.rollback_failed container=%s error=%s", check, exc.message)
     name = step.t.begun(StartAgent.kind).get("agent")
     if not name:
         return

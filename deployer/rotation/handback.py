@@ -27,7 +27,8 @@ def hand_back(services: Services, module: str, *, previous: Revision | None, pre
         orchestrator.pause_queue(module, new_queue)
         return {"removed": removed}
     specs, pull_steps = previous_deployments(services, previous)
-    orchestrator.register(module, previous_queue, specs, pull_steps, previous.id)
+    orchestrator.register(module, previous_queue, specs, pull_steps, previous.id,
+                          previous.image if previous.per_run else "")
     if previous_queue == new_queue:  # a code-only revision: same agent, only its code goes back
         return {"deployments": [d.name for d in specs], "to": previous_queue, "rehomed": []}
     orchestrator.resume_queue(module, previous_queue)

@@ -122,6 +122,23 @@ class CheckEntrypoints(Operation):
 
 
 @dataclass(frozen=True)
+class CheckInContainer(Operation):
+    """A module whose runs each get a container (``isolation: run``) has no agent to prove a
+    revision on: a container of the revision's image loads its flows, says so and ends."""
+
+    kind = "check-container"
+    phase = Phase.PREPARE
+    container: str
+    revision_id: str
+    deployments: tuple[str, ...]
+
+    def describe(self) -> str:
+        return (f"check in a container of its own ({self.container}) that the revision's image "
+                f"loads every entrypoint ({', '.join(self.deployments)}); no agent is started: "
+                "each flow run gets a container")
+
+
+@dataclass(frozen=True)
 class AwaitOnline(Operation):
     kind = "wait-online"
     phase = Phase.PREPARE
@@ -194,7 +211,8 @@ class Commit(Operation):
     draining: tuple[str, ...]  # old agents that drain from now on
 
     def describe(self) -> str:
-        return (f"record revision {self.revision_id} (agent {self.agent}) as current; the module "
+        serves = f"agent {self.agent}" if self.agent else "a container per run"
+        return (f"record revision {self.revision_id} ({serves}) as current; the module "
                 "is free for its next request")
 
 
@@ -207,6 +225,11 @@ class Bake(Operation):
     previous: str  # the agent that takes over again if the new revision's runs fail
 
     def describe(self) -> str:
+        if not self.agent:  # its runs each get a container: nothing to keep ready
+            return (f"watch the new revision's runs on queue {self.queue}; if they fail, "
+                    "re-register the deployments at the previous revision"
+                    + (f" (agent {self.previous}, kept ready, its queue paused)"
+                       if self.previous else ""))
         if self.previous == self.agent:  # a code-only revision: the same agent serves both
             return (f"watch the new revision's runs on queue {self.queue}; if they fail, "
                     "re-register the deployments at the previous revision's code")
@@ -246,7 +269,8 @@ class StopAgent(Operation):
 
 
 KINDS: dict[str, type[Operation]] = {cls.kind: cls for cls in (
-    PublishCode, CheckCode, BuildImage, ReuseImage, StartAgent, CheckEntrypoints, AwaitOnline,
+    PublishCode, CheckCode, BuildImage, ReuseImage, StartAgent, CheckEntrypoints, CheckInContainer,
+    AwaitOnline,
     Register, AwaitReady, SmokeRun, HoldQueue, Commit, Bake, Drain, StopAgent)}
 
 

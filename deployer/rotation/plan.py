@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from deployer.models import ModuleState, RequestKind, Revision
+from deployer.models import PER_RUN_QUEUE, ModuleState, RequestKind, Revision
 from deployer.ports.agents import AgentInfo, AgentState
 from deployer.ports.images import Image
 from deployer.rotation.operations import (
@@ -22,6 +22,7 @@ from deployer.rotation.operations import (
     BuildImage,
     CheckCode,
     CheckEntrypoints,
+    CheckInContainer,
     Commit,
     Drain,
     HoldQueue,
@@ -129,33 +130,66 @@ def plan_rotation(inputs: Inputs) -> Plan:
                         current.name, ())
         return Plan(False, "already current; retiring agents an interrupted rotation left behind",
                     current.name, extras, "repair")
+    if revision.per_run and state is not None and revision.same_as(state.current):
+        return _per_run_current(inputs, mine, deployments)
     publish: list[Operation] = [PublishCode(revision.module, revision.code_digest)] \
         if inputs.code_store else []
-    if changed == ("code",) and inputs.code_store and current is not None:
+    if changed == ("code",) and inputs.code_store and current is not None \
+            and not revision.per_run:
         return _code_only(inputs, current, publish, deployments)
     new = agent_name(inputs.prefix, revision.module, inputs.now, {a.name for a in inputs.agents})
-    ops: list[Operation] = list(publish)
-    if inputs.image is not None:
-        ops.append(ReuseImage(inputs.image.ref, inputs.image.working_dir, inputs.image.digest))
+    ops: list[Operation] = [*publish, _image(inputs)]
+    was_per_run = state is not None and state.current is not None and state.current.per_run
+    if revision.per_run:  # no agent: a check in a container, then each run gets its own
+        ops += [CheckInContainer(f"{new}-check", revision.id, deployments),
+                Register(PER_RUN_QUEUE, deployments)]
+        new, queue = "", PER_RUN_QUEUE
     else:
-        if inputs.kind is not RequestKind.DEPLOY:
-            raise ValueError("only a bundle deploy can build an image")
-        ops.append(BuildImage(revision.module, image_key(revision, inputs.code_store)))
-    ops += [StartAgent(new, new, revision.id), CheckEntrypoints(new, deployments),
-            AwaitOnline(new), Register(new, deployments), AwaitReady(new, deployments)]
+        ops += [StartAgent(new, new, revision.id), CheckEntrypoints(new, deployments),
+                AwaitOnline(new), Register(new, deployments), AwaitReady(new, deployments)]
+        queue = new
     ops += [SmokeRun(name, flow) for name, flow in inputs.smoke]
-    ops += [HoldQueue(old.name, old.queue, new) for old in mine]
+    if was_per_run and not revision.per_run:  # runs waiting for a container go to the agent
+        ops.append(HoldQueue(PER_RUN_QUEUE, PER_RUN_QUEUE, queue))
+    ops += [HoldQueue(old.name, old.queue, queue) for old in mine]
     ops.append(Commit(revision.id, new, tuple(old.name for old in mine)))
     previous = current.name if current is not None else (
         state.agent.name if state is not None and state.agent is not None else "")
-    if inputs.bake and previous and any(a.name == previous for a in mine):
-        ops.append(Bake(new, new, previous))
+    kept = bool(previous) and any(a.name == previous for a in mine)
+    if inputs.bake and (kept or was_per_run):
+        ops.append(Bake(new, queue, previous if kept else ""))
     ops += [Drain(old.name, old.queue) for old in mine]
     ops += [StopAgent(old.name, old.queue) for old in mine]
     path = "first" if state is None or state.current is None else (
         "repair" if not changed else ("dependencies" if "dependencies" in changed else
                                       "config" if "config" in changed else "code-rebuild"))
     return Plan(False, _reason(inputs, changed), new, tuple(ops), path, changed)
+
+
+def _image(inputs: Inputs) -> Operation:
+    if inputs.image is not None:
+        return ReuseImage(inputs.image.ref, inputs.image.working_dir, inputs.image.digest)
+    if inputs.kind is not RequestKind.DEPLOY:
+        raise ValueError("only a bundle deploy can build an image")
+    return BuildImage(inputs.revision.module, image_key(inputs.revision, inputs.code_store))
+
+
+def _per_run_current(inputs: Inputs, mine: Sequence[AgentInfo],
+                     deployments: tuple[str, ...]) -> Plan:
+    """The revision already serves, each run in a container: nothing to start; agents an
+    interrupted switch left behind are retired, a damaged code copy is published again."""
+    revision = inputs.revision
+    extras = tuple(StopAgent(a.name, a.queue) for a in mine)
+    if inputs.code_store and inputs.code_damage:
+        return Plan(False, f"the code store's copy of revision {revision.id} is not its code "
+                    f"({'; '.join(inputs.code_damage[:3])}): publishing it again", "",
+                    (PublishCode(revision.module, revision.code_digest),
+                     Register(PER_RUN_QUEUE, deployments), Commit(revision.id, "", ()), *extras),
+                    "repair")
+    if not extras:
+        return Plan(True, "the module already runs this revision (a container per run)", "", ())
+    return Plan(False, "already current; retiring agents an interrupted rotation left behind",
+                "", extras, "repair")
 
 
 def _code_only(inputs: Inputs, current: AgentInfo, publish: list[Operation],
@@ -195,6 +229,13 @@ def _changed(revision: Revision, current: Revision | None) -> tuple[str, ...]:
 
 def _reason(inputs: Inputs, changed: tuple[str, ...]) -> str:
     revision, state = inputs.revision, inputs.state
+    mode = state is not None and state.current is not None and \
+        state.current.per_run != revision.per_run
+    if mode:
+        return ("switch to a container per run: no agent; the old agent drains" if revision.per_run
+                else "switch to an agent: runs waiting for a container go to it")
+    if revision.per_run:
+        return "new revision: each flow run gets a container of its own (no agent to rotate)"
     if state is not None and revision.same_as(state.current):
         return "same revision, but its agent is not healthy: starting a fresh one"
     if changed == ("config",):

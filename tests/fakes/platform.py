@@ -11,11 +11,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from deployer.bundle import sizing
 from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.errors import NotFound, Problem, UpstreamError
-from deployer.ports.agents import AgentInfo, AgentSpec, AgentState
+from deployer.ports.agents import AgentInfo, AgentSpec, AgentState, Role
 from deployer.ports.images import BuildProgress, BuildState, Image, ManifestInfo
-from deployer.ports.orchestrator import SMOKE_TAG, Readiness, RunLog, RunRef, refuse_unknown
+from deployer.ports.orchestrator import (
+    SMOKE_TAG,
+    DueRun,
+    Readiness,
+    RunLog,
+    RunRef,
+    refuse_unknown,
+)
 from deployer.ports.storage import BundleInfo
 from deployer.preflight import CHECK_FLOW
 
@@ -279,9 +287,10 @@ class FakeAgentRuntime:
         agent = self.agents.get(name)
         return self._info(agent) if agent else None
 
-    def list(self, module: str | None = None, *, detailed: bool = True) -> list[AgentInfo]:
+    def list(self, module: str | None = None, *, detailed: bool = True,
+             role: Role = Role.AGENT) -> list[AgentInfo]:
         return [self._info(a) for n, a in sorted(self.agents.items())
-                if module is None or a.spec.module == module]
+                if (module is None or a.spec.module == module) and a.spec.role is role]
 
     def stop(self, name: str) -> None:
         if self.agents.pop(name, None) is not None:
@@ -321,7 +330,8 @@ class FakeAgentRuntime:
     @staticmethod
     def _info(agent: FakeAgent) -> AgentInfo:
         s = agent.spec
-        return AgentInfo(s.name, s.module, s.revision_id, s.queue, agent.state, agent.started_at)
+        return AgentInfo(s.name, s.module, s.revision_id, s.queue, agent.state, agent.started_at,
+                         role=s.role, flow_run_id=s.flow_run_id)
 
 
 @dataclass
@@ -394,7 +404,8 @@ class FakeOrchestrator:
                 if other != pool and name == spec.name and d["flow"] == spec.flow_name]
 
     def register(self, pool: str, queue: str, deployments: Sequence[DeploymentSpec],
-                 pull_steps: Sequence[dict[str, Any]], revision_id: str) -> list[str]:
+                 pull_steps: Sequence[dict[str, Any]], revision_id: str,
+                 image: str = "") -> list[str]:
         self._call("register")
         names = {d.name for d in deployments}
         removed = sorted(n for (p, n) in self.deployments if p == pool and n not in names)
@@ -411,8 +422,47 @@ class FakeOrchestrator:
             self.deployments[(pool, spec.name)] = {"queue": queue, "working_dir": directory,
                                                    "pull_steps": [dict(s) for s in pull_steps],
                                                    "revision": revision_id, "flow": spec.flow_name,
-                                                   "schema": spec.openapi_schema}
+                                                   "schema": spec.openapi_schema,
+                                                   "job_variables": {**sizing.job_variables(spec), **(
+                                                       {"image": image} if image else {})}}
         return removed
+
+    # -- the dispatcher's calls (``isolation: run``) ----------------------------------------------
+
+    def due_runs(self, queue: str, before: datetime, limit: int = 50) -> list[DueRun]:
+        """Every SCHEDULED run of such a queue is due (the fake keeps no start times)."""
+        self._call("due_runs")
+        out = []
+        for run in self.runs.values():
+            if run.queue != queue or run.state not in ("SCHEDULED", "PENDING"):
+                continue
+            pool, found = next(((p, d) for (p, n), d in self.deployments.items()
+                                if n == run.deployment), ("", {}))
+            out.append(DueRun(run.id, run.name, pool, run.version, run.state,
+                              dict(found.get("job_variables") or {}), run.started_at))
+        return out[:limit]
+
+    def claim(self, run_id: str) -> bool:
+        self._call("claim")
+        run = self.runs.get(run_id)
+        if run is None or run.state != "SCHEDULED":
+            return False
+        run.state = "PENDING"
+        return True
+
+    def runs_now(self, run_ids: Sequence[str]) -> dict[str, RunRef]:
+        self._call("runs_now")
+        self._advance()
+        return {i: RunRef(r.id, r.name, r.state, r.deployment, r.version, r.message)
+                for i in run_ids if (r := self.runs.get(i)) is not None}
+
+    def mark_cancelled(self, run_ids: Sequence[str], message: str) -> list[str]:
+        self._call("mark_cancelled")
+        for run_id in run_ids:
+            if run_id in self.runs:
+                self.runs[run_id].state = "CANCELLED"
+                self.runs[run_id].message = message
+        return list(run_ids)
 
     def start_code_check(self, pool: str, queue: str, pull_steps: Sequence[dict[str, Any]],
                          entrypoints: Sequence[tuple[str, str]], *, idempotency_key: str) -> RunRef:
@@ -505,6 +555,7 @@ class FakeOrchestrator:
             run = self.runs.get(run_id)
             if run and run.state not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 run.state = "CRASHED"
+                run.message = message
                 changed.append(run_id)
         return changed
 

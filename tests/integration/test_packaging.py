@@ -144,7 +144,7 @@ def test_the_app_runs_on_its_own_requirements_with_prefect_client_only(tmp_path:
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["functions"] == ["acr_webhook", "bundle_uploaded", "dashboard", "deploy_request",
-                                   "nightly_cleanup", "status"]
+                                   "nightly_cleanup", "per_run_dispatch", "status"]
     assert report["prefect_client"] and not report["prefect"]
     # validation's schedule check runs on the client's models alone
     assert report["never"].startswith("never produces a run") and report["daily"] == ""

@@ -94,7 +94,7 @@ def test_a_deployment_bigger_than_the_declared_agent_is_refused(tmp_path: Path) 
 
 @pytest.mark.parametrize("top,expected", [
     ("deployer: [1]\n", "prefect.yaml:2: 'deployer' must be a mapping"),
-    ("deployer:\n  isolate: run\n", "prefect.yaml:3: unknown key 'isolate' in 'deployer' (known: agent)"),
+    ("deployer:\n  isolate: run\n", "prefect.yaml:3: unknown key 'isolate' in 'deployer' (known: agent, isolation)"),
     ("deployer:\n  agent: 2\n", "prefect.yaml:3: deployer.agent must be a mapping"),
     ("deployer:\n  agent: {cpu: 1, memory: 2, gpu: 1}\n",
      "prefect.yaml:3: unknown key 'gpu' in deployer.agent (known: cpu, memory)"),
@@ -104,6 +104,11 @@ def test_a_deployment_bigger_than_the_declared_agent_is_refused(tmp_path: Path) 
      "0.5 GB for its worker, and a run needs 0.5 GB; it is 0.5"),
     ("deployer:\n  agent:\n    cpu: 1\n    memory: 20\n",
      "prefect.yaml:5: deployer.agent.memory must be a number of GB from 0.5"),
+    ("deployer:\n  isolation: container\n", "prefect.yaml:3: deployer.isolation must be one of "
+     "agent, run; it is 'container'"),
+    ("deployer:\n  isolation: Run\n", "deployer.isolation must be one of agent, run; it is 'Run'"),
+    ("deployer:\n  isolation: run\n  agent: {cpu: 1, memory: 2}\n",
+     "prefect.yaml:4: deployer.agent has no meaning with isolation: run"),
 ])
 def test_a_wrong_module_section_is_named(tmp_path: Path, top: str, expected: str) -> None:
     found = problems(tmp_path, prefect_yaml(top=top))
@@ -113,7 +118,7 @@ def test_a_wrong_module_section_is_named(tmp_path: Path, top: str, expected: str
 def test_every_problem_of_the_module_section_is_named_at_once(tmp_path: Path) -> None:
     found = problems(tmp_path, prefect_yaml(top="deployer:\n  agent: {memory: 2}\n  isolate: run\n"))
     assert found == ["prefect.yaml:3: deployer.agent needs both cpu and memory (no cpu)",
-                     "prefect.yaml:4: unknown key 'isolate' in 'deployer' (known: agent)"]
+                     "prefect.yaml:4: unknown key 'isolate' in 'deployer' (known: agent, isolation)"]
 
 
 def test_sizes_change_the_config_digest_only_when_given(tmp_path: Path) -> None:
@@ -154,3 +159,21 @@ def test_the_scaffolds_sizing_hints_validate_once_uncommented(tmp_path: Path) ->
     module = load_folder(root, LIMITS)
     assert module.options.agent == Size(1.0, 1.5)
     assert [d.config["work_pool"] for d in module.deployments] == [{"job_variables": {"memory": 1}}]
+
+
+def test_isolation_run_is_a_revision_of_its_own_and_its_runs_may_use_a_whole_container(
+        tmp_path: Path) -> None:
+    from deployer.bundle.sizing import container_size
+    from deployer.models import Revision
+
+    per_run = load(tmp_path / "a", prefect_yaml(big="memory: 16", top="deployer:\n  isolation: run\n"))
+    assert per_run.options.per_run  # 16 GB: no agent needs room beside the run
+    assert container_size(per_run.deployments[1], DEFAULT) == Size(1.0, 16.0)
+    assert container_size(per_run.deployments[0], DEFAULT) == DEFAULT  # none said: the default
+    assert Revision.of(per_run, "k").per_run
+    agent = load(tmp_path / "b", prefect_yaml(big="memory: 15", top="deployer:\n  isolation: agent\n"))
+    unsaid = load(tmp_path / "c", prefect_yaml(big="memory: 15"))
+    # saying the default leaves the configuration as it was; switching to run changes it
+    assert Revision.of(agent, "k").config_digest == Revision.of(unsaid, "k").config_digest
+    switched = load(tmp_path / "d", prefect_yaml(big="memory: 15", top="deployer:\n  isolation: run\n"))
+    assert Revision.of(switched, "k").config_digest != Revision.of(unsaid, "k").config_digest

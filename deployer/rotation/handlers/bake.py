@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from deployer.models import (
+    PER_RUN_QUEUE,
     DrainingAgent,
     Intent,
     RefusedRevision,
@@ -53,13 +54,13 @@ def bake(ctx: Context, op: Bake, looks: int) -> Outcome:
         return Done(Baked("removed", by=doc.removed.request_id), replan=())
     if doc is None or got is None or doc.request_id != ctx.request.request_id:
         return Done(Baked("superseded", by=doc.request_id if doc else ""))
-    previous_agent = committed.previous_agent
+    previous_queue = _previous_queue(committed)
     previous_ratio = ctx.t.begun(op.key).get("previous_ratio")
     if previous_ratio is None:
         previous_runs = [r for r in s.orchestrator.finished_runs(
-            module, previous_agent.queue, since - PREVIOUS_LOOKBACK,
+            module, previous_queue, since - PREVIOUS_LOOKBACK,
             limit=max(settings.bake_runs * 3, 10)) if r.version != ctx.request.revision.id] \
-            if previous_agent else []
+            if previous_queue else []
         previous_ratio = _ratio(previous_runs)
         ctx.t.checkpoint(op.key, {"previous_ratio": previous_ratio})
     revision = ctx.request.revision.id
@@ -83,6 +84,14 @@ def bake(ctx: Context, op: Bake, looks: int) -> Outcome:
                 inline=False)
 
 
+def _previous_queue(committed: Committed) -> str:
+    """Where the previous revision's runs went: its agent's queue, or the per-run queue."""
+    if committed.previous_agent is not None:
+        return committed.previous_agent.queue
+    previous = committed.previous
+    return PER_RUN_QUEUE if previous is not None and previous.per_run else ""
+
+
 def _ratio(runs: list[RunRef]) -> float:
     return sum(1 for r in runs if r.state in BAD) / len(runs) if runs else 0.0
 
@@ -101,28 +110,32 @@ def _roll_back(ctx: Context, op: Bake, committed: Committed, evidence: tuple[dic
     refused = RefusedRevision(revision.id, revision.code_digest, revision.config_digest,
                               image.digest, now, request.request_id, reason)
     logger.warning("bake.rolling_back module=%s revision=%s %s", module, revision.id, reason)
-    alive = previous_agent is not None and previous is not None and (
-        (info := s.runtime.get(previous_agent.name)) is not None and info.state is AgentState.RUNNING)
+    # a previous revision whose runs each got a container needs no agent to be alive
+    alive = previous is not None and (previous.per_run or (previous_agent is not None and (
+        (info := s.runtime.get(previous_agent.name)) is not None and info.state is AgentState.RUNNING)))
     got = s.state.module(module)
     assert got is not None
     doc = got.value
     outcome = Baked("rolled_back", evidence, ratio, previous_ratio, reason,
                     to=previous.id if previous else "")
-    if alive and previous is not None and previous_agent is not None:
-        handed = hand_back(s, module, previous=previous, previous_queue=previous_agent.queue,
+    if alive and previous is not None:
+        handed = hand_back(s, module, previous=previous, previous_queue=_previous_queue(committed),
                            new_queue=op.queue)
-        same_agent = op.agent == previous_agent.name  # a code-only revision: only its code goes
+        back = previous_agent.name if previous_agent is not None else ""
+        # a code-only revision (only its code goes back) or one with no agent: nothing to drain
+        keep = not op.agent or op.agent == back
         deadline = now + timedelta(seconds=s.settings.drain_timeout_seconds)
-        draining = tuple(d for d in doc.draining if d.name != previous_agent.name) if same_agent \
-            else (*(d for d in doc.draining if d.name != previous_agent.name),
-                  DrainingAgent(op.agent, op.queue, revision.id, request.request_id, now, deadline))
+        others = tuple(d for d in doc.draining if d.name != back)
+        draining = others if keep else (*others, DrainingAgent(
+            op.agent, op.queue, revision.id, request.request_id, now, deadline))
         s.state.save_module(replace(
-            doc, current=previous, agent=replace(previous_agent, started_at=now),
+            doc, current=previous,
+            agent=replace(previous_agent, started_at=now) if previous_agent is not None else None,
             request_id=request.request_id, draining=draining, baking=None,
             refused=(*doc.refused, refused), updated_at=now), got.etag)
-        return Done(replace(outcome, serving=previous_agent.name, handback=handed),
-                    replan=() if same_agent else (Drain(op.agent, op.queue),
-                                                  StopAgent(op.agent, op.queue)))
+        return Done(replace(outcome, serving=back or "a container per run", handback=handed),
+                    replan=() if keep else (Drain(op.agent, op.queue),
+                                            StopAgent(op.agent, op.queue)))
     # the previous agent is gone: a rollback request rotates back to its revision (no build)
     s.state.save_module(replace(doc, baking=None, refused=(*doc.refused, refused), updated_at=now),
                         got.etag)

@@ -33,8 +33,10 @@ from deployer.rotation.results import Committed, Held, Ready, Registered, SmokeD
 @handles(Register)
 def register(ctx: Context, op: Register, looks: int) -> Outcome:
     module = ctx.source.module
+    # a run-per-container revision: its runs' job variables name the image they start from
+    image = ctx.image().ref if ctx.request.revision.per_run else ""
     removed = ctx.s.orchestrator.register(ctx.pool, op.queue, module.deployments,
-                                          ctx.pull_steps(), ctx.request.revision.id)
+                                          ctx.pull_steps(), ctx.request.revision.id, image)
     return Done(Registered(tuple(d.name for d in module.deployments), tuple(removed)))
 
 
@@ -97,7 +99,7 @@ def commit(ctx: Context, op: Commit, looks: int) -> Outcome:
     doc = got.value if got else ModuleState(ctx.module, updated_at=now)
     image = ctx.image()
     serving = replace(ctx.request.revision, image=image.ref, image_digest=image.digest,
-                      code_store=ctx.pulls_code())
+                      code_store=ctx.pulls_code(), isolation=ctx.request.revision.isolation)
     queues = {d.agent: d.queue for d in ctx.plan if isinstance(d, Drain)}
     deadline = now + timedelta(seconds=settings.drain_timeout_seconds)
     olds = {d.name: d for d in doc.draining}
@@ -114,8 +116,9 @@ def commit(ctx: Context, op: Commit, looks: int) -> Outcome:
     started = any(isinstance(o, StartAgent) and o.agent == op.agent for o in ctx.plan)
     checks = ctx.pulls_code() if started else bool(doc.agent and doc.agent.name == op.agent
                                                     and doc.agent.checks)
-    committed = replace(doc, current=serving,
-                        agent=AgentRef(op.agent, op.revision_id, op.agent, now, checks),
+    # no agent when each run gets a container of its own (``isolation: run``)
+    agent = AgentRef(op.agent, op.revision_id, op.agent, now, checks) if op.agent else None
+    committed = replace(doc, current=serving, agent=agent,
                         request_id=ctx.request.request_id, updated_at=now, owner=owner,
                         draining=tuple(olds.values()), baking=baking, removed=None,
                         refused=tuple(r for r in doc.refused if doc.refusal(serving) is not r))

@@ -11,8 +11,9 @@ from deployer import preflight
 from deployer.bundle.entrypoint import image_entrypoint
 from deployer.bundle.sizing import Size
 from deployer.config import Settings
-from deployer.errors import BuildFailed, HealthCheckFailed
-from deployer.ports.agents import AgentSpec, AgentState
+from deployer.errors import BuildFailed, DeployerError, HealthCheckFailed
+from deployer.models import PER_RUN_QUEUE
+from deployer.ports.agents import AgentSpec, AgentState, Role
 from deployer.ports.images import BuildState, Image
 from deployer.rotation.context import Context
 from deployer.rotation.handlers.registry import handles
@@ -28,6 +29,7 @@ from deployer.rotation.operations import (
     BuildImage,
     CheckCode,
     CheckEntrypoints,
+    CheckInContainer,
     PublishCode,
     ReuseImage,
     StartAgent,
@@ -41,7 +43,6 @@ from deployer.rotation.results import (
     Online,
     Published,
 )
-from deployer.urls import has_credentials
 
 logger = logging.getLogger(__name__)
 #: an ACR run may sit in the registry's queue before its own timeout starts counting
@@ -182,17 +183,12 @@ def start_agent(ctx: Context, op: StartAgent, looks: int) -> Outcome:
         return Done(AgentStarted(op.agent, op.queue))  # started by an earlier look
     orchestrator.ensure_pool(ctx.pool)
     orchestrator.ensure_queue(ctx.pool, op.queue)
-    secrets = dict(ctx.env_values())  # Key Vault references read here, handed over as secure values
-    if settings.prefect_api_key.reveal():
-        secrets["PREFECT_API_KEY"] = settings.prefect_api_key.reveal()
-    plain = worker_settings(settings)
-    # an API URL with a credential in it (userinfo, a token) goes as a secret too
-    (secrets if has_credentials(settings.prefect_api_url) else plain)["PREFECT_API_URL"] = \
-        settings.prefect_api_url
+    secrets, plain = settings.prefect_env()
+    plain.update(worker_settings(settings))
     size = ctx.source.module.agent_size(Size(settings.agent_cpu, settings.agent_memory_gb))
     runtime.start(AgentSpec(
         name=op.agent, module=ctx.module, revision_id=op.revision_id, image=ctx.image(),
-        pool=ctx.pool, queue=op.queue, env=secrets, settings=plain,
+        pool=ctx.pool, queue=op.queue, env={**ctx.env_values(), **secrets}, settings=plain,
         entrypoints=tuple((d.name, d.entrypoint) for d in ctx.source.module.deployments),
         pull_steps=tuple(ctx.pull_steps()) if ctx.pulls_code() else (),
         entrypoint=image_entrypoint(ctx.dockerfile()),
@@ -200,6 +196,34 @@ def start_agent(ctx: Context, op: StartAgent, looks: int) -> Outcome:
         checks=ctx.s.code.check_channel(op.agent) if ctx.pulls_code() else {},
         cpu=size.cpu, memory_gb=size.memory_gb))
     return Done(AgentStarted(op.agent, op.queue))
+
+
+@handles(CheckInContainer)
+def check_in_container(ctx: Context, op: CheckInContainer, looks: int) -> Outcome:
+    """A container of the revision's image loads its flows (with its ``.env``, as its runs
+    will), prints the preflight line and ends; it is removed once read."""
+    runtime = ctx.s.runtime
+    if not ctx.t.begun(op.key).get("started"):
+        ctx.s.orchestrator.ensure_pool(ctx.pool)
+        ctx.s.orchestrator.ensure_queue(ctx.pool, PER_RUN_QUEUE)
+        secrets, plain = ctx.s.settings.prefect_env()
+        runtime.start(AgentSpec(
+            name=op.container, module=ctx.module, revision_id=op.revision_id, image=ctx.image(),
+            pool=ctx.pool, queue=PER_RUN_QUEUE, env={**ctx.env_values(), **secrets},
+            settings=plain, role=Role.CHECK,
+            entrypoints=tuple((d.name, d.entrypoint) for d in ctx.source.module.deployments),
+            pull_steps=tuple(ctx.pull_steps()) if ctx.pulls_code() else (),
+            entrypoint=image_entrypoint(ctx.dockerfile())))
+        ctx.t.checkpoint(op.key, {"started": True, "container": op.container})
+    try:
+        outcome = check_entrypoints(ctx, CheckEntrypoints(op.container, op.deployments), looks,
+                                    since=ctx.since(op))
+    except DeployerError:
+        runtime.stop(op.container)
+        raise
+    if isinstance(outcome, Done):
+        runtime.stop(op.container)
+    return outcome
 
 
 def worker_settings(settings: Settings) -> dict[str, str]:
@@ -212,7 +236,8 @@ def worker_settings(settings: Settings) -> dict[str, str]:
 
 
 @handles(CheckEntrypoints)
-def check_entrypoints(ctx: Context, op: CheckEntrypoints, looks: int) -> Outcome:
+def check_entrypoints(ctx: Context, op: CheckEntrypoints, looks: int,
+                      since: timedelta | None = None) -> Outcome:
     runtime = ctx.s.runtime
     info = runtime.get(op.agent)
     results = preflight.parse(runtime.logs(op.agent, tail=PREFLIGHT_LOG_LINES))
@@ -221,7 +246,7 @@ def check_entrypoints(ctx: Context, op: CheckEntrypoints, looks: int) -> Outcome
             raise ctx.unhealthy(op.agent, "stopped before it reported whether its flows "
                                 f"load ({info.detail if info else 'gone'})")
         timeout = ctx.s.settings.health_timeout_seconds
-        if ctx.since(op) >= timedelta(seconds=timeout):
+        if (ctx.since(op) if since is None else since) >= timedelta(seconds=timeout):
             raise ctx.unhealthy(op.agent, f"did not report within {timeout}s whether its "
                                 f"flows load (DEPLOYER_HEALTH_TIMEOUT_SECONDS; it is "
                                 f"{info.detail or info.state.value})", hint=_pull_hint(info.detail))

@@ -1,0 +1,225 @@
+"""The dispatcher of modules whose flow runs each get a container (``isolation: run``).
+
+Such a module has no agent and no worker. Its deployments are registered on the ``per-run`` queue
+of its pool, their job variables naming the revision's image and each run's size. One ``tick``
+(every few seconds: a timer of the function app, ``deployer dev`` locally) does, for every such
+module at once:
+
+1. **start**: one Prefect call lists the runs of every ``per-run`` queue due within
+   ``LEAD_SECONDS`` (and those claimed but not started). Each is claimed (PENDING; a run someone
+   else claimed is left alone) and gets a container of the revision's image, sized by its
+   deployment, running ``python -m prefect.engine`` for that run and nothing else. The ``.env``
+   values (Key Vault references read here) and Prefect's key go as secure values, never through
+   Prefect: its job variables hold the image, the size and plain ``env`` only.
+2. **reap**: a container whose run ended is deleted; one that ended while its run was not final
+   (killed, out of memory, its image not pulled) marks the run CRASHED saying why; a run being
+   cancelled has its container stopped and is marked CANCELLED; a claimed run whose container
+   never came is marked CRASHED after ``CLAIM_GRACE``.
+
+On ACI each container is a container group made through the ACI API (no ARM deployment, so the
+800-entry deployment history of a resource group never fills); locally a process from the
+revision's venv under the limiter (``run_limits.RUNNER``). An idle installation costs one or two
+Prefect calls and one container listing per tick, whatever the number of modules.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from deployer import run_limits
+from deployer.bundle.contract import DOCKERFILE
+from deployer.bundle.entrypoint import image_entrypoint
+from deployer.bundle.sizing import Size
+from deployer.errors import DeployerError
+from deployer.models import PER_RUN_QUEUE, Revision
+from deployer.ports.agents import AgentInfo, AgentSpec, AgentState, Role
+from deployer.ports.images import Image
+from deployer.ports.orchestrator import FINAL_STATES, DueRun
+from deployer.services import Services
+
+logger = logging.getLogger(__name__)
+#: a run is started this long before its time: its container needs that to come up
+LEAD_SECONDS = 10
+#: a run claimed this long ago without a container (a dispatcher that died in between) crashed
+CLAIM_GRACE = timedelta(minutes=5)
+#: revisions whose ``.env`` is kept in memory (read from their bundles once per process)
+CACHED_REVISIONS = 32
+
+
+@dataclass
+class TickReport:
+    started: list[str] = field(default_factory=list)  # flow run ids
+    crashed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # containers deleted
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"started": self.started, "crashed": self.crashed, "cancelled": self.cancelled,
+                "removed": self.removed}
+
+
+@dataclass(frozen=True)
+class _Template:
+    """What every run of one revision's containers gets besides its own id and size."""
+
+    env: dict[str, str] = field(repr=False)  # .env values: secrets
+    entrypoint: tuple[str, ...]
+    working_dir: str
+
+
+_templates: OrderedDict[tuple[str, str], _Template] = OrderedDict()
+
+
+def container_name(prefix: str, run_id: str) -> str:
+    """One container per run, named by it (a second start of the same run finds the first)."""
+    return f"{prefix}-run-{run_id.replace('-', '')}"
+
+
+def tick(services: Services) -> TickReport:
+    report = TickReport()
+    now = services.now()
+    containers = {c.flow_run_id: c for c in services.runtime.list(role=Role.RUN)}
+    due = services.orchestrator.due_runs(PER_RUN_QUEUE, now + timedelta(seconds=LEAD_SECONDS))
+    for run in due:
+        if run.state == "SCHEDULED":
+            _start(services, run, report)
+        elif run.id not in containers and run.since is not None and now - run.since > CLAIM_GRACE:
+            report.crashed += services.orchestrator.mark_crashed(
+                [run.id], "claimed by the deployer's dispatcher, but its container never started "
+                "(the dispatcher stopped in between); run it again")
+    _reap(services, list(containers.values()), report)
+    if report.started or report.crashed or report.cancelled or report.removed:
+        logger.info("per_run.tick %s", {k: len(v) for k, v in report.to_dict().items()})
+    return report
+
+
+def _start(services: Services, run: DueRun, report: TickReport) -> None:
+    orchestrator = services.orchestrator
+    template = _template(services, run.pool, run.version)
+    image = str(run.job_variables.get("image") or "")
+    if template is None or not image:
+        why = (f"revision {run.version or '-'} of module {run.pool} is neither serving nor being "
+               "deployed" if template is None else "its deployment names no image")
+        report.crashed += orchestrator.mark_crashed([run.id], f"not started: {why} (deploy the "
+                                                    "module again, or run the deployment again)")
+        return
+    if not orchestrator.claim(run.id):
+        return  # taken, or no longer due
+    settings = services.settings
+    size = _size(run.job_variables, Size(settings.agent_cpu, settings.agent_memory_gb))
+    secrets, plain = settings.prefect_env()
+    env = run.job_variables.get("env")
+    plain.update({str(k): str(v) for k, v in (env.items() if isinstance(env, dict) else ())})
+    plain["PREFECT__FLOW_RUN_ID"] = run.id
+    spec = AgentSpec(
+        name=container_name(settings.agent_prefix, run.id), module=run.pool,
+        revision_id=run.version, image=Image(ref=image, working_dir=template.working_dir),
+        pool=run.pool, queue=PER_RUN_QUEUE, env={**template.env, **secrets}, settings=plain,
+        entrypoint=template.entrypoint, cpu=size.cpu, memory_gb=size.memory_gb, role=Role.RUN,
+        flow_run_id=run.id)
+    try:
+        services.runtime.start(spec)
+    except DeployerError as exc:
+        report.crashed += orchestrator.mark_crashed([run.id], "its container could not be "
+                                                    f"started: {exc.message}")
+        return
+    logger.info("per_run.started run=%s module=%s revision=%s size=%s", run.id, run.pool,
+                run.version, size.describe())
+    report.started.append(run.id)
+
+
+def _reap(services: Services, containers: list[AgentInfo], report: TickReport) -> None:
+    if not containers:
+        return
+    orchestrator, runtime = services.orchestrator, services.runtime
+    runs = orchestrator.runs_now([c.flow_run_id for c in containers if c.flow_run_id])
+    for container in containers:
+        run = runs.get(container.flow_run_id)
+        ended = container.state in (AgentState.STOPPED, AgentState.FAILED)
+        if run is not None and run.state == "CANCELLING":
+            runtime.stop(container.name)
+            report.cancelled += orchestrator.mark_cancelled(
+                [run.id], "cancelled: the deployer stopped its container")
+        elif ended:
+            if run is not None and run.state not in FINAL_STATES:
+                report.crashed += orchestrator.mark_crashed([run.id], _why_ended(services, container))
+            runtime.stop(container.name)
+        elif run is None and container.flow_run_id:
+            runtime.stop(container.name)  # the run is gone from Prefect: nothing to run
+        else:
+            continue
+        report.removed.append(container.name)
+
+
+def _why_ended(services: Services, container: AgentInfo) -> str:
+    """The crash message of a run whose container ended before it did: its memory limit (what
+    the limiter said, in the form ``stopped_over_limit`` reads back), or what the runtime says."""
+    log = services.runtime.logs(container.name, tail=200)
+    for found in run_limits.parse(log):
+        if found.get("flow_run") == container.flow_run_id:
+            used, limit = int(found.get("used", 0)), int(found.get("limit", 0))
+            return (f"stopped over its memory limit: it used {used / 2**30:.2f} GB of "
+                    f"{limit / 2**30:.2f} GB (work_pool.job_variables.memory) "
+                    f"{run_limits.MARKER}{_json(found)}")
+    return f"its container ended before the run did ({container.detail or container.state.value})"
+
+
+def _json(value: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _size(variables: dict[str, Any], default: Size) -> Size:
+    def number(key: str, fallback: float) -> float:
+        value = variables.get(key)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+            else fallback
+    return Size(number("cpu", default.cpu), number("memory", default.memory_gb))
+
+
+def _template(services: Services, module: str, revision_id: str) -> _Template | None:
+    key = (module, revision_id)
+    if key in _templates:
+        _templates.move_to_end(key)
+        return _templates[key]
+    revision = _revision(services, module, revision_id)
+    if revision is None:
+        return None
+    from deployer.models import Request, RequestKind, Trigger
+    from deployer.revisions import secret_pins
+    from deployer.revisions.source import RevisionSource
+
+    request = Request(f"run-{revision_id}", RequestKind.ROLLBACK, module,
+                      Trigger("per-run", revision_id), revision, services.now())
+    with RevisionSource(services, request) as source:
+        bundle = source.module
+        env = secret_pins.resolve(bundle.env.as_dict(), services.secrets)
+        dockerfile = bundle.root / DOCKERFILE
+        entrypoint = image_entrypoint(dockerfile.read_bytes() if dockerfile.is_file() else None)
+    template = _Template(env, entrypoint, "")
+    _templates[key] = template
+    while len(_templates) > CACHED_REVISIONS:
+        _templates.popitem(last=False)
+    return template
+
+
+def _revision(services: Services, module: str, revision_id: str) -> Revision | None:
+    """The revision a run names: the one serving, or the one a request is deploying now (its
+    smoke runs come before the commit)."""
+    got = services.state.module(module)
+    doc = got.value if got else None
+    if doc is None:
+        return None
+    if doc.current is not None and doc.current.id == revision_id:
+        return doc.current
+    for claim in (doc.owner, doc.newest):
+        record = services.state.run(module, claim.request_id) if claim else None
+        if record is not None and record.value.revision is not None \
+                and record.value.revision.id == revision_id:
+            return record.value.revision
+    return None

@@ -1,0 +1,220 @@
+"""``isolation: run``: no agent; a revision is proven in a container of its own, its deployments
+point at the per-run queue, and the dispatcher gives every flow run a container of the revision's
+image, sized by its deployment, with the .env only as secrets; ended containers are removed and
+a run whose container died is marked CRASHED saying why. A switch between modes is a deploy."""
+
+from __future__ import annotations
+
+import json
+
+from deployer.models import PER_RUN_QUEUE, RunStatus
+from deployer.pipeline.per_run import CLAIM_GRACE, container_name, tick
+from deployer.ports.agents import AgentState, Role
+from deployer.run_limits import RUN_MEMORY_ENV
+from tests.unit.pipeline_world import World
+
+FLOWS = ("from prefect import flow\n\n\n@flow(name='demo')\ndef hello() -> None: ...\n\n\n"
+         "@flow(name='demo-big')\ndef big() -> None: ...\n")
+
+
+def yaml(isolation: str = "run", small: str = "memory: 0.5", big: str = "cpu: 2, memory: 4") -> str:
+    top = f"deployer:\n  isolation: {isolation}\n" if isolation else ""
+    return (f"name: demo\n{top}deployments:\n"
+            f"  - name: hello\n    entrypoint: flow.py:hello\n"
+            f"    work_pool:\n      job_variables: {{{small}}}\n"
+            f"  - name: big\n    entrypoint: flow.py:big\n"
+            f"    work_pool:\n      job_variables: {{{big}}}\n")
+
+
+def per_run(isolation: str = "run") -> dict[str, str | bytes | None]:
+    return {"prefect.yaml": yaml(isolation), "flow.py": FLOWS}
+
+
+def ops(record) -> list[str]:  # type: ignore[no-untyped-def]
+    return [op["op"] for op in record.plan]
+
+
+def containers(world: World, role: Role = Role.RUN) -> list:  # type: ignore[type-arg]
+    return [a.spec for a in world.runtime.agents.values() if a.spec.role is role]
+
+
+def test_a_module_whose_runs_each_get_a_container_deploys_with_no_agent(world: World) -> None:
+    request = world.request(per_run())
+    record = world.run(request)
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    assert ops(record) == ["build", "check-container", "register", "commit"]
+    assert world.runtime.list("demo") == []  # no agent
+    assert len([n for n in world.runtime.stopped if n.endswith("-check")]) == 1  # proven, removed
+    assert containers(world, Role.CHECK) == []
+    doc = world.state.module("demo").value  # type: ignore[union-attr]
+    assert doc.agent is None and doc.current is not None and doc.current.per_run
+    image = doc.current.image
+    for name, memory in (("hello", 0.5), ("big", 4)):
+        deployment = world.orchestrator.deployments[("demo", name)]
+        assert deployment["queue"] == PER_RUN_QUEUE and deployment["revision"] == request.revision.id
+        assert deployment["job_variables"]["image"] == image
+        assert deployment["job_variables"]["memory"] == memory
+    assert world.state.history("demo")[-1].outcome is RunStatus.SUCCEEDED
+    # deploying it again is nothing to do
+    again = world.run(world.request(per_run()))
+    assert again.status is RunStatus.NOOP and ops(again) == []
+
+
+def test_a_revision_whose_flows_do_not_load_in_its_container_is_refused_and_nothing_changes(
+        world: World) -> None:
+    world.run(world.request(per_run()))
+    before = dict(world.orchestrator.deployments[("demo", "hello")])
+    world.runtime.preflight = lambda spec: [
+        {"deployment": n, "ok": False, "entrypoint": e, "exception": "ModuleNotFoundError",
+         "message": "No module named 'pandas'", "file": "flow.py", "line": 1} for n, e in spec.entrypoints]
+    record = world.run(world.request({**per_run(), ".env": "GREETING=other\n"}))
+    assert record.status is RunStatus.FAILED and record.error["code"] == "bundle_invalid"  # type: ignore[index]
+    assert "No module named 'pandas'" in json.dumps(record.error)
+    assert world.orchestrator.deployments[("demo", "hello")] == before
+    assert containers(world, Role.CHECK) == []  # the check's container is removed all the same
+
+
+def deployed(world: World) -> str:
+    request = world.request(per_run())
+    assert world.run(request).status is RunStatus.SUCCEEDED
+    return request.revision.id
+
+
+def test_each_run_gets_a_container_of_its_deployments_size_with_the_env_only_as_secrets(
+        world: World) -> None:
+    revision = deployed(world)
+    small = world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello", version=revision)
+    big = world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="big", version=revision)
+    report = tick(world.services)
+    assert sorted(report.started) == sorted([small.id, big.id])
+    specs = {s.flow_run_id: s for s in containers(world)}
+    assert (specs[small.id].cpu, specs[small.id].memory_gb) == (1.0, 0.5)  # cpu: the default
+    assert (specs[big.id].cpu, specs[big.id].memory_gb) == (2.0, 4.0)
+    for run, spec in ((small, specs[small.id]), (big, specs[big.id])):
+        assert spec.name == container_name(world.services.settings.agent_prefix, run.id)
+        assert spec.settings["PREFECT__FLOW_RUN_ID"] == run.id
+        assert spec.revision_id == revision and spec.queue == PER_RUN_QUEUE
+        # .env values and the Prefect key are secure values; nothing secret is plain
+        assert spec.env["API_TOKEN"] == "s3cr3t-token-value" and spec.env["PREFECT_API_KEY"]
+        plain = json.dumps(spec.settings)
+        assert "s3cr3t-token-value" not in plain and "pnu_secret_key" not in plain
+        assert spec.entrypoint[0] == "/usr/bin/tini"  # Prefect's image's ENTRYPOINT, put back
+    assert specs[small.id].settings[RUN_MEMORY_ENV] == str(int(0.5 * 1024**3))
+    assert {world.orchestrator.runs[i].state for i in (small.id, big.id)} == {"PENDING"}
+    # nothing secret reached Prefect's objects either
+    assert "s3cr3t" not in json.dumps(list(world.orchestrator.deployments.values()), default=str)
+    # a second tick starts nothing twice
+    assert tick(world.services).started == []
+    assert len(containers(world)) == 2
+
+
+def test_ended_containers_are_removed_and_a_run_whose_container_died_is_crashed_saying_why(
+        world: World) -> None:
+    revision = deployed(world)
+    runs = [world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello",
+                                       version=revision) for _ in range(4)]
+    tick(world.services)
+    done, killed, cancelled, running = runs
+    names = {s.flow_run_id: s.name for s in containers(world)}
+    done.state = "COMPLETED"
+    world.runtime.kill(names[done.id])  # its process ended after the run did
+    killed.state = "RUNNING"
+    said = {"flow_run": killed.id, "pid": 7, "used": 858993459, "limit": 536870912}
+    world.runtime.answers[names[killed.id]] = ["DEPLOYER-LIMIT " + json.dumps(said)]
+    world.runtime.kill(names[killed.id])
+    cancelled.state = "CANCELLING"
+    running.state = "RUNNING"
+    report = tick(world.services)
+    assert sorted(report.removed) == sorted(names[r.id] for r in (done, killed, cancelled))
+    assert report.crashed == [killed.id] and report.cancelled == [cancelled.id]
+    assert (done.state, killed.state, cancelled.state, running.state) == (
+        "COMPLETED", "CRASHED", "CANCELLED", "RUNNING")
+    assert "stopped over its memory limit: it used 0.80 GB of 0.50 GB" in killed.message
+    assert [s.flow_run_id for s in containers(world)] == [running.id]
+
+
+def test_runs_the_dispatcher_cannot_start_are_crashed_naming_why(world: World) -> None:
+    revision = deployed(world)
+    unknown = world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello", version="nope")
+    report = tick(world.services)
+    assert unknown.id in report.crashed
+    assert "revision nope of module demo is neither serving nor being deployed" in unknown.message
+    # claimed, but the dispatcher stopped before starting its container: crashed after a while
+    lost = world.orchestrator.add_run(PER_RUN_QUEUE, "PENDING", deployment="hello", version=revision)
+    assert tick(world.services).crashed == []
+    world.clock.sleep(CLAIM_GRACE.total_seconds() + 1)
+    lost.started_at = world.clock() - CLAIM_GRACE * 2
+    assert tick(world.services).crashed == [lost.id]
+    assert "its container never started" in lost.message
+
+
+def test_a_switch_from_agent_to_run_drains_the_agent_and_moves_its_waiting_runs(world: World) -> None:
+    world.run(world.request({"prefect.yaml": yaml(""), "flow.py": FLOWS}))
+    agent = world.current_agent()
+    in_flight = world.orchestrator.add_run(agent, "RUNNING", deployment="hello")
+    in_flight.finishes_at = world.clock() + __import__("datetime").timedelta(seconds=30)
+    waiting = world.orchestrator.add_run(agent, "SCHEDULED", name="later", deployment="hello")
+    record = world.run(world.request(per_run()))
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    # (prefect.yaml is code: without a code store, new code is a new image)
+    assert ops(record) == ["build", "check-container", "register", "hold-queue", "commit",
+                           "drain", "stop-agent"]
+    assert world.runtime.list("demo") == [] and agent in world.runtime.stopped
+    assert in_flight.state == "COMPLETED"  # finished on the old agent: not killed
+    assert waiting.id not in world.orchestrator.runs
+    [moved] = [r for r in world.orchestrator.runs.values() if r.name == "later"]
+    assert moved.queue == PER_RUN_QUEUE and moved.state == "SCHEDULED"
+    # and back: the runs waiting for a container go to the new agent
+    record = world.run(world.request({"prefect.yaml": yaml(""), "flow.py": FLOWS}))
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    assert "hold-queue" in ops(record) and "start-agent" in ops(record)
+    agent = world.current_agent()
+    [moved] = [r for r in world.orchestrator.runs.values() if r.name == "later"]
+    assert moved.queue == agent
+    assert world.orchestrator.deployments[("demo", "hello")]["queue"] == agent
+    assert "image" not in world.orchestrator.deployments[("demo", "hello")]["job_variables"]
+    assert world.runtime.agents[agent].state is AgentState.RUNNING
+
+
+def baking(world: World) -> None:
+    from dataclasses import replace
+
+    world.services.settings = replace(world.services.settings, bake_seconds=600, bake_runs=3)
+
+
+def test_a_baking_revision_whose_runs_fail_goes_back_to_the_previous_one_with_no_agent(
+        world: World) -> None:
+    baking(world)
+    good = deployed(world)
+    good_image = world.orchestrator.deployments[("demo", "hello")]["job_variables"]["image"]
+    request = world.request({**per_run(), ".env": "GREETING=changed\nAPI_TOKEN=t\n"})
+    settled = world.run(request, settled=True)
+    assert settled.status is RunStatus.BAKING and ops(settled)[-1] == "bake"
+    world.orchestrator.add_run(PER_RUN_QUEUE, "FAILED", name="bad", deployment="hello",
+                               version=request.revision.id)
+    record = world.run(request)
+    assert record.status is RunStatus.ROLLED_BACK, record.error
+    assert record.stage("bake").detail["serving"] == "a container per run"  # type: ignore[union-attr]
+    doc = world.state.module("demo").value  # type: ignore[union-attr]
+    assert doc.current.id == good and doc.agent is None  # type: ignore[union-attr]
+    deployment = world.orchestrator.deployments[("demo", "hello")]
+    assert (deployment["queue"], deployment["revision"]) == (PER_RUN_QUEUE, good)
+    assert deployment["job_variables"]["image"] == good_image  # its runs start from its image
+    assert world.runtime.list("demo") == []
+
+
+def test_a_switch_to_run_whose_runs_fail_hands_back_to_the_agent_kept_ready(world: World) -> None:
+    baking(world)
+    world.run(world.request({"prefect.yaml": yaml(""), "flow.py": FLOWS}))
+    agent = world.current_agent()
+    request = world.request(per_run())
+    assert world.run(request, settled=True).status is RunStatus.BAKING
+    assert world.runtime.running("demo") == [agent]  # kept ready, its queue paused
+    world.orchestrator.add_run(PER_RUN_QUEUE, "CRASHED", name="bad", deployment="hello",
+                               version=request.revision.id)
+    record = world.run(request)
+    assert record.status is RunStatus.ROLLED_BACK, record.error
+    assert world.current_agent() == agent and world.runtime.running("demo") == [agent]
+    deployment = world.orchestrator.deployments[("demo", "hello")]
+    assert deployment["queue"] == agent and "image" not in deployment["job_variables"]
+    assert world.orchestrator.pool_queues["demo"][agent] is False
