@@ -146,11 +146,12 @@ class AciAgentRuntime:
         provisioning = group.provisioning_state or ""
         view = group.instance_view.state if group.instance_view else None
         container = (group.containers or [None])[0]
-        current = None
+        current, exit_code = None, None
         events: list[Any] = []
         if container is not None and container.instance_view is not None:
             state_now = container.instance_view.current_state
             current = state_now.state if state_now else None
+            exit_code = state_now.exit_code if state_now else None
             events = container.instance_view.events or []
         # ARM documents no provisioning state for a deletion in progress (Succeeded, Failed and
         # Canceled are the terminal ones; the rest are the provider's own): a group is gone when
@@ -164,6 +165,8 @@ class AciAgentRuntime:
         else:
             state = AgentState.STARTING
         detail = "/".join(x for x in (provisioning, view, current) if x)
+        if exit_code is not None:  # a run's or a check's container that ended
+            detail += f" (exit code {exit_code})"
         if events and state is not AgentState.RUNNING:
             detail += f": {events[-1].message}"
         return AgentInfo(name=group.name, module=self.module_of(group) or "",

@@ -78,7 +78,8 @@ def _watch(services: Any, args: argparse.Namespace, where: Any, run: Any) -> int
     ended = final(services, run.id)
     took = (services.now() - started).total_seconds()
     done = ended.state == "COMPLETED"
-    over = stopped_over_limit(services, where.module, run.id) if ended.state == "CRASHED" else None
+    over = stopped_over_limit(services, where.module, run.id, ended.message) \
+        if ended.state == "CRASHED" else None
     if args.json:
         emit_json({"run": ended, "target": where, "logs": logs, "completed": done,
                    "over_memory_limit": over})
@@ -87,7 +88,8 @@ def _watch(services: Any, args: argparse.Namespace, where: Any, run: Any) -> int
     else:
         why = f": {ended.message}" if ended.message and not done else ""
         if over is not None:
-            why = (f": stopped by its agent, it used {over['used'] / 1024**3:.2f} GB, more than the "
+            why = (f": stopped by {over.get('by', 'its agent')}, it used "
+                   f"{over['used'] / 1024**3:.2f} GB, more than the "
                    f"memory limit of {where.deployment} ({over['limit'] / 1024**3:g} GB, "
                    "work_pool.job_variables.memory in prefect.yaml)")
         (out if done else err).print(f"flow run {ended.name}: {ended.state} after {took:.1f} s{why}",

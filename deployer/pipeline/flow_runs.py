@@ -170,9 +170,15 @@ def final(services: Services, run_id: str) -> RunRef:
 LIMIT_LOG_LINES = 2000
 
 
-def stopped_over_limit(services: Services, module: str, run_id: str) -> dict[str, Any] | None:
-    """What the agent's limiter said of a run it stopped for its memory (``run_limits``): the
-    run crashed because it used more than its deployment's ``memory``. None: not that."""
+def stopped_over_limit(services: Services, module: str, run_id: str,
+                       message: str = "") -> dict[str, Any] | None:
+    """What the limiter said of a run it stopped for its memory (``run_limits``): the run
+    crashed because it used more than its deployment's ``memory``. None: not that. A run in a
+    container of its own (``isolation: run``) says it in its crash message (``per_run``); an
+    agent's runs, in the agent's log."""
+    for found in run_limits.parse(message):
+        if found.get("flow_run") == run_id:
+            return {**found, "by": "the deployer"}
     for agent in services.runtime.list(module, detailed=False):
         for found in run_limits.parse(services.runtime.logs(agent.name, tail=LIMIT_LOG_LINES)):
             if found.get("flow_run") == run_id:

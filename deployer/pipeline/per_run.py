@@ -6,7 +6,9 @@ of its pool, their job variables naming the revision's image and each run's size
 module at once:
 
 1. **start**: one Prefect call lists the runs of every ``per-run`` queue due within
-   ``LEAD_SECONDS`` (and those claimed but not started). Each is claimed (PENDING; a run someone
+   ``LEAD_SECONDS`` (and one those claimed but not started). Runs of pools that are not modules
+   of this installation are left alone (two installations may share a Prefect workspace). Each
+   is claimed (PENDING; a run someone
    else claimed is left alone) and gets a container of the revision's image, sized by its
    deployment, running ``python -m prefect.engine`` for that run and nothing else. The ``.env``
    values (Key Vault references read here) and Prefect's key go as secure values, never through
@@ -85,6 +87,8 @@ def tick(services: Services) -> TickReport:
     containers = {c.flow_run_id: c for c in services.runtime.list(role=Role.RUN)}
     due = services.orchestrator.due_runs(PER_RUN_QUEUE, now + timedelta(seconds=LEAD_SECONDS))
     for run in due:
+        if services.state.module(run.pool) is None:
+            continue  # not a module of this installation (a Prefect workspace may be shared)
         if run.state == "SCHEDULED":
             _start(services, run, report)
         elif run.id not in containers and run.since is not None and now - run.since > CLAIM_GRACE:

@@ -4,6 +4,8 @@ above its limit (CRASHED, its log says why), the other deployment's run complete
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from deployer import run_limits
@@ -52,3 +54,34 @@ def test_each_deployments_runs_get_its_memory_limit(stack: Stack) -> None:
     assert prefect_runs.printed(stack.prefect_api, roomy, "allocated") == ["allocated 800 MB"]
     [stopped] = run_limits.parse(stack.services.runtime.logs(stack.current_agent(), tail=2000))
     assert stopped["limit"] == 512 * 1024**2 < stopped["used"]
+
+
+def test_with_isolation_run_each_run_is_a_process_of_its_own_under_its_deployments_limit(
+        storage_connection: str, prefect_api: str, tmp_path, venv_store) -> None:  # type: ignore[no-untyped-def]
+    """No agent: the dispatcher (a timer of ``deployer dev``) starts each run as a process of its
+    own from the revision's venv; the run above its deployment's memory is stopped and says so,
+    the other deployment's run completes, and their processes are gone afterwards."""
+    from deployer.ports.agents import Role
+
+    stack = Stack(storage_connection, prefect_api, tmp_path, venvs=venv_store,
+                  extra={"DEPLOYER_DISPATCH_SCHEDULE": "*/2 * * * * *"})
+    try:
+        stack.start_host()
+        yaml = PREFECT_YAML.format(name=stack.name).replace("deployments:", "deployer:\n  isolation: run\ndeployments:")
+        record = stack.deploy({"flow.py": FLOW, "prefect.yaml": yaml})
+        assert record.status is RunStatus.SUCCEEDED, (record.error, stack.host_log())
+        assert [op["op"] for op in record.plan] == ["publish-code", "build", "check-container", "register", "commit"]
+        assert stack.services.runtime.list(stack.name) == []  # no agent
+        roomy = prefect_runs.start_run(stack.prefect_api, stack.name, {"allocate_mb": 800}, deployment="roomy")
+        tight = stack.cli("run", f"{stack.name}/hello", "--param", "allocate_mb=800", "--watch")
+        assert tight.returncode == 1, (tight.stdout, tight.stderr, stack.host_log())
+        assert ": CRASHED after" in tight.stderr and "stopped by the deployer, it used 0." in tight.stderr
+        assert "more than the memory limit of hello (0.5 GB, work_pool.job_variables.memory" in tight.stderr
+        assert prefect_runs.wait_state(stack.prefect_api, roomy, FINAL) == "COMPLETED", stack.host_log()
+        assert prefect_runs.printed(stack.prefect_api, roomy, "allocated") == ["allocated 800 MB"]
+        deadline = time.monotonic() + 30
+        while stack.services.runtime.list(stack.name, role=Role.RUN) and time.monotonic() < deadline:
+            time.sleep(0.5)  # the next ticks remove the ended processes' records
+        assert stack.services.runtime.list(stack.name, role=Role.RUN) == []
+    finally:
+        stack.cleanup()

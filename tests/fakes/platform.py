@@ -14,6 +14,7 @@ from typing import IO, Any
 from deployer.bundle import sizing
 from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.errors import NotFound, Problem, UpstreamError
+from deployer.models import PER_RUN_QUEUE
 from deployer.ports.agents import AgentInfo, AgentSpec, AgentState, Role
 from deployer.ports.images import BuildProgress, BuildState, Image, ManifestInfo
 from deployer.ports.orchestrator import (
@@ -584,13 +585,24 @@ class FakeOrchestrator:
         if not found:
             raise NotFound(f"no deployment {flow_name}/{deployment} in Prefect")
         refuse_unknown(f"{flow_name}/{deployment}", found[0].get("schema"), parameters or {})
-        run = self.add_run(found[0]["queue"], "RUNNING", deployment=deployment, tags=tuple(tags),
-                           version=found[0]["revision"])
-        run.finishes_at = self.clock() + timedelta(seconds=self.run_seconds)
+        # no worker polls the per-run queue: its runs wait for the dispatcher (``started``)
+        waits = found[0]["queue"] == PER_RUN_QUEUE
+        run = self.add_run(found[0]["queue"], "SCHEDULED" if waits else "RUNNING",
+                           deployment=deployment, tags=tuple(tags), version=found[0]["revision"])
+        if not waits:
+            self.started(run.id)
         run.final_state = self.run_ends
         if idempotency_key:
             self._keys[idempotency_key] = run.id
         return RunRef(run.id, run.name, run.state, deployment, run.version)
+
+    def started(self, run_id: str) -> None:
+        """A process took the run (a worker, or its own container): it ends ``run_seconds``
+        later as ``run_ends`` says."""
+        run = self.runs.get(run_id)
+        if run is not None and run.state in ("SCHEDULED", "PENDING", "RUNNING"):
+            run.state = "RUNNING"
+            run.finishes_at = self.clock() + timedelta(seconds=self.run_seconds)
 
     def run_status(self, run_id: str) -> RunRef:
         self._advance()

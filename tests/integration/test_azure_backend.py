@@ -520,3 +520,89 @@ def test_an_agents_worker_fetches_scheduled_runs_a_poll_ahead(world: AzureWorld)
                                                    "value": str(settings.worker_poll_seconds)}
     assert env["PREFECT_WORKER_PREFETCH_SECONDS"]["value"] == str(settings.worker_poll_seconds + 10)
     assert env["PREFECT_WORKER_HEARTBEAT_SECONDS"]["value"] == str(settings.worker_heartbeat_seconds)
+
+
+PER_RUN = {"flow.py": "from prefect import flow\n\n\n@flow(name='demo')\ndef hello() -> None: ...\n\n\n"
+                      "@flow(name='demo-big')\ndef big() -> None: ...\n",
+           "prefect.yaml": "name: demo\ndeployer:\n  isolation: run\ndeployments:\n"
+                           "  - name: hello\n    entrypoint: flow.py:hello\n"
+                           "    work_pool:\n      job_variables: {memory: 0.5}\n"
+                           "  - name: big\n    entrypoint: flow.py:big\n"
+                           "    work_pool:\n      job_variables: {cpu: 2, memory: 8}\n"}
+
+
+def test_each_run_of_a_run_isolated_module_gets_its_own_group_sized_by_its_deployment(
+        world: AzureWorld, caplog: pytest.LogCaptureFixture) -> None:
+    """isolation: run on ACI: the revision is proven in a group of its own (removed after), no
+    agent group; each run gets a group (restart Never) of its deployment's CPU and memory, the
+    .env and Prefect's key as secure values only, made straight through the ACI API (no ARM
+    deployment: a resource group's 800-entry history never fills). Ended groups are deleted;
+    a run whose group ended before it did is crashed saying so."""
+    from deployer.models import PER_RUN_QUEUE
+    from deployer.pipeline.per_run import tick
+
+    caplog.set_level(logging.DEBUG)
+    record = deploy(world, PER_RUN)
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    [check] = put_bodies(world)
+    assert check["properties"]["restartPolicy"] == "Never" and check["tags"]["role"] == "check"
+    world.azure.clock.advance(60)
+    assert live_groups(world) == []  # no agent, and the check's group is gone
+    revision = world.services.state.module("demo").value.current.id  # type: ignore[union-attr]
+    small = world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello", version=revision)
+    big = world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="big", version=revision)
+    assert sorted(tick(world.services).started) == sorted([small.id, big.id])
+    runs = {b["tags"]["flow-run"]: b for b in put_bodies(world)[1:]}
+    assert set(runs) == {small.id, big.id}
+    for run_id, cpu, memory in ((small.id, 1.0, 0.5), (big.id, 2.0, 8.0)):  # cpu 1: the default
+        body = runs[run_id]
+        assert body["properties"]["restartPolicy"] == "Never" and body["tags"]["role"] == "run"
+        [container] = body["properties"]["containers"]
+        props = container["properties"]
+        assert props["resources"] == {"requests": {"cpu": cpu, "memoryInGB": memory}}
+        assert props["command"][-3:] == ["python", "-m", "prefect.engine"]
+        env = {e["name"]: e for e in props["environmentVariables"]}
+        assert env["PREFECT__FLOW_RUN_ID"] == {"name": "PREFECT__FLOW_RUN_ID", "value": run_id}
+        assert set(env["API_TOKEN"]) == {"name", "secureValue"}
+        assert set(env["PREFECT_API_KEY"]) == {"name", "secureValue"}
+        assert not any(e.get("value") in SECRETS for e in env.values())
+    assert not any(secret in caplog.text for secret in SECRETS)
+    assert {kind for kind, *_ in world.azure.log if kind.startswith(("ContainerGroups", "Containers_", "aci"))} <= {
+        "ContainerGroups_CreateOrUpdate", "ContainerGroups_Get", "ContainerGroups_ListByResourceGroup",
+        "ContainerGroups_Delete", "Containers_ListLogs"}
+    # the small run completes and its group exits; the big one's group ends while it runs
+    world.orchestrator.runs[small.id].state = "COMPLETED"
+    world.azure.aci.exit_codes[next(n for (_, n), g in world.azure.aci.groups.items()
+                                    if g.body["tags"].get("flow-run") == big.id)] = 137
+    world.azure.clock.advance(world.azure.aci.provision_seconds + world.azure.aci.ends_after_seconds)
+    report = tick(world.services)
+    assert report.crashed == [big.id] and len(report.removed) == 2
+    assert world.orchestrator.runs[small.id].state == "COMPLETED"
+    assert "its container ended before the run did" in world.orchestrator.runs[big.id].message
+    assert "exit code 137" in world.orchestrator.runs[big.id].message
+    world.azure.clock.advance(60)
+    assert live_groups(world) == []
+
+
+def test_a_thousand_runs_later_runs_still_get_their_groups(world: AzureWorld) -> None:
+    """No ARM deployment per run (prefect-azure's ACI worker makes one, and a resource group
+    keeps at most 800): the 1001st run gets its group like the first."""
+    from deployer.models import PER_RUN_QUEUE
+    from deployer.pipeline.per_run import tick
+
+    assert deploy(world, PER_RUN).status is RunStatus.SUCCEEDED
+    revision = world.services.state.module("demo").value.current.id  # type: ignore[union-attr]
+    started = 0
+    for _ in range(21):
+        for _ in range(50):
+            run = world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello", version=revision)
+            run.final_state = "COMPLETED"
+        started += len(tick(world.services).started)
+        for run in world.orchestrator.runs.values():
+            if run.state in ("PENDING", "RUNNING"):
+                run.state = "COMPLETED"
+        world.azure.clock.advance(world.azure.aci.provision_seconds + world.azure.aci.ends_after_seconds)
+        tick(world.services)  # the ended groups go
+        world.azure.clock.advance(60)
+    assert started == 1050
+    assert len(put_bodies(world)) == 1051 and live_groups(world) == []

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from deployer.adapters.prefect_orchestrator import PrefectOrchestrator
+from deployer.adapters.prefect_orchestrator import PrefectOrchestrator, _pool_filter
 from deployer.bundle.prefect_yaml import DeploymentSpec
 from deployer.errors import BundleInvalid, NotFound, UsageError
 from deployer.ports.images import Image
@@ -328,3 +328,66 @@ def waiting_runs(orchestrator: Orchestrator, pool: str) -> list[tuple[str, str]]
             flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
                 type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))))
     return [(r.name, r.deployment_version or "") for r in runs]
+
+
+def test_the_dispatchers_calls_find_due_runs_of_every_per_run_queue_claim_each_once_and_read_them(port) -> None:  # type: ignore[no-untyped-def]
+    """``isolation: run``: no worker polls the per-run queue; the dispatcher lists its due runs
+    (with the image and sizes their deployment's job variables give), claims each (once), reads
+    their states in one call and ends a cancelled one."""
+    from deployer.models import PER_RUN_QUEUE
+    from deployer.run_limits import RUN_MEMORY_ENV
+
+    orchestrator, _ = port
+    pool, flow = names()
+    orchestrator.ensure_pool(pool)
+    orchestrator.ensure_queue(pool, PER_RUN_QUEUE)
+    orchestrator.ensure_queue(pool, "q1")
+    sized = spec(flow, work_pool={"job_variables": {"cpu": 2, "memory": 1, "env": {"A": "b"}}})
+    orchestrator.register(pool, PER_RUN_QUEUE, [sized], WORK, "rev-1", image="registry/demo:1")
+    run = orchestrator.start_run(flow, "hello", {})
+    assert orchestrator.run_status(run.id).state == "SCHEDULED"  # nobody takes it on its own
+
+    def due() -> dict[str, Any]:
+        return {r.id: r for r in orchestrator.due_runs(PER_RUN_QUEUE, datetime.now(UTC) + timedelta(seconds=10))
+                if r.pool == pool}
+
+    [found] = due().values()
+    assert (found.id, found.state, found.version) == (run.id, "SCHEDULED", "rev-1")
+    variables = found.job_variables
+    assert (variables["image"], variables["cpu"], variables["memory"]) == ("registry/demo:1", 2, 1)
+    assert variables["env"] == {"A": "b", RUN_MEMORY_ENV: str(1024**3)}
+    assert orchestrator.claim(run.id) is True
+    assert orchestrator.claim(run.id) is False  # taken: a second dispatcher leaves it alone
+    [pending] = due().values()
+    assert pending.state == "PENDING" and pending.since is not None
+    assert orchestrator.runs_now([run.id])[run.id].state == "PENDING"
+    assert orchestrator.runs_now([]) == {}
+    orchestrator.mark_cancelled([run.id], "cancelled: the deployer stopped its container")
+    assert orchestrator.runs_now([run.id])[run.id].state == "CANCELLED" and due() == {}
+    # the deployment moved to an agent's queue: its runs are the worker's, not the dispatcher's
+    orchestrator.register(pool, "q1", [sized], WORK, "rev-2")
+    orchestrator.start_run(flow, "hello", {})
+    assert due() == {}
+
+
+def test_a_run_scheduled_later_is_not_due_until_its_time_comes_near(prefect_api: str) -> None:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.states import Scheduled
+
+    from deployer.models import PER_RUN_QUEUE
+
+    orchestrator = PrefectOrchestrator(prefect_api)
+    pool, flow = names()
+    orchestrator.ensure_pool(pool)
+    orchestrator.ensure_queue(pool, PER_RUN_QUEUE)
+    orchestrator.register(pool, PER_RUN_QUEUE, [spec(flow)], WORK, "rev-1", image="i")
+    now = datetime.now(UTC)
+    with SyncPrefectClient(prefect_api) as client:
+        [deployment] = client.read_deployments(work_pool_filter=_pool_filter(pool))
+        later = client.create_flow_run_from_deployment(
+            deployment.id, state=Scheduled(scheduled_time=now + timedelta(hours=1)))
+    try:
+        assert str(later.id) not in {r.id for r in orchestrator.due_runs(PER_RUN_QUEUE, now + timedelta(seconds=10))}
+        assert str(later.id) in {r.id for r in orchestrator.due_runs(PER_RUN_QUEUE, now + timedelta(hours=2))}
+    finally:
+        orchestrator.close()

@@ -130,6 +130,8 @@ def world() -> World:
     code.on_check = runtime.answer_check  # the agents' warm checkers
     # one answer for both ways of checking new code: a warm checker, or a check run
     runtime.code_check = lambda pull, entrypoints: orchestrator.code_check(pull, entrypoints)
+    # a run's own container (``isolation: run``) runs it
+    runtime.on_start = lambda spec: orchestrator.started(spec.flow_run_id) if spec.flow_run_id else None
     services = AppServices(settings, state, bundles, queue, builder=builder, runtime=runtime,
                            orchestrator=orchestrator, code=code, sleep=clock.sleep, now=clock,
                            secrets=FakeSecrets())

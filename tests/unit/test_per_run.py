@@ -100,7 +100,7 @@ def test_each_run_gets_a_container_of_its_deployments_size_with_the_env_only_as_
         assert "s3cr3t-token-value" not in plain and "pnu_secret_key" not in plain
         assert spec.entrypoint[0] == "/usr/bin/tini"  # Prefect's image's ENTRYPOINT, put back
     assert specs[small.id].settings[RUN_MEMORY_ENV] == str(int(0.5 * 1024**3))
-    assert {world.orchestrator.runs[i].state for i in (small.id, big.id)} == {"PENDING"}
+    assert {world.orchestrator.runs[i].state for i in (small.id, big.id)} == {"RUNNING"}  # in them
     # nothing secret reached Prefect's objects either
     assert "s3cr3t" not in json.dumps(list(world.orchestrator.deployments.values()), default=str)
     # a second tick starts nothing twice
@@ -218,3 +218,17 @@ def test_a_switch_to_run_whose_runs_fail_hands_back_to_the_agent_kept_ready(worl
     deployment = world.orchestrator.deployments[("demo", "hello")]
     assert deployment["queue"] == agent and "image" not in deployment["job_variables"]
     assert world.orchestrator.pool_queues["demo"][agent] is False
+
+
+def test_runs_of_modules_another_installation_owns_are_left_alone(world: World) -> None:
+    """Two installations may share a Prefect workspace: a per-run queue of a pool that is not
+    one of this installation's modules is not this dispatcher's to start or to crash."""
+    deployed(world)
+    theirs = world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="elsewhere", version="x")
+    world.orchestrator.deployments[("other", "elsewhere")] = {
+        "queue": PER_RUN_QUEUE, "revision": "x", "flow": "f", "job_variables": {"image": "i"}}
+    stuck = world.orchestrator.add_run(PER_RUN_QUEUE, "PENDING", deployment="elsewhere", version="x")
+    stuck.started_at = world.clock() - CLAIM_GRACE * 2
+    report = tick(world.services)
+    assert report.started == [] and report.crashed == []
+    assert (theirs.state, stuck.state) == ("SCHEDULED", "PENDING")

@@ -50,6 +50,10 @@ class FakeAci:
     #: the fetch and the load): (group, when it shows, the log line)
     check_seconds: float = 2.0
     answers: list[tuple[str, datetime, str]] = field(default_factory=list)
+    #: a group with restart policy Never (a run's, a check's) ends this long after it started
+    #: running, exit code 0 unless ``exit_codes`` names the group
+    ends_after_seconds: float = 30.0
+    exit_codes: dict[str, int] = field(default_factory=dict)
 
     def answer_check(self, name: str, request_id: str, results: list[dict[str, Any]]) -> None:
         """What the agent's warm checker prints (``preflight.CHECKER``), once it had the time."""
@@ -130,7 +134,7 @@ class FakeAci:
         if group is None:
             return _not_found(name)
         lines = group.logs.splitlines()
-        if self.state_of(group)[1] == "Running":
+        if self.state_of(group)[1] in ("Running", "Stopped"):  # a container that ran has a log
             lines = [*_preflight(group), *lines,
                      *(line for n, when, line in self.answers if n == name and when <= self.clock.now())]
         tail = int(req.query.get("tail", "0") or 0)
@@ -159,6 +163,9 @@ class FakeAci:
             return "Failed", "Failed"
         if group.fate == "never-starts":
             return "Creating", "Pending"
+        if group.body.get("properties", {}).get("restartPolicy") == "Never" and \
+                age >= self.provision_seconds + self.ends_after_seconds:
+            return "Succeeded", "Stopped"  # its one container ran and exited: not restarted
         return "Succeeded", "Running"
 
     def running(self, rg: str) -> list[str]:
@@ -173,7 +180,12 @@ class FakeAci:
         for container in props.get("containers", []):
             for env in container.get("properties", {}).get("environmentVariables", []):
                 env.pop("secureValue", None)  # secrets are never returned
-            if instance_view:
+            if instance_view and state == "Stopped":
+                container["properties"]["instanceView"] = {
+                    "restartCount": 0, "events": [], "currentState": {
+                        "state": "Terminated", "detailStatus": "Completed",
+                        "exitCode": self.exit_codes.get(body.get("name", ""), 0)}}
+            elif instance_view:
                 container["properties"]["instanceView"] = {
                     "restartCount": 0,
                     "currentState": {"state": "Running" if state == "Running" else "Waiting",
