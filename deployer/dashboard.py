@@ -72,7 +72,7 @@ def _overview(modules: list[dict[str, Any]]) -> str:
         rows.append(
             f"<tr><td><a href='#m-{_e(s['module'])}'>{_e(s['module'])}</a></td>"
             f"<td><code>{_e(_revision_id(current))}</code></td>"
-            f"<td>{_e(agent.get('name', '-'))}</td>"
+            f"<td>{_e(agent.get('name') or _per_run(s))}</td>"
             f"<td class={_worker_class(workers.get(agent.get('name', ''), ''))}>"
             f"{_e(workers.get(agent.get('name', ''), '-'))}</td>"
             f"<td>{_e(', '.join(flags) or '-')}</td>"
@@ -194,6 +194,14 @@ def _revision_id(revision: dict[str, Any]) -> str:
     if not code:
         return "-"
     return f"{code.split(':')[-1][:12]}-{config.split(':')[-1][:8]}"
+
+
+def _per_run(status: dict[str, Any]) -> str:
+    """The agent cell of a module with no agent: its runs each get a container."""
+    current = (status.get("state") or {}).get("current") or {}
+    if current.get("isolation") != "run":
+        return "-"
+    return f"a container per run ({status.get('containers', 0)} running)"
 
 
 def _worker_class(worker: str) -> str:

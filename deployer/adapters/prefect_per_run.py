@@ -45,8 +45,8 @@ class PerRunCalls:
                         before_=before)),  # type: ignore[arg-type]
                 sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=limit)
             due += api.read_flow_runs(work_queue_filter=queues, flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING]))),
-                limit=limit)
+                state=FlowRunFilterState(type=FlowRunFilterStateType(
+                    any_=[StateType.PENDING, StateType.RUNNING]))), limit=limit * 4)
             ids = sorted({r.deployment_id for r in due if r.deployment_id is not None})
             deployments = {d.id: d for d in api.read_deployments(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=ids)))} if ids else {}

@@ -21,8 +21,9 @@ from deployer.services import Services
 
 logger = logging.getLogger(__name__)
 #: agents go first (they cost money), queues after their agents, reports last
-ORDER = ("agent", "manifest", "tag", "code", "bundle", "record", "queue", "report")
+ORDER = ("agent", "container", "manifest", "tag", "code", "bundle", "record", "queue", "report")
 LOCKED_KINDS = ("agent", "manifest", "tag", "code")  # what a rotation of the module uses
+PACED_KINDS = ("agent", "container")  # deleted through the runtime's delete quota
 
 
 class Executor:
@@ -71,8 +72,9 @@ class Executor:
     def _one(self, action: Action) -> CleanupItem:
         if self.s.now() >= self.deadline:
             return self._done(_item(action, "deferred", "the cleanup's time budget ran out"))
-        slot = self.limiter.acquire(self.deadline) if action.kind == "agent" else None
-        if action.kind == "agent" and slot is None:
+        paced = action.kind in PACED_KINDS
+        slot = self.limiter.acquire(self.deadline) if paced else None
+        if paced and slot is None:
             return self._done(_item(action, "deferred", f"the delete quota ({self.limiter.describe()}) "
                                     "is used up until after this run's budget"))
         try:
@@ -90,7 +92,7 @@ class Executor:
 
     def _delete(self, action: Action) -> None:
         s = self.s
-        if action.kind == "agent":
+        if action.kind in PACED_KINDS:  # an agent, or a run's or a check's container
             s.runtime.stop(action.target)
         elif action.kind == "manifest":
             s.builder.delete_manifest(action.module, action.target)

@@ -3,6 +3,9 @@
 Every listed thing gets an action: delete (with why) or keep (with why), so the report can say
 why something survived. The rules, which DESIGN.md and docs/cleanup.md state in words:
 
+containers of flow runs (``isolation: run``): deleted once ended (the dispatcher deletes them
+           itself; these are the ones it missed); a revision check's, once its module is not being
+           deployed or it ended;
 agents     never the current agent, nor any agent of a module that is being deployed (it has an
            owner), nor an agent that drains its runs after a cutover, nor the new agent of a
            deploy that failed half-way through cutover;
@@ -38,7 +41,7 @@ from typing import Any
 from deployer.bundle import module_from_blob_name
 from deployer.bundle.digest import short
 from deployer.models import HistoryEntry, ModuleState, Revision, RunRecord, RunStatus
-from deployer.ports.agents import AgentInfo, AgentState
+from deployer.ports.agents import AgentInfo, AgentState, Role
 from deployer.ports.images import ManifestInfo, is_build_cache
 from deployer.ports.storage import BundleInfo
 
@@ -78,7 +81,7 @@ class Inventory:
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # agent | manifest | tag | code | bundle | record | queue | report | anomaly
+    kind: str  # agent | container | manifest | tag | code | bundle | record | queue | report | anomaly
     module: str
     target: str
     delete: bool
@@ -136,6 +139,9 @@ def _agents(inv: Inventory, policy: Policy) -> list[Action]:
     out = []
     half = _half_cut_over(inv)
     for agent in inv.agents:
+        if agent.role is not Role.AGENT:
+            out.append(_container(inv, agent))
+            continue
         module, state = agent.module, inv.modules.get(agent.module)
         age = inv.now - agent.started_at if agent.started_at else None
 
@@ -172,6 +178,19 @@ def _agents(inv: Inventory, policy: Policy) -> list[Action]:
             current = state.agent.name if state.agent else "-"
             out.append(act(True, f"superseded by {current}"))
     return out
+
+
+def _container(inv: Inventory, container: AgentInfo) -> Action:
+    ended = container.state in (AgentState.STOPPED, AgentState.FAILED)
+    if container.role is Role.RUN:
+        return Action("container", container.module, container.name, ended, (
+            f"flow run {container.flow_run_id}'s container ended ({container.detail}); the "
+            "dispatcher did not remove it") if ended else f"running flow run {container.flow_run_id}")
+    if container.module in inv.busy and not ended:
+        return Action("container", container.module, container.name, False,
+                      f"checking a revision of {container.module}, which is being deployed")
+    return Action("container", container.module, container.name, True,
+                  "a revision check's container left behind")
 
 
 # -- what must stay -----------------------------------------------------------------------------

@@ -148,6 +148,13 @@ def _show_sizes(sizes: dict[str, Any] | None) -> None:
     if not sizes:
         return
     agent = sizes["agent"]
+    if agent is None:  # isolation: run
+        out.print("  no agent: each flow run gets a container of its own (deployer.isolation: run)",
+                  markup=False)
+        for name, run in sizes["runs"].items():
+            out.print(f"  runs of {name}: {run['cpu']:g} vCPU, {run['memory_gb']:g} GB each",
+                      markup=False)
+        return
     whence = "prefect.yaml deployer.agent" if agent["declared"] else \
         "DEPLOYER_AGENT_CPU / DEPLOYER_AGENT_MEMORY_GB, raised to fit the deployments"
     out.print(f"  agent: {agent['cpu']:g} vCPU, {agent['memory_gb']:g} GB ({whence})", markup=False)

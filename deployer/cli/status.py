@@ -104,6 +104,8 @@ def render(statuses: list[Any]) -> Table:
             name = "-"
             if agent is not None:
                 name = agent.agent.name + ("" if agent.current else f"\n[dim]{agent.role or 'old'}[/]")
+            elif status.per_run:  # no agent: the dispatcher gives each run a container
+                name = f"a container per run\n[dim]{status.containers} running[/]"
             revision = (f"{current.id}\n[dim]{ago(state.updated_at)}, by {state.request_id[:8]}[/]"
                         if current and state else "-")
             worker = "-"

@@ -18,6 +18,7 @@ from deployer.cleanup.pacing import SlidingWindowLimiter
 from deployer.cleanup.plan import Inventory, Policy, plan_cleanup
 from deployer.errors import LockBusy, UpstreamError
 from deployer.models import CleanupItem, CleanupReport
+from deployer.ports.agents import Role
 from deployer.services import Services
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ def take_inventory(services: Services, *, probe_locks: bool = True) -> Inventory
     state = services.state
     modules = {m.module: m for m in state.modules()}
     agents = services.runtime.list(detailed=False)
+    # flow runs' and checks' containers (``isolation: run``): read one by one, to see which ended
+    agents += [c for role in (Role.RUN, Role.CHECK) for c in services.runtime.list(role=role)]
     image_modules = set(services.builder.image_modules())
     runs = state.runs()
     owned = {m for m, doc in modules.items() if doc.owner is not None}

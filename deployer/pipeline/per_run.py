@@ -15,8 +15,8 @@ module at once:
    Prefect: its job variables hold the image, the size and plain ``env`` only.
 2. **reap**: a container whose run ended is deleted; one that ended while its run was not final
    (killed, out of memory, its image not pulled) marks the run CRASHED saying why; a run being
-   cancelled has its container stopped and is marked CANCELLED; a claimed run whose container
-   never came is marked CRASHED after ``CLAIM_GRACE``.
+   cancelled has its container stopped and is marked CANCELLED; a run claimed or running whose
+   container is not there (never started, deleted) is marked CRASHED after ``CLAIM_GRACE``.
 
 On ACI each container is a container group made through the ACI API (no ARM deployment, so the
 800-entry deployment history of a resource group never fills); locally a process from the
@@ -92,9 +92,11 @@ def tick(services: Services) -> TickReport:
         if run.state == "SCHEDULED":
             _start(services, run, report)
         elif run.id not in containers and run.since is not None and now - run.since > CLAIM_GRACE:
-            report.crashed += services.orchestrator.mark_crashed(
-                [run.id], "claimed by the deployer's dispatcher, but its container never started "
-                "(the dispatcher stopped in between); run it again")
+            report.crashed += services.orchestrator.mark_crashed([run.id], (
+                "claimed by the deployer's dispatcher, but its container never started (the "
+                "dispatcher stopped in between)" if run.state == "PENDING" else
+                "its container is gone (deleted by hand or by the cleanup after it ended)")
+                + "; run it again")
     _reap(services, list(containers.values()), report)
     if report.started or report.crashed or report.cancelled or report.removed:
         logger.info("per_run.tick %s", {k: len(v) for k, v in report.to_dict().items()})

@@ -35,6 +35,7 @@ from deployer.models import (
     Trigger,
 )
 from deployer.names import unknown_module
+from deployer.ports.agents import Role
 from deployer.ports.notifications import Notice
 from deployer.services import Services
 
@@ -130,7 +131,9 @@ def _record(services: Services, module: str, request_id: str, served: Any, user:
 
 def _plan(services: Services, module: str, *, force: bool, dry_run: bool) -> Removal:
     orchestrator = services.orchestrator
-    agents = tuple(sorted(a.name for a in services.runtime.list(module, detailed=False)))
+    # its agents, and the containers of its runs (``isolation: run``): stopped alike
+    agents = tuple(sorted(a.name for role in (Role.AGENT, Role.RUN)
+                          for a in services.runtime.list(module, detailed=False, role=role)))
     queues = orchestrator.queues(module)
     in_flight = [run for queue in queues for run in orchestrator.in_flight(module, queue)]
     if in_flight and not force and not dry_run:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from deployer.errors import DeployerError, NotFound, UpstreamError, UsageError
 from deployer.models import ModuleState, RunRecord
-from deployer.ports.agents import AgentInfo
+from deployer.ports.agents import AgentInfo, Role
 from deployer.services import Services
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,12 @@ class ModuleStatus:
     code_problems: tuple[str, ...] = ()
     #: what could not be asked (Prefect, the code store), and so shows as "unknown"
     unreachable: tuple[str, ...] = ()
+    #: a module whose runs each get a container (``isolation: run``): how many are running
+    containers: int = 0
+
+    @property
+    def per_run(self) -> bool:
+        return bool(self.state and self.state.current and self.state.current.per_run)
 
 
 def module_statuses(services: Services, module: str | None = None, *,
@@ -54,9 +60,13 @@ def module_statuses(services: Services, module: str | None = None, *,
     if module is not None:
         names = [n for n in names if n == module]
     agents: dict[str, list[AgentInfo]] = {}
+    containers: dict[str, int] = {}
     if live and names:
         for agent in services.runtime.list(module):  # one listing for every module
             agents.setdefault(agent.module, []).append(agent)
+        if any(s.current is not None and s.current.per_run for s in states.values()):
+            for run in services.runtime.list(module, detailed=False, role=Role.RUN):
+                containers[run.module] = containers.get(run.module, 0) + 1
     statuses = []
     for n in names:
         unreachable: list[str] = []
@@ -64,7 +74,8 @@ def module_statuses(services: Services, module: str | None = None, *,
         statuses.append(ModuleStatus(
             n, states.get(n), last.get(n),
             _agents(services, n, states.get(n), agents.get(n, []), unreachable),
-            active.get(n, []), *code, unreachable=tuple(unreachable)))
+            active.get(n, []), *code, unreachable=tuple(unreachable),
+            containers=containers.get(n, 0)))
     return statuses
 
 

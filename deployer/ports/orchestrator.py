@@ -39,7 +39,8 @@ class DueRun:
     name: str
     pool: str  # the module
     version: str  # the revision it runs
-    state: str  # SCHEDULED (due) | PENDING (claimed: its container should be there)
+    #: SCHEDULED (due) | PENDING (claimed) | RUNNING: its container should be there
+    state: str
     #: its deployment's job variables with the run's own on top: image, cpu, memory, env
     job_variables: dict[str, Any]
     since: datetime | None = None  # when it entered that state
@@ -109,8 +110,8 @@ class Orchestrator(Protocol):
         ...
 
     def due_runs(self, queue: str, before: datetime, limit: int = 50) -> list[DueRun]:
-        """In one call for every pool: the runs on queues named ``queue`` that are SCHEDULED
-        to start before ``before``, and those PENDING (claimed, not started yet)."""
+        """For every pool at once: the runs on queues named ``queue`` that are SCHEDULED to
+        start before ``before``, and those in flight (PENDING: claimed; RUNNING)."""
         ...
 
     def claim(self, run_id: str) -> bool:

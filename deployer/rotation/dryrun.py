@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer.bundle import Module, load_folder
-from deployer.bundle.sizing import Size, run_size
+from deployer.bundle.sizing import Size, container_size, run_size
 from deployer.errors import BundleInvalid
 from deployer.models import Request, RequestKind, Revision, Trigger
 from deployer.revisions import secret_pins
@@ -49,11 +49,16 @@ def _planned(services: Services, request: Request, module: Module) -> dict[str, 
 def sizes(services: Services, module: Module) -> dict[str, Any]:
     """What the module's agent is made with and each deployment's runs may use."""
     settings = services.settings
-    agent = module.agent_size(Size(settings.agent_cpu, settings.agent_memory_gb))
+    default = Size(settings.agent_cpu, settings.agent_memory_gb)
+    if module.options.per_run:  # no agent: each run's container is its deployment's size
+        return {"agent": None, "isolation": "run", "runs": {
+            spec.name: {"cpu": size.cpu, "memory_gb": size.memory_gb, "container": True}
+            for spec in module.deployments for size in [container_size(spec, default)]}}
+    agent = module.agent_size(default)
     runs = {}
     for spec in module.deployments:
         cpu, memory = run_size(spec)
         runs[spec.name] = {"cpu": cpu, "memory_gb": memory}
     return {"agent": {"cpu": agent.cpu, "memory_gb": agent.memory_gb,
                       "declared": module.options.agent is not None},
-            "runs": runs}
+            "isolation": "agent", "runs": runs}

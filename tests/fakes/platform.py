@@ -433,9 +433,10 @@ class FakeOrchestrator:
     def due_runs(self, queue: str, before: datetime, limit: int = 50) -> list[DueRun]:
         """Every SCHEDULED run of such a queue is due (the fake keeps no start times)."""
         self._call("due_runs")
+        self._advance()
         out = []
         for run in self.runs.values():
-            if run.queue != queue or run.state not in ("SCHEDULED", "PENDING"):
+            if run.queue != queue or run.state not in ("SCHEDULED", "PENDING", "RUNNING"):
                 continue
             pool, found = next(((p, d) for (p, n), d in self.deployments.items()
                                 if n == run.deployment), ("", {}))

@@ -232,3 +232,83 @@ def test_runs_of_modules_another_installation_owns_are_left_alone(world: World) 
     report = tick(world.services)
     assert report.started == [] and report.crashed == []
     assert (theirs.state, stuck.state) == ("SCHEDULED", "PENDING")
+
+
+def test_status_and_the_dashboard_say_the_runs_get_containers_and_how_many_run(world: World, cli) -> None:  # type: ignore[no-untyped-def]
+    from deployer.dashboard import dashboard_data, render
+
+    revision = deployed(world)
+    world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello", version=revision)
+    tick(world.services)
+    code, out, _ = cli("status")
+    assert code == 0 and "a container per run" in out and "1 running" in out
+    code, out, _ = cli("status", "--json")
+    [module] = json.loads(out)["modules"]
+    assert module["containers"] == 1 and module["state"]["current"]["isolation"] == "run"
+    assert module["agents"] == []
+    assert "a container per run (1 running)" in render(dashboard_data(world.services))
+
+
+def test_a_running_run_whose_container_is_gone_is_crashed(world: World) -> None:
+    revision = deployed(world)
+    run = world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello", version=revision)
+    world.orchestrator.run_seconds = 3600
+    tick(world.services)
+    assert run.state == "RUNNING"
+    [name] = [s.name for s in containers(world)]
+    world.runtime.stop(name)  # deleted by someone
+    run.started_at = world.clock() - CLAIM_GRACE * 2
+    assert tick(world.services).crashed == [run.id]
+    assert "its container is gone" in run.message
+
+
+def test_the_cleanup_removes_the_containers_the_dispatcher_left_and_the_next_tick_crashes_their_runs(
+        world: World) -> None:
+    from deployer.pipeline.cleanup import run_cleanup
+    from deployer.ports.agents import AgentSpec
+    from deployer.ports.images import Image
+
+    revision = deployed(world)
+    world.orchestrator.run_seconds = 3600
+    ended, going = (world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello",
+                                               version=revision) for _ in range(2))
+    tick(world.services)
+    names = {s.flow_run_id: s.name for s in containers(world)}
+    world.runtime.kill(names[ended.id])  # ended while the dispatcher was not looking
+    world.runtime.start(AgentSpec("agent-demo-20261128060000-check", "demo", revision, Image("i", ""),
+                                  "demo", PER_RUN_QUEUE, {}, role=Role.CHECK))  # a check left over
+    plan = run_cleanup(world.services, dry_run=True)
+    planned = {i.target: i for i in plan.items if i.kind == "container"}
+    assert set(planned) == {names[ended.id], names[going.id], "agent-demo-20261128060000-check"}
+    report = run_cleanup(world.services)
+    deleted = {i.target for i in report.items if i.outcome == "deleted" and i.kind == "container"}
+    assert deleted == {names[ended.id], "agent-demo-20261128060000-check"}
+    assert [s.flow_run_id for s in containers(world)] == [going.id]
+    ended.started_at = world.clock() - CLAIM_GRACE * 2
+    assert tick(world.services).crashed == [ended.id] and going.state == "RUNNING"
+
+
+def test_remove_with_force_stops_the_runs_containers_too(world: World, cli) -> None:  # type: ignore[no-untyped-def]
+    revision = deployed(world)
+    world.orchestrator.run_seconds = 3600
+    run = world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello", version=revision)
+    tick(world.services)
+    code, _, err = cli("remove", "demo")
+    assert code != 0 and "in flight" in err and len(containers(world)) == 1  # refused: nothing stops
+    code, _, err = cli("remove", "demo", "--force")
+    assert code == 0, err
+    assert containers(world) == [] and run.state == "CRASHED"
+
+
+def test_deploy_dry_run_shows_no_agent_and_each_runs_container(world: World, cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.builders import module_files, write_module
+
+    root = write_module(tmp_path, "demo", module_files("demo", per_run()))
+    code, out, _ = cli("deploy", str(root), "--dry-run")
+    assert code == 0, out
+    assert "no agent: each flow run gets a container of its own" in out
+    assert "runs of hello: 1 vCPU, 0.5 GB each" in out and "runs of big: 2 vCPU, 4 GB each" in out
+    assert "check-container" in out or "check in a container of its own" in out
+    code, out, _ = cli("deploy", str(root), "--dry-run", "--json")
+    sizes = json.loads(out)["sizes"]
+    assert sizes["agent"] is None and sizes["runs"]["big"] == {"cpu": 2.0, "memory_gb": 4.0, "container": True}
