@@ -92,6 +92,7 @@ bench: setup
 	$(BIN)/python bench/fast_deploy.py
 	$(BIN)/python bench/cleanup.py
 	$(BIN)/python bench/function_app.py
+	$(BIN)/python bench/idle_load.py
 
 clean:
 	rm -rf $(VENV) $(IAC) node_modules .deployer .demo .pytest_cache .mypy_cache .ruff_cache

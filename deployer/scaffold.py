@@ -41,6 +41,7 @@ prefect-version: 3.4.0
 
 # deployer:                      # the module's agent (defaults: DEPLOYER_AGENT_CPU/_MEMORY_GB)
 #   agent: {{cpu: 1, memory: 1.5}}
+#   isolation: agent             # or run: no agent, each flow run in a container of its own
 
 deployments:
   - name: {name}

@@ -20,8 +20,9 @@ module at once:
 
 On ACI each container is a container group made through the ACI API (no ARM deployment, so the
 800-entry deployment history of a resource group never fills); locally a process from the
-revision's venv under the limiter (``run_limits.RUNNER``). An idle installation costs one or two
-Prefect calls and one container listing per tick, whatever the number of modules.
+revision's venv under the limiter (``run_limits.RUNNER``). An idle installation costs two Prefect
+calls and one container listing per tick, whatever the number of modules; the containers are
+read one by one (to see which ended) every half of the runtime's start time (30 s on ACI).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from deployer import run_limits
 from deployer.bundle.contract import DOCKERFILE
@@ -74,6 +76,8 @@ class _Template:
 
 
 _templates: OrderedDict[tuple[str, str], _Template] = OrderedDict()
+#: when this process last read each container, per runtime
+_last_look: WeakKeyDictionary[Any, datetime] = WeakKeyDictionary()
 
 
 def container_name(prefix: str, run_id: str) -> str:
@@ -84,7 +88,15 @@ def container_name(prefix: str, run_id: str) -> str:
 def tick(services: Services) -> TickReport:
     report = TickReport()
     now = services.now()
-    containers = {c.flow_run_id: c for c in services.runtime.list(role=Role.RUN)}
+    runtime = services.runtime
+    # which runs have a container: a listing; whether one ended: a read of each (ACI: a GET per
+    # group, so at most every half a start time, not every tick)
+    last = _last_look.get(runtime)
+    look = last is None or now < last or now - last >= timedelta(
+        seconds=runtime.expected_start_seconds / 2)
+    containers = {c.flow_run_id: c for c in runtime.list(role=Role.RUN, detailed=look)}
+    if look:
+        _last_look[runtime] = now
     due = services.orchestrator.due_runs(PER_RUN_QUEUE, now + timedelta(seconds=LEAD_SECONDS))
     for run in due:
         if services.state.module(run.pool) is None:
@@ -97,7 +109,8 @@ def tick(services: Services) -> TickReport:
                 "dispatcher stopped in between)" if run.state == "PENDING" else
                 "its container is gone (deleted by hand or by the cleanup after it ended)")
                 + "; run it again")
-    _reap(services, list(containers.values()), report)
+    if look:
+        _reap(services, list(containers.values()), report)
     if report.started or report.crashed or report.cancelled or report.removed:
         logger.info("per_run.tick %s", {k: len(v) for k, v in report.to_dict().items()})
     return report

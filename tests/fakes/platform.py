@@ -262,6 +262,7 @@ class FakeAgentRuntime:
     def __init__(self) -> None:
         self.agents: dict[str, FakeAgent] = {}
         self.started: list[str] = []
+        self.started_specs: list[AgentSpec] = []
         self.stopped: list[str] = []
         self.on_start: Callable[[AgentSpec], None] | None = None
         #: what an agent's preflight reports, per deployment (``deployer.preflight``): by
@@ -280,6 +281,7 @@ class FakeAgentRuntime:
             return self._info(self.agents[spec.name])
         self.agents[spec.name] = FakeAgent(spec)
         self.started.append(spec.name)
+        self.started_specs.append(spec)
         if self.on_start is not None:
             self.on_start(spec)
         return self._info(self.agents[spec.name])

@@ -111,6 +111,7 @@ def test_each_run_gets_a_container_of_its_deployments_size_with_the_env_only_as_
 def test_ended_containers_are_removed_and_a_run_whose_container_died_is_crashed_saying_why(
         world: World) -> None:
     revision = deployed(world)
+    world.orchestrator.run_seconds = 3600  # they end when the test says
     runs = [world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello",
                                        version=revision) for _ in range(4)]
     tick(world.services)
@@ -124,6 +125,7 @@ def test_ended_containers_are_removed_and_a_run_whose_container_died_is_crashed_
     world.runtime.kill(names[killed.id])
     cancelled.state = "CANCELLING"
     running.state = "RUNNING"
+    world.clock.sleep(world.runtime.expected_start_seconds)  # containers are read that often
     report = tick(world.services)
     assert sorted(report.removed) == sorted(names[r.id] for r in (done, killed, cancelled))
     assert report.crashed == [killed.id] and report.cancelled == [cancelled.id]
@@ -312,3 +314,25 @@ def test_deploy_dry_run_shows_no_agent_and_each_runs_container(world: World, cli
     code, out, _ = cli("deploy", str(root), "--dry-run", "--json")
     sizes = json.loads(out)["sizes"]
     assert sizes["agent"] is None and sizes["runs"]["big"] == {"cpu": 2.0, "memory_gb": 4.0, "container": True}
+
+
+def test_a_declared_smoke_run_runs_in_a_container_of_its_own_before_the_commit(world: World) -> None:
+    """The smoke run waits on the per-run queue like any run: the dispatcher gives it a container
+    of the new revision's image (not serving yet: the request's own revision)."""
+    deployed(world)
+    smoked = yaml().replace("    entrypoint: flow.py:hello\n",
+                            "    entrypoint: flow.py:hello\n    deployer: {smoke: true}\n")
+    request = world.request({"prefect.yaml": smoked, "flow.py": FLOWS})
+    world.submit(request)
+
+    def done() -> bool:
+        tick(world.services)  # the function app's timer, between the request's steps
+        return world.record(request).status.finished
+
+    world.pump(until=done)
+    record = world.record(request)
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    assert "smoke-run" in ops(record) and ops(record).index("smoke-run") < ops(record).index("commit")
+    run_id = record.stage("smoke-run hello").detail["run_id"]  # type: ignore[union-attr]
+    [spec] = [s for s in world.runtime.started_specs if s.flow_run_id == run_id]
+    assert spec.revision_id == request.revision.id

@@ -151,13 +151,14 @@ def test_the_scaffolds_sizing_hints_validate_once_uncommented(tmp_path: Path) ->
     root = create_module(tmp_path, "risk-report")
     text = (root / "prefect.yaml").read_text()
     for hint, line in (("# deployer:", "deployer:"), ("#   agent:", "  agent:"),
+                       ("#   isolation:", "  isolation:"),
                        ("    # work_pool:", "    work_pool:"),
                        ("    #   job_variables:", "      job_variables:")):
         assert hint in text
         text = text.replace(hint, line)
     (root / "prefect.yaml").write_text(text)
     module = load_folder(root, LIMITS)
-    assert module.options.agent == Size(1.0, 1.5)
+    assert module.options.agent == Size(1.0, 1.5) and module.options.isolation == "agent"
     assert [d.config["work_pool"] for d in module.deployments] == [{"job_variables": {"memory": 1}}]
 
 
