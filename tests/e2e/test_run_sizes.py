@@ -39,6 +39,7 @@ deployments:
       job_variables: {{memory: 2}}
 """
 FINAL = {"COMPLETED", "FAILED", "CRASHED"}
+CANARY = "canary-0b7d4e2a-never-in-prefect"
 
 
 def test_each_deployments_runs_get_its_memory_limit(stack: Stack) -> None:
@@ -68,7 +69,11 @@ def test_with_isolation_run_each_run_is_a_process_of_its_own_under_its_deploymen
     try:
         stack.start_host()
         yaml = PREFECT_YAML.format(name=stack.name).replace("deployments:", "deployer:\n  isolation: run\ndeployments:")
-        record = stack.deploy({"flow.py": FLOW, "prefect.yaml": yaml})
+        # the .env reaches each run's process (it prints the value's length) and nothing of Prefect's
+        flow = FLOW.replace("import time\n", "import os\nimport time\n").replace(
+            '    print("allocated"', '    print("token of", len(os.environ.get("API_TOKEN", "")))\n'
+            '    print("allocated"')
+        record = stack.deploy({"flow.py": flow, "prefect.yaml": yaml, ".env": f"API_TOKEN={CANARY}\n"})
         assert record.status is RunStatus.SUCCEEDED, (record.error, stack.host_log())
         assert [op["op"] for op in record.plan] == ["publish-code", "build", "check-container", "register", "commit"]
         assert stack.services.runtime.list(stack.name) == []  # no agent
@@ -79,6 +84,8 @@ def test_with_isolation_run_each_run_is_a_process_of_its_own_under_its_deploymen
         assert "more than the memory limit of hello (0.5 GB, work_pool.job_variables.memory" in tight.stderr
         assert prefect_runs.wait_state(stack.prefect_api, roomy, FINAL) == "COMPLETED", stack.host_log()
         assert prefect_runs.printed(stack.prefect_api, roomy, "allocated") == ["allocated 800 MB"]
+        assert prefect_runs.printed(stack.prefect_api, roomy, "token of") == [f"token of {len(CANARY)}"]
+        assert CANARY not in prefect_runs.everything_of(stack.prefect_api, stack.name)
         deadline = time.monotonic() + 30
         while stack.services.runtime.list(stack.name, role=Role.RUN) and time.monotonic() < deadline:
             time.sleep(0.5)  # the next ticks remove the ended processes' records
