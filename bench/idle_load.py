@@ -155,12 +155,13 @@ def measure_per_run(api: str, work: Path, modules: int, seconds: float) -> dict[
     from deployer.adapters.prefect_orchestrator import PrefectOrchestrator
     from deployer.bootstrap import AppServices
     from deployer.bundle.prefect_yaml import DeploymentSpec
-    from deployer.models import PER_RUN_QUEUE
+    from deployer.models import PER_RUN_QUEUE, ModuleState, Revision
     from deployer.pipeline.per_run import tick
     from deployer.state import StateRepository
     from tests.fakes.documents import MemoryDocumentStore
     from tests.fakes.platform import FakeBundleStore, FakeQueue
 
+    state = StateRepository(MemoryDocumentStore())
     setup = PrefectOrchestrator(api)
     try:
         for n in range(modules):
@@ -170,12 +171,14 @@ def measure_per_run(api: str, work: Path, modules: int, seconds: float) -> dict[
             spec = DeploymentSpec(name="noop", entrypoint="flow.py:noop", line=1,
                                   config={"name": "noop"}, flow_name=f"noop-{n}", parameter_schema={})
             setup.register(pool, PER_RUN_QUEUE, [spec], [], "rev-1", image="registry/run:1")
+            # the installation's own modules: the dispatcher serves their pools only
+            state.save_module(ModuleState(pool, Revision(pool, f"sha256:{n:064x}", f"sha256:{n:064x}",
+                                                         isolation="run")), None)
     finally:
         setup.close()
     durations: list[float] = []
     with CountingProxy(api) as proxy:
-        services = AppServices(settings_for({"PREFECT_API_URL": proxy.url}),
-                               StateRepository(MemoryDocumentStore()), FakeBundleStore(),
+        services = AppServices(settings_for({"PREFECT_API_URL": proxy.url}), state, FakeBundleStore(),
                                FakeQueue(lambda: datetime.now(UTC)),
                                runtime=LocalAgentRuntime(work / "run-home"),
                                orchestrator=PrefectOrchestrator(proxy.url))

@@ -156,9 +156,12 @@ class AciAgentRuntime:
         # ARM documents no provisioning state for a deletion in progress (Succeeded, Failed and
         # Canceled are the terminal ones; the rest are the provider's own): a group is gone when
         # its GET answers 404, and deleting it again meanwhile is harmless (DELETE is idempotent)
+        once = _role(group) is not Role.AGENT  # restart policy Never: it ends when it exits
         if provisioning in ("Failed", "Canceled") or view == "Failed":
             state = AgentState.FAILED
-        elif view in ("Stopped", "Terminated"):
+        elif view in ("Stopped", "Terminated") or (once and (view == "Succeeded"
+                                                             or current == "Terminated")):
+            # a Never group whose container exited 0 reads Succeeded (ACI's container states)
             state = AgentState.STOPPED
         elif provisioning == "Succeeded" and view == "Running" and current in (None, "Running"):
             state = AgentState.RUNNING

@@ -40,7 +40,14 @@ from typing import Any
 
 from deployer.bundle import module_from_blob_name
 from deployer.bundle.digest import short
-from deployer.models import HistoryEntry, ModuleState, Revision, RunRecord, RunStatus
+from deployer.models import (
+    PER_RUN_QUEUE,
+    HistoryEntry,
+    ModuleState,
+    Revision,
+    RunRecord,
+    RunStatus,
+)
 from deployer.ports.agents import AgentInfo, AgentState, Role
 from deployer.ports.images import ManifestInfo, is_build_cache
 from deployer.ports.storage import BundleInfo
@@ -346,6 +353,11 @@ def _queues(inv: Inventory, deleted_agents: set[str]) -> list[Action]:
             continue  # not a pool the deployer made, or a deploy may be making a queue now
         for queue, waiting in sorted(queues.items()):
             if queue == DEFAULT_QUEUE or queue in live:
+                continue
+            state = inv.modules[pool]
+            if queue == PER_RUN_QUEUE and state.current is not None and state.current.per_run:
+                out.append(Action("queue", pool, queue, False, "its runs each get a container: "
+                                  "the dispatcher serves it"))
                 continue
             if (pool, queue) in named:
                 out.append(Action("queue", pool, queue, False, "the state names its agent (current "

@@ -5,18 +5,25 @@ of its pool, their job variables naming the revision's image and each run's size
 (every few seconds: a timer of the function app, ``deployer dev`` locally) does, for every such
 module at once:
 
-1. **start**: one Prefect call lists the runs of every ``per-run`` queue due within
-   ``LEAD_SECONDS`` (and one those claimed but not started). Runs of pools that are not modules
-   of this installation are left alone (two installations may share a Prefect workspace). Each
-   is claimed (PENDING; a run someone
-   else claimed is left alone) and gets a container of the revision's image, sized by its
-   deployment, running ``python -m prefect.engine`` for that run and nothing else. The ``.env``
-   values (Key Vault references read here) and Prefect's key go as secure values, never through
-   Prefect: its job variables hold the image, the size and plain ``env`` only.
-2. **reap**: a container whose run ended is deleted; one that ended while its run was not final
-   (killed, out of memory, its image not pulled) marks the run CRASHED saying why; a run being
-   cancelled has its container stopped and is marked CANCELLED; a run claimed or running whose
-   container is not there (never started, deleted) is marked CRASHED after ``CLAIM_GRACE``.
+1. **start**: two Prefect calls list, for the pools of this installation's modules with
+   ``isolation: run`` (or being deployed; read from the state at most every ``POOLS_SECONDS``),
+   the runs of their ``per-run`` queues due within ``LEAD_SECONDS`` and those in flight. Other
+   pools are never touched (two installations may share a Prefect workspace). A due run of a
+   pool or queue paused in Prefect waits, as a worker would leave it. Each other due run is
+   claimed (PENDING, its ``infrastructure_pid`` set to its container's name: a run someone else
+   claimed is left alone, and Prefect's cancellation knows it has infrastructure) and gets a
+   container of the revision's image (the deployment's: a run's own job variables cannot change
+   it), sized by its deployment, running ``python -m prefect.engine`` for that run and nothing
+   else. The ``.env`` values (Key Vault references read here) and Prefect's key go as secure
+   values, never through Prefect: its job variables hold the image, the size and plain ``env``.
+   A run awaiting a retry inside its live container is left there; a retry asked later gets a
+   container of its own (the attempt is in the name).
+2. **reap**: a container whose run ended is deleted; one that ended while its run was still
+   PENDING or RUNNING (killed, out of memory, its image not pulled) marks the run CRASHED saying
+   why (a run its process left PAUSED is not a crash); a run being cancelled has its container
+   stopped and is marked CANCELLED; a run this dispatcher claimed whose container is not there
+   (never started, deleted) is marked CRASHED after ``CLAIM_GRACE``. One run's trouble (its
+   bundle unreadable, say) crashes that run only.
 
 On ACI each container is a container group made through the ACI API (no ARM deployment, so the
 800-entry deployment history of a resource group never fills); locally a process from the
@@ -42,7 +49,7 @@ from deployer.errors import DeployerError
 from deployer.models import PER_RUN_QUEUE, Revision
 from deployer.ports.agents import AgentInfo, AgentSpec, AgentState, Role
 from deployer.ports.images import Image
-from deployer.ports.orchestrator import FINAL_STATES, DueRun
+from deployer.ports.orchestrator import DueRun
 from deployer.services import Services
 
 logger = logging.getLogger(__name__)
@@ -80,9 +87,15 @@ _templates: OrderedDict[tuple[str, str], _Template] = OrderedDict()
 _last_look: WeakKeyDictionary[Any, datetime] = WeakKeyDictionary()
 
 
-def container_name(prefix: str, run_id: str) -> str:
-    """One container per run, named by it (a second start of the same run finds the first)."""
-    return f"{prefix}-run-{run_id.replace('-', '')}"
+def container_name(prefix: str, run_id: str, attempt: int = 0) -> str:
+    """One container per run and attempt, named by them (a second start of the same attempt
+    finds the first; a retry from the Prefect UI gets a new one)."""
+    return f"{prefix}-run-{run_id.replace('-', '')}" + (f"-{attempt}" if attempt else "")
+
+
+#: modules of this installation are read from the state at most this often (``_pools``)
+POOLS_SECONDS = 60
+_pools_read: WeakKeyDictionary[Any, tuple[datetime, tuple[str, ...]]] = WeakKeyDictionary()
 
 
 def tick(services: Services) -> TickReport:
@@ -94,48 +107,81 @@ def tick(services: Services) -> TickReport:
     last = _last_look.get(runtime)
     look = last is None or now < last or now - last >= timedelta(
         seconds=runtime.expected_start_seconds / 2)
-    containers = {c.flow_run_id: c for c in runtime.list(role=Role.RUN, detailed=look)}
+    listed = runtime.list(role=Role.RUN, detailed=look)
     if look:
         _last_look[runtime] = now
-    due = services.orchestrator.due_runs(PER_RUN_QUEUE, now + timedelta(seconds=LEAD_SECONDS))
+    containers = {c.flow_run_id for c in listed}
+    live = {c.flow_run_id for c in listed if c.state not in (AgentState.STOPPED, AgentState.FAILED)}
+    pools = _pools(services, now)
+    due = services.orchestrator.due_runs(PER_RUN_QUEUE, now + timedelta(seconds=LEAD_SECONDS),
+                                         pools) if pools else []
+    mine = container_name(services.settings.agent_prefix, "")
     for run in due:
-        if services.state.module(run.pool) is None:
-            continue  # not a module of this installation (a Prefect workspace may be shared)
-        if run.state == "SCHEDULED":
-            _start(services, run, report)
-        elif run.id not in containers and run.since is not None and now - run.since > CLAIM_GRACE:
-            report.crashed += services.orchestrator.mark_crashed([run.id], (
-                "claimed by the deployer's dispatcher, but its container never started (the "
-                "dispatcher stopped in between)" if run.state == "PENDING" else
-                "its container is gone (deleted by hand or by the cleanup after it ended)")
-                + "; run it again")
+        try:
+            if run.state == "SCHEDULED":
+                if run.id in live and run.run_count:
+                    continue  # awaiting a retry inside its own process: in flight
+                _start(services, run, report)
+            elif run.id not in containers and run.infrastructure.startswith(mine) \
+                    and run.since is not None and now - run.since > CLAIM_GRACE:
+                # claimed by this dispatcher (its marker), its container is not there
+                report.crashed += services.orchestrator.mark_crashed([run.id], (
+                    "claimed by the deployer's dispatcher, but its container never started (the "
+                    "dispatcher stopped in between)" if run.state == "PENDING" else
+                    "its container is gone (deleted by hand or by the cleanup after it ended)")
+                    + "; run it again")
+        except Exception:  # one run's trouble never holds up the others
+            logger.exception("per_run.run_failed run=%s module=%s", run.id, run.pool)
     if look:
-        _reap(services, list(containers.values()), report)
+        try:
+            _reap(services, listed, report)
+        except DeployerError as exc:
+            logger.warning("per_run.reap_failed error=%s", exc.message)
     if report.started or report.crashed or report.cancelled or report.removed:
         logger.info("per_run.tick %s", {k: len(v) for k, v in report.to_dict().items()})
     return report
 
 
+def _pools(services: Services, now: datetime) -> tuple[str, ...]:
+    """The pools the dispatcher serves: this installation's modules whose runs each get a
+    container, or that a request is deploying (its smoke runs may be such runs). Another
+    installation's pools, in a Prefect workspace they share, are never touched."""
+    read = _pools_read.get(services.state)
+    if read is not None and timedelta() <= now - read[0] < timedelta(seconds=POOLS_SECONDS):
+        return read[1]
+    pools = tuple(sorted(m.module for m in services.state.modules()
+                         if (m.current is not None and m.current.per_run) or m.owner is not None))
+    _pools_read[services.state] = (now, pools)
+    return pools
+
+
 def _start(services: Services, run: DueRun, report: TickReport) -> None:
     orchestrator = services.orchestrator
-    template = _template(services, run.pool, run.version)
+    if run.paused:
+        return  # its pool or queue is paused in Prefect: as a worker would, leave it waiting
+    try:
+        template = _template(services, run.pool, run.version)
+    except DeployerError as exc:
+        template, why = None, exc.message
+    else:
+        why = f"revision {run.version or '-'} of module {run.pool} is neither serving nor being deployed"
     image = str(run.job_variables.get("image") or "")
     if template is None or not image:
-        why = (f"revision {run.version or '-'} of module {run.pool} is neither serving nor being "
-               "deployed" if template is None else "its deployment names no image")
+        why = why if template is None else "its deployment names no image"
         report.crashed += orchestrator.mark_crashed([run.id], f"not started: {why} (deploy the "
                                                     "module again, or run the deployment again)")
         return
-    if not orchestrator.claim(run.id):
-        return  # taken, or no longer due
     settings = services.settings
+    name = container_name(settings.agent_prefix, run.id, run.run_count)
+    if not orchestrator.claim(run.id, name):
+        return  # taken, or no longer due
     size = _size(run.job_variables, Size(settings.agent_cpu, settings.agent_memory_gb))
     secrets, plain = settings.prefect_env()
     env = run.job_variables.get("env")
     plain.update({str(k): str(v) for k, v in (env.items() if isinstance(env, dict) else ())})
     plain["PREFECT__FLOW_RUN_ID"] = run.id
     spec = AgentSpec(
-        name=container_name(settings.agent_prefix, run.id), module=run.pool,
+        name=name, module=run.pool,
         revision_id=run.version, image=Image(ref=image, working_dir=template.working_dir),
         pool=run.pool, queue=PER_RUN_QUEUE, env={**template.env, **secrets}, settings=plain,
         entrypoint=template.entrypoint, cpu=size.cpu, memory_gb=size.memory_gb, role=Role.RUN,
@@ -164,7 +210,9 @@ def _reap(services: Services, containers: list[AgentInfo], report: TickReport) -
             report.cancelled += orchestrator.mark_cancelled(
                 [run.id], "cancelled: the deployer stopped its container")
         elif ended:
-            if run is not None and run.state not in FINAL_STATES:
+            # a run its process left PAUSED (suspended, or paused to be rescheduled) is not a
+            # crash: only one that was still starting or running when its container ended
+            if run is not None and run.state in ("PENDING", "RUNNING"):
                 report.crashed += orchestrator.mark_crashed([run.id], _why_ended(services, container))
             runtime.stop(container.name)
         elif run is None and container.flow_run_id:

@@ -44,6 +44,9 @@ class DueRun:
     #: its deployment's job variables with the run's own on top: image, cpu, memory, env
     job_variables: dict[str, Any]
     since: datetime | None = None  # when it entered that state
+    run_count: int = 0  # its runs so far: above 0, a retry (its process may still be waiting)
+    infrastructure: str = ""  # who claimed it (the dispatcher's container name)
+    paused: bool = False  # its pool or queue is paused in Prefect: it is not to be started
 
 
 #: a run's states that are final: it ends in one of these
@@ -109,13 +112,15 @@ class Orchestrator(Protocol):
         names of deployments that were removed."""
         ...
 
-    def due_runs(self, queue: str, before: datetime, limit: int = 50) -> list[DueRun]:
-        """For every pool at once: the runs on queues named ``queue`` that are SCHEDULED to
-        start before ``before``, and those in flight (PENDING: claimed; RUNNING)."""
+    def due_runs(self, queue: str, before: datetime, pools: Sequence[str],
+                 limit: int = 50) -> list[DueRun]:
+        """For all ``pools`` at once: the runs on their queues named ``queue`` that are
+        SCHEDULED to start before ``before``, and those in flight (PENDING: claimed; RUNNING)."""
         ...
 
-    def claim(self, run_id: str) -> bool:
-        """Move a due run to PENDING; False when Prefect refuses (taken, or not due any more)."""
+    def claim(self, run_id: str, marker: str) -> bool:
+        """Move a due run to PENDING, marked as ``marker``'s (its infrastructure); False when
+        Prefect refuses (taken, or not due any more)."""
         ...
 
     def runs_now(self, run_ids: Sequence[str]) -> dict[str, RunRef]:

@@ -351,6 +351,8 @@ class FakeRun:
     version: str = ""
     message: str = ""
     logs: list[RunLog] = field(default_factory=list)
+    run_count: int = 0
+    infrastructure: str = ""  # who claimed it (``claim``)
 
 
 class FakeOrchestrator:
@@ -432,7 +434,8 @@ class FakeOrchestrator:
 
     # -- the dispatcher's calls (``isolation: run``) ----------------------------------------------
 
-    def due_runs(self, queue: str, before: datetime, limit: int = 50) -> list[DueRun]:
+    def due_runs(self, queue: str, before: datetime, pools: Sequence[str],
+                 limit: int = 50) -> list[DueRun]:
         """Every SCHEDULED run of such a queue is due (the fake keeps no start times)."""
         self._call("due_runs")
         self._advance()
@@ -442,16 +445,20 @@ class FakeOrchestrator:
                 continue
             pool, found = next(((p, d) for (p, n), d in self.deployments.items()
                                 if n == run.deployment), ("", {}))
+            if pool not in pools:
+                continue
             out.append(DueRun(run.id, run.name, pool, run.version, run.state,
-                              dict(found.get("job_variables") or {}), run.started_at))
+                              dict(found.get("job_variables") or {}), run.started_at,
+                              run.run_count, run.infrastructure,
+                              self.pool_queues.get(pool, {}).get(queue, False)))
         return out[:limit]
 
-    def claim(self, run_id: str) -> bool:
+    def claim(self, run_id: str, marker: str) -> bool:
         self._call("claim")
         run = self.runs.get(run_id)
         if run is None or run.state != "SCHEDULED":
             return False
-        run.state = "PENDING"
+        run.state, run.infrastructure = "PENDING", marker
         return True
 
     def runs_now(self, run_ids: Sequence[str]) -> dict[str, RunRef]:

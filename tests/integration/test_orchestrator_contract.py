@@ -348,18 +348,21 @@ def test_the_dispatchers_calls_find_due_runs_of_every_per_run_queue_claim_each_o
     assert orchestrator.run_status(run.id).state == "SCHEDULED"  # nobody takes it on its own
 
     def due() -> dict[str, Any]:
-        return {r.id: r for r in orchestrator.due_runs(PER_RUN_QUEUE, datetime.now(UTC) + timedelta(seconds=10))
-                if r.pool == pool}
+        found = orchestrator.due_runs(PER_RUN_QUEUE, datetime.now(UTC) + timedelta(seconds=10), [pool])
+        assert {r.pool for r in found} <= {pool}  # only the pools asked for
+        return {r.id: r for r in found}
 
     [found] = due().values()
     assert (found.id, found.state, found.version) == (run.id, "SCHEDULED", "rev-1")
     variables = found.job_variables
     assert (variables["image"], variables["cpu"], variables["memory"]) == ("registry/demo:1", 2, 1)
     assert variables["env"] == {"A": "b", RUN_MEMORY_ENV: str(1024**3)}
-    assert orchestrator.claim(run.id) is True
-    assert orchestrator.claim(run.id) is False  # taken: a second dispatcher leaves it alone
+    assert not found.paused and found.run_count == 0 and found.infrastructure == ""
+    assert orchestrator.claim(run.id, "agent-run-x") is True
+    assert orchestrator.claim(run.id, "agent-run-y") is False  # taken: a second dispatcher leaves it
     [pending] = due().values()
     assert pending.state == "PENDING" and pending.since is not None
+    assert pending.infrastructure == "agent-run-x"  # whose it is
     assert orchestrator.runs_now([run.id])[run.id].state == "PENDING"
     assert orchestrator.runs_now([]) == {}
     orchestrator.mark_cancelled([run.id], "cancelled: the deployer stopped its container")
@@ -387,7 +390,12 @@ def test_a_run_scheduled_later_is_not_due_until_its_time_comes_near(prefect_api:
         later = client.create_flow_run_from_deployment(
             deployment.id, state=Scheduled(scheduled_time=now + timedelta(hours=1)))
     try:
-        assert str(later.id) not in {r.id for r in orchestrator.due_runs(PER_RUN_QUEUE, now + timedelta(seconds=10))}
-        assert str(later.id) in {r.id for r in orchestrator.due_runs(PER_RUN_QUEUE, now + timedelta(hours=2))}
+        assert str(later.id) not in {r.id for r in orchestrator.due_runs(
+            PER_RUN_QUEUE, now + timedelta(seconds=10), [pool])}
+        assert str(later.id) in {r.id for r in orchestrator.due_runs(
+            PER_RUN_QUEUE, now + timedelta(hours=2), [pool])}
+        assert orchestrator.due_runs(PER_RUN_QUEUE, now + timedelta(hours=2), ["another-pool"]) == []
+        orchestrator.pause_queue(pool, PER_RUN_QUEUE)  # paused in the Prefect UI: said
+        assert [r.paused for r in orchestrator.due_runs(PER_RUN_QUEUE, now + timedelta(hours=2), [pool])] == [True]
     finally:
         orchestrator.close()

@@ -143,6 +143,7 @@ def test_runs_the_dispatcher_cannot_start_are_crashed_naming_why(world: World) -
     assert "revision nope of module demo is neither serving nor being deployed" in unknown.message
     # claimed, but the dispatcher stopped before starting its container: crashed after a while
     lost = world.orchestrator.add_run(PER_RUN_QUEUE, "PENDING", deployment="hello", version=revision)
+    lost.infrastructure = container_name(world.services.settings.agent_prefix, lost.id)
     assert tick(world.services).crashed == []
     world.clock.sleep(CLAIM_GRACE.total_seconds() + 1)
     lost.started_at = world.clock() - CLAIM_GRACE * 2
@@ -336,3 +337,46 @@ def test_a_declared_smoke_run_runs_in_a_container_of_its_own_before_the_commit(w
     run_id = record.stage("smoke-run hello").detail["run_id"]  # type: ignore[union-attr]
     [spec] = [s for s in world.runtime.started_specs if s.flow_run_id == run_id]
     assert spec.revision_id == request.revision.id
+
+
+def test_a_run_awaiting_a_retry_in_its_container_is_left_there_and_one_retried_later_gets_a_new_one(
+        world: World) -> None:
+    revision = deployed(world)
+    world.orchestrator.run_seconds = 3600
+    run = world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello", version=revision)
+    tick(world.services)
+    first = container_name(world.services.settings.agent_prefix, run.id)
+    run.state, run.run_count = "SCHEDULED", 1  # AwaitingRetry: its engine waits in the container
+    assert tick(world.services).started == [] and [s.name for s in containers(world)] == [first]
+    world.runtime.kill(first)  # it ended after all; a retry asked from the Prefect UI comes later
+    world.clock.sleep(world.runtime.expected_start_seconds)
+    run.state = "SCHEDULED"
+    report = tick(world.services)
+    assert report.started == [run.id] and first in report.removed
+    assert [s.name for s in containers(world)] == [f"{first}-1"]
+
+
+def test_a_run_left_paused_by_its_process_is_not_a_crash_and_a_paused_queue_starts_nothing(
+        world: World) -> None:
+    revision = deployed(world)
+    world.orchestrator.run_seconds = 3600
+    run = world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello", version=revision)
+    tick(world.services)
+    run.state = "PAUSED"  # suspend_flow_run: the process exits 0, the run waits to be resumed
+    world.runtime.kill(container_name(world.services.settings.agent_prefix, run.id))
+    world.clock.sleep(world.runtime.expected_start_seconds)
+    report = tick(world.services)
+    assert report.crashed == [] and run.state == "PAUSED" and containers(world) == []
+    world.orchestrator.pause_queue("demo", PER_RUN_QUEUE)  # paused in the Prefect UI
+    waiting = world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello", version=revision)
+    assert tick(world.services).started == [] and waiting.state == "SCHEDULED"
+    world.orchestrator.resume_queue("demo", PER_RUN_QUEUE)
+    assert tick(world.services).started == [waiting.id]
+
+
+def test_a_runs_own_job_variables_cannot_change_the_image_its_container_starts_from() -> None:
+    from deployer.adapters.prefect_per_run import _merged
+
+    merged = _merged({"image": "registry/demo:1", "memory": 1, "env": {"A": "1"}},
+                     {"image": "evil/image:latest", "memory": 2, "env": {"B": "2"}})
+    assert merged == {"image": "registry/demo:1", "memory": 2, "env": {"A": "1", "B": "2"}}

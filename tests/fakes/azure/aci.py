@@ -134,7 +134,9 @@ class FakeAci:
         if group is None:
             return _not_found(name)
         lines = group.logs.splitlines()
-        if self.state_of(group)[1] in ("Running", "Stopped"):  # a container that ran has a log
+        provisioning, view = self.state_of(group)
+        never = group.body.get("properties", {}).get("restartPolicy") == "Never"
+        if view == "Running" or (never and provisioning == "Succeeded"):  # it ran: it has a log
             lines = [*_preflight(group), *lines,
                      *(line for n, when, line in self.answers if n == name and when <= self.clock.now())]
         tail = int(req.query.get("tail", "0") or 0)
@@ -165,7 +167,10 @@ class FakeAci:
             return "Creating", "Pending"
         if group.body.get("properties", {}).get("restartPolicy") == "Never" and \
                 age >= self.provision_seconds + self.ends_after_seconds:
-            return "Succeeded", "Stopped"  # its one container ran and exited: not restarted
+            # its one container ran and exited, not restarted: the group reads Succeeded after
+            # an exit code 0, Failed after another (ACI's "container states")
+            code = self.exit_codes.get(group.body.get("name", ""), 0)
+            return "Succeeded", "Succeeded" if code == 0 else "Failed"
         return "Succeeded", "Running"
 
     def running(self, rg: str) -> list[str]:
@@ -180,7 +185,8 @@ class FakeAci:
         for container in props.get("containers", []):
             for env in container.get("properties", {}).get("environmentVariables", []):
                 env.pop("secureValue", None)  # secrets are never returned
-            if instance_view and state == "Stopped":
+            if instance_view and state in ("Succeeded", "Failed") \
+                    and props.get("restartPolicy") == "Never":
                 container["properties"]["instanceView"] = {
                     "restartCount": 0, "events": [], "currentState": {
                         "state": "Terminated", "detailStatus": "Completed",
