@@ -339,12 +339,18 @@ def test_a_declared_smoke_run_runs_in_a_container_of_its_own_before_the_commit(w
     assert spec.revision_id == request.revision.id
 
 
-def test_a_run_awaiting_a_retry_in_its_container_is_left_there_and_one_retried_later_gets_a_new_one(
-        world: World) -> None:
+def one_running(world: World):  # type: ignore[no-untyped-def]
+    """A deployed module and one run of it, started in its container, that goes on."""
     revision = deployed(world)
     world.orchestrator.run_seconds = 3600
     run = world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello", version=revision)
     tick(world.services)
+    return revision, run
+
+
+def test_a_run_awaiting_a_retry_in_its_container_is_left_there_and_one_retried_later_gets_a_new_one(
+        world: World) -> None:
+    _, run = one_running(world)
     first = container_name(world.services.settings.agent_prefix, run.id)
     run.state, run.run_count = "SCHEDULED", 1  # AwaitingRetry: its engine waits in the container
     assert tick(world.services).started == [] and [s.name for s in containers(world)] == [first]
@@ -358,10 +364,7 @@ def test_a_run_awaiting_a_retry_in_its_container_is_left_there_and_one_retried_l
 
 def test_a_run_left_paused_by_its_process_is_not_a_crash_and_a_paused_queue_starts_nothing(
         world: World) -> None:
-    revision = deployed(world)
-    world.orchestrator.run_seconds = 3600
-    run = world.orchestrator.add_run(PER_RUN_QUEUE, "SCHEDULED", deployment="hello", version=revision)
-    tick(world.services)
+    revision, run = one_running(world)
     run.state = "PAUSED"  # suspend_flow_run: the process exits 0, the run waits to be resumed
     world.runtime.kill(container_name(world.services.settings.agent_prefix, run.id))
     world.clock.sleep(world.runtime.expected_start_seconds)
