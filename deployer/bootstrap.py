@@ -62,6 +62,34 @@ class AppServices:
         if secrets is not None:
             self.__dict__["secrets"] = secrets
 
+    def in_environment(self, name: str) -> AppServices:
+        if not name or name == self.settings.environment:
+            return self
+        siblings = self.__dict__.setdefault("_siblings", {self.settings.environment: self})
+        if name not in siblings:
+            made = (self.environment_factory or self._sibling)(name)
+            made.__dict__["_siblings"] = siblings
+            made.environment_factory = self.environment_factory
+            siblings[name] = made
+        sibling: AppServices = siblings[name]
+        return sibling
+
+    #: how another environment's services are made (tests give their fakes); None: from settings
+    environment_factory: Callable[[str], AppServices] | None = None
+
+    def _sibling(self, name: str) -> AppServices:
+        """Another environment's services: its settings and state container (and, built from
+        them on first use, its agents and Prefect); this one's bundles, queue, images, code,
+        secrets and clock."""
+        from deployer.adapters.storage import storage_from
+
+        settings = self.settings.for_environment(name)
+        storage = storage_from(settings)
+        state = StateRepository(storage.documents, lease_seconds=settings.lock_lease_seconds,
+                                lock_wait_seconds=settings.lock_wait_seconds)
+        return AppServices(settings, state, self.bundles, self.queue, builder=self.builder,
+                           code=self.code, secrets=self.secrets, sleep=self.sleep, now=self.now)
+
     @property
     def limits(self) -> BundleLimits:
         return limits_from(self.settings)
@@ -81,7 +109,7 @@ class AppServices:
         if self.settings.backend == "local":
             from deployer.adapters.local_agents import LocalAgentRuntime
 
-            return LocalAgentRuntime(self.settings.home_path)
+            return LocalAgentRuntime(self.settings.agents_home)
         from deployer.adapters.aci_runtime import AciAgentRuntime
 
         return AciAgentRuntime(self.azure)

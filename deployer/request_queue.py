@@ -35,9 +35,28 @@ class StepMessage:
     module: str
     request_id: str
     token: str = ""
+    #: the environment whose state holds the request ("": the installation's only one)
+    environment: str = ""
 
     def encode(self) -> bytes:
         return codec.dumps(self)
+
+
+def message(services: Services, module: str, request_id: str, token: str) -> bytes:
+    """A step message for a request of ``services``' environment."""
+    return StepMessage(module, request_id, token, services.settings.environment).encode()
+
+
+def peek_environment(body: bytes) -> str:
+    """The environment a message names ("" when none, or when it is not a step message)."""
+    import json
+
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    value = data.get("environment") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def new_token() -> str:
@@ -62,7 +81,7 @@ def decode(services: Services, body: bytes, *, where: str) -> StepMessage:
                 request.request_id, request.kind, record.intent_or_created, services.now()))
         except StateConflict:
             pass
-    return StepMessage(request.module, request.request_id, "")
+    return StepMessage(request.module, request.request_id, "", services.settings.environment)
 
 
 def new_record(request: Request, *, token: str | None = None,
@@ -95,7 +114,7 @@ def submit(services: Services, record: RunRecord) -> RunRecord:
                                            record.intent_or_created, services.now()))
     # a crash between send and checkpoint sends twice: both messages carry the same token, and
     # the step lock lets only one of them act
-    services.queue.send(StepMessage(record.module, record.request_id, record.token).encode())
+    services.queue.send(message(services, record.module, record.request_id, record.token))
     got = state.run(record.module, record.request_id)
     if got is None or got.value.status is not RunStatus.QUEUED:
         return got.value if got else record  # a step already moved it on

@@ -74,3 +74,9 @@ class Services(Protocol):
     def now(self) -> datetime: ...
 
     def sleep(self, seconds: float) -> None: ...
+
+    def in_environment(self, name: str) -> Services:
+        """The services of another environment of the installation (``config.environments``):
+        its own settings, state, agents and Prefect; the same bundles, queue, images and code.
+        "" or this one's name: these."""
+        ...

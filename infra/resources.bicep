@@ -269,6 +269,11 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'AzureWebJobsFeatureFlags', value: 'EnableWorkerIndexing' }
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
         { name: 'DEPLOYER_BACKEND', value: 'azure' }
+        // one environment unless DEPLOYER_ENVIRONMENTS names more (docs/environments.md)
+        { name: 'DEPLOYER_ENVIRONMENTS', value: '' }
+        { name: 'DEPLOYER_ENVIRONMENT', value: '' }
+        { name: 'DEPLOYER_APPROVAL', value: 'none' }
+        { name: 'DEPLOYER_AUTO_PROMOTE_FROM', value: '' }
         { name: 'PREFECT_API_URL', value: prefectApiUrl }
         { name: 'PREFECT_API_KEY', value: '@Microsoft.KeyVault(SecretUri=${prefectKeySecret.properties.secretUri})' }
         { name: 'DEPLOYER_CONFIG_DIGEST_KEY', value: '@Microsoft.KeyVault(SecretUri=${digestKeySecret.properties.secretUri})' }

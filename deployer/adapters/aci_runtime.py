@@ -16,6 +16,9 @@ on while the pipeline moves on. A name is never reused: a new agent's name carri
 unique among the groups listed, those being deleted included (ACI refuses a PUT on a group it is
 still deleting). State comes from a GET per group (a list carries no instance view).
 
+With environments (``config.environments``) each group is tagged with its environment, and an
+environment lists only its own, so that environments may share a resource group.
+
 A module with ``isolation: run`` has no agent: the same runtime starts a group per flow run
 (``Role.RUN``: restart Never, ``python -m prefect.engine`` for that run, the deployment's size;
 named ``<prefix>-run-<flow run id>``) and one to prove a revision's flows load (``Role.CHECK``,
@@ -76,7 +79,7 @@ class AciAgentRuntime:
         group = m.ContainerGroup(
             location=self._s.location, os_type="Linux", identity=identity,
             restart_policy="Always" if spec.role is Role.AGENT else "Never",
-            tags=_tags(spec),
+            tags=_tags(spec, self._s.environment),
             image_registry_credentials=credentials,
             containers=[m.Container(
                 name=CONTAINER, image=spec.image.ref,
@@ -138,8 +141,11 @@ class AciAgentRuntime:
         return match["module"] if match else None
 
     def _ours(self, group: Any, module: str | None) -> bool:
+        """A group of this environment (its tag; untagged: the installation's only one) and of
+        ``module`` (any when None)."""
         found = self.module_of(group)
-        return found is not None and (module is None or found == module)
+        return found is not None and (module is None or found == module) and \
+            str((group.tags or {}).get("environment", "")) == self._s.environment
 
     def _info(self, group: Any) -> AgentInfo:
         tags = group.tags or {}
@@ -178,9 +184,11 @@ class AciAgentRuntime:
                          role=_role(group), flow_run_id=str(tags.get("flow-run", "")))
 
 
-def _tags(spec: AgentSpec) -> dict[str, str]:
+def _tags(spec: AgentSpec, environment: str) -> dict[str, str]:
     tags = {"managed-by": MANAGED_BY, "module": spec.module, "revision": spec.revision_id,
             "queue": spec.queue}
+    if environment:  # environments may share a resource group: each lists its own
+        tags["environment"] = environment
     if spec.role is not Role.AGENT:
         tags["role"] = spec.role.value
     if spec.flow_run_id:

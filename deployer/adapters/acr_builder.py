@@ -42,7 +42,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from deployer.adapters.azure_clients import AzureClients
 from deployer.adapters.azure_errors import azure_errors
 from deployer.bundle import BundleLimits, pack, short
-from deployer.bundle.envfile import ENV_FILE
+from deployer.bundle.envfile import is_env_file
 from deployer.bundle.tree import scan
 from deployer.ports.images import BuildProgress, BuildState, Image, ManifestInfo
 
@@ -150,7 +150,7 @@ class AcrImageBuilder:
         registry, group = self._s.registry, self._s.registry_group
         with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as context:
             tree = scan(source, BundleLimits(max_bytes=1 << 40, max_entries=1 << 20))
-            pack(tree, context, exclude={ENV_FILE})
+            pack(tree, context, exclude={e.path for e in tree.files if is_env_file(e.path)})
             context.seek(0)
             with azure_errors(f"get a build source upload URL from registry {registry}"):
                 upload = self._c.acr.registries.get_build_source_upload_url(group, registry)

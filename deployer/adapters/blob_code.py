@@ -32,7 +32,7 @@ from azure.storage.blob import BlobServiceClient
 from deployer.adapters.storage_errors import storage_errors
 from deployer.bundle import BundleLimits
 from deployer.bundle.digest import short
-from deployer.bundle.envfile import ENV_FILE
+from deployer.bundle.envfile import is_env_file
 from deployer.bundle.manifest import MANIFEST, verify, verify_command
 from deployer.bundle.pack import code_manifest_of
 from deployer.bundle.parts import BLOB_PULL_REQUIREMENT, pulls_from_blob
@@ -93,7 +93,7 @@ class BlobCodeStore:
             stale = set(self._names(prefix))
             self._delete(prefix + COMPLETE)  # a copy being replaced is never taken for whole
             for entry in tree.files:
-                if entry.path == ENV_FILE:
+                if is_env_file(entry.path):
                     continue
                 with open(source / entry.path, "rb") as data:
                     self._container.upload_blob(prefix + entry.path, data, overwrite=True)

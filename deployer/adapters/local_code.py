@@ -21,7 +21,7 @@ from typing import Any
 
 from deployer.bundle import BundleLimits
 from deployer.bundle.digest import short
-from deployer.bundle.envfile import ENV_FILE
+from deployer.bundle.envfile import is_env_file
 from deployer.bundle.manifest import MANIFEST, verify, verify_command
 from deployer.bundle.pack import code_manifest_of
 from deployer.bundle.tree import copy_files, scan
@@ -48,7 +48,7 @@ class LocalCodeStore:
             raise BundleInvalid([Problem(str(source), None, "is not the code it is published as")],
                                 source=f"module {module}")
         partial = target.with_name(f"{target.name}.partial-{uuid.uuid4().hex[:6]}")
-        copy_files(source, partial, leave_out=frozenset({ENV_FILE}))
+        copy_files(source, partial, leave_out=is_env_file)
         partial.mkdir(parents=True, exist_ok=True)
         (partial / CHECK_FILE).write_text(CHECK_FLOW)
         (partial / MANIFEST).write_bytes(manifest.manifest())

@@ -39,7 +39,7 @@ from deployer.adapters.local_build import (
 )
 from deployer.adapters.system_clock import SYSTEM_CLOCK
 from deployer.bundle.digest import short
-from deployer.bundle.envfile import ENV_FILE
+from deployer.bundle.envfile import is_env_file
 from deployer.bundle.tree import copy_files
 from deployer.ports.images import BuildProgress, BuildState, Image, ManifestInfo
 
@@ -121,7 +121,7 @@ class LocalImageBuilder:
         if folder.exists():  # an interrupted or failed build: start again from scratch
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        copy_files(source, folder / "code", leave_out=frozenset({ENV_FILE}))
+        copy_files(source, folder / "code", leave_out=is_env_file)
         build_id = f"local-{short(code_digest)}-{uuid.uuid4().hex[:6]}"
         requirements = (folder / "code" / "requirements.txt").read_bytes()
         record = {"build_id": build_id, "module": module, "code_digest": code_digest,

@@ -10,6 +10,7 @@ folder (``finance/...``, what ``deployer bundle`` writes) or the folder's conten
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,10 +50,21 @@ class Module:
     notes: tuple[str, ...] = ()
     #: prefect.yaml's own ``deployer:`` section (the agent's size, ``sizing``)
     options: ModuleOptions = NO_OPTIONS
+    #: ``.env.<environment>`` files: each environment's values over ``.env``'s
+    env_overlays: tuple[tuple[str, EnvFile], ...] = ()
 
     @property
     def root(self) -> Path:
         return self.tree.root
+
+    def for_environment(self, environment: str) -> Module:
+        """The module as ``environment`` deploys it: its ``.env`` with ``.env.<environment>``'s
+        keys over it (its config digest and pinned secrets are that environment's)."""
+        overlay = dict(self.env_overlays).get(environment)
+        if overlay is None:
+            return self
+        merged = {**self.env.as_dict(), **overlay.as_dict()}
+        return dataclasses.replace(self, env=EnvFile(tuple(merged.items())))
 
     def code_digest(self) -> str:
         return code_digest_of(self.tree)
@@ -147,4 +159,4 @@ def _check(tree: Tree, name: str, label: str, extra: list[Problem] | None = None
                 "e.g. flows/risk-report"))
         raise BundleInvalid(problems, source=label)
     return Module(name=name, tree=tree, env=result.env, deployments=result.deployments,
-                  notes=result.notes, options=result.options)
+                  notes=result.notes, options=result.options, env_overlays=result.env_overlays)

@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 from deployer.bundle.deployment_config import check_deployment
 from deployer.bundle.entrypoint import check_entrypoint
 from deployer.bundle.env_reads import check_env_reads
-from deployer.bundle.envfile import ENV_FILE, EnvFile, parse_env
+from deployer.bundle.envfile import ENV_FILE, ENV_OVERLAY, EnvFile, parse_env
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec, parse_deployments
 from deployer.bundle.sizing import NO_OPTIONS, ModuleOptions
 from deployer.bundle.tree import Tree
@@ -49,6 +49,8 @@ class ModuleCheck:
     notes: tuple[str, ...] = ()
     #: prefect.yaml's own ``deployer:`` section (``sizing``)
     options: ModuleOptions = NO_OPTIONS
+    #: each ``.env.<environment>`` there is: that environment's values over ``.env``'s
+    env_overlays: tuple[tuple[str, EnvFile], ...] = ()
 
 
 def check_name(name: str) -> list[Problem]:
@@ -93,13 +95,22 @@ def check_module(tree: Tree, name: str) -> ModuleCheck:
         if not env.problems:  # what the code reads, against what .env sets
             found, notes = check_env_reads(tree, frozenset(env.keys))
             problems.extend(found)
+    overlays = []
+    for entry in tree.files:
+        match = ENV_OVERLAY.match(entry.path)
+        data = _small(root, entry.path, problems) if match else None
+        if match and data is not None:
+            overlay = parse_env(data, filename=entry.path)
+            problems.extend(overlay.problems)
+            overlays.append((match[1], overlay))
     if tree.has(PREFECT_YAML):
         deployments, found, options = parse_deployments(root)
         problems.extend(found)
         for spec in deployments:
             problems.extend(check_deployment(spec, name))
     return ModuleCheck(name=name, env=env, deployments=tuple(deployments),
-                       problems=tuple(problems), notes=tuple(notes), options=options)
+                       problems=tuple(problems), notes=tuple(notes), options=options,
+                       env_overlays=tuple(overlays))
 
 
 _MISSING = {

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
-from deployer.bundle.envfile import ENV_FILE
+from deployer.bundle.envfile import is_env_file
 
 CODE_PREFIX = "sha256:"
 CONFIG_PREFIX = "hmac-sha256:"
@@ -28,7 +28,7 @@ class CodeDigest:
         self._lines = [b"deployer-code-digest-v1\n"]
 
     def add(self, path: str, executable: bool, size: int, file_sha256: str) -> None:
-        if path == ENV_FILE:
+        if is_env_file(path):  # secrets, the configuration: never code
             return
         mode = "x" if executable else "-"
         self._lines.append(f"{path}\0{mode}\0{size}\0{file_sha256}\n".encode())

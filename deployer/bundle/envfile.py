@@ -15,6 +15,13 @@ from deployer.bundle.keyvault_ref import is_reference, parse_reference
 from deployer.errors import Problem
 
 ENV_FILE = ".env"
+#: ``.env.<environment>``: that environment's values over ``.env``'s (``config.environments``)
+ENV_OVERLAY = re.compile(r"^\.env\.([a-z][a-z0-9-]{0,19})$")
+
+
+def is_env_file(path: str) -> bool:
+    """``.env`` or an environment's ``.env.<env>``: secrets, never code, never in an image."""
+    return path == ENV_FILE or ENV_OVERLAY.match(path) is not None
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: a value reaches the agent as one environment variable; Linux refuses a variable longer than
 #: 128 KiB (MAX_ARG_STRLEN) and every value rides in the container group's ARM request, so keep

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,12 +101,13 @@ def scan(root: Path, limits: BundleLimits) -> Tree:
     return Tree(root=root, files=tuple(files), problems=tuple(problems))
 
 
-def copy_files(source: Path, target: Path, *, leave_out: frozenset[str] = frozenset()) -> None:
+def copy_files(source: Path, target: Path, *,
+               leave_out: Callable[[str], bool] = lambda path: False) -> None:
     """Copy the files of a module folder that passed validation (under the real limits) to
-    ``target``, keeping only whether each is executable, without the paths in ``leave_out``."""
+    ``target``, keeping only whether each is executable, without the paths ``leave_out`` names."""
     tree = scan(source, BundleLimits(max_bytes=1 << 40, max_entries=1 << 20))
     for entry in tree.files:
-        if entry.path in leave_out:
+        if leave_out(entry.path):
             continue
         dest = target / entry.path
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from deployer.config.environments import DEFAULT as DEFAULT_ENVIRONMENT
 from deployer.errors import ConfigError, DeployerError, UsageError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -122,6 +123,9 @@ def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
                         "or a parent, as git finds its folder")
     parser.add_argument("--debug", action="store_true", default=default,
                         help="show tracebacks and debug logs")
+    parser.add_argument("--env", metavar="ENV", default=default,
+                        help="the environment to work in (one of DEPLOYER_ENVIRONMENTS; default: "
+                        "$DEPLOYER_ENVIRONMENT, else the first)")
 
 
 def version() -> str:
@@ -197,10 +201,23 @@ def services_for(args: argparse.Namespace) -> Services:
     factory = getattr(args, "services_factory", None)
     if factory is not None:
         built: Services = factory(args)
-        return built
-    from deployer.bootstrap import build
+    else:
+        from deployer.bootstrap import build
 
-    return build(settings(args), interactive=True)
+        built = build(settings(args), interactive=True)
+    return in_environment(built, getattr(args, "env", None))
+
+
+def in_environment(services: Services, name: str | None) -> Services:
+    """``--env``'s services; an environment the settings do not name is a usage error that
+    lists those they name."""
+    if not name:
+        return services
+    known = services.settings.environments or (DEFAULT_ENVIRONMENT,)
+    if name not in known:
+        raise UsageError(f"there is no environment {name!r}: the environments are "
+                         f"{', '.join(known)}", hint="DEPLOYER_ENVIRONMENTS names them")
+    return services if name == DEFAULT_ENVIRONMENT else services.in_environment(name)
 
 
 def settings(args: argparse.Namespace) -> Settings:

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from deployer.config import environments
 from deployer.config import values as v
+from deployer.config.rules import azure_rules, storage_rules
 from deployer.config.values import MAX_STEP_SLICE_SECONDS, MIB, Secret
 from deployer.errors import ConfigError
 
@@ -36,12 +38,15 @@ class Spec:
     description: str
     secret: bool = False
     backend: str | None = None  # required only for this backend
+    #: may differ per environment (``DEPLOYER_ENV__<env>__<SETTING>``: ``config.environments``)
+    per_environment: bool = False
 
 
 def setting(env: str, parse: Callable[[str], Any], default: str | None, description: str, *,
-            secret: bool = False, backend: str | None = None) -> Any:
+            secret: bool = False, backend: str | None = None, per_environment: bool = False) -> Any:
     """One setting's declaration, as a field of ``Settings`` (its attribute is the field's)."""
-    return field(metadata={"spec": Spec(env, "", parse, default, description, secret, backend)})
+    return field(metadata={"spec": Spec(env, "", parse, default, description, secret, backend,
+                                        per_environment)})
 
 
 @dataclass(frozen=True, repr=False)
@@ -65,16 +70,29 @@ class Settings:
     storage_client_id: str = setting("AzureWebJobsStorage__clientId", v.text, "",
         "identity-only storage: the client id of a user-assigned identity (empty: the "
         "system-assigned one)")
+    environments: tuple[str, ...] = setting("DEPLOYER_ENVIRONMENTS", environments.names, "",
+        "the environments one installation serves, in promotion order (dev,prod); what differs "
+        "per environment is DEPLOYER_ENV__<env>__<SETTING>; empty: one environment, 'default'")
+    environment: str = setting("DEPLOYER_ENVIRONMENT", v.text, "",
+        "the environment a command works in (the CLI's --env; empty: the first); the function "
+        "app serves them all")
+    approval: str = setting("DEPLOYER_APPROVAL", v.approval, "none",
+        "who must approve a deploy, promotion or rollback into this environment before it "
+        "starts: none, required (anyone) or required-other (someone other than the requester)",
+        per_environment=True)
+    auto_promote_from: str = setting("DEPLOYER_AUTO_PROMOTE_FROM", v.text, "",
+        "an earlier environment whose revisions are promoted here on their own once their bake "
+        "window passed there (empty: promotions are asked for)", per_environment=True)
     prefect_api_url: str = setting("PREFECT_API_URL", v.url, None,
-        "Prefect API the agents and the deployer talk to")
+        "Prefect API the agents and the deployer talk to", per_environment=True)
     prefect_api_key: Secret = setting("PREFECT_API_KEY", v.text, "",
-        "Prefect Cloud API key (empty for a self-hosted server)", secret=True)
+        "Prefect Cloud API key (empty for a self-hosted server)", secret=True, per_environment=True)
     config_digest_key: Secret = setting("DEPLOYER_CONFIG_DIGEST_KEY", v.key, None,
         "secret key of the keyed hash over .env values", secret=True)
     bundles_container: str = setting("DEPLOYER_BUNDLES_CONTAINER", v.name, "bundles",
         "blob container that receives flow bundles (the blob trigger watches it)")
     state_container: str = setting("DEPLOYER_STATE_CONTAINER", v.name, "deployer-state",
-        "blob container holding state documents, run records and locks")
+        "blob container holding state documents, run records and locks", per_environment=True)
     request_queue: str = setting("DEPLOYER_REQUEST_QUEUE", v.name, "deploy-requests",
         "storage queue of pipeline requests")
     code_container: str = setting("DEPLOYER_CODE_CONTAINER", v.name, "deployer-code",
@@ -101,27 +119,30 @@ class Settings:
         "local backend: where virtualenvs are kept, one per dependency digest, shared by "
         "every image with the same requirements (default: <DEPLOYER_HOME>/venvs)")
     agent_prefix: str = setting("DEPLOYER_AGENT_PREFIX", v.prefix, "agent",
-        "agents are named <prefix>-<module>-<UTC timestamp> (the old deploy.sh naming)")
+        "agents are named <prefix>-<module>-<UTC timestamp> (the old deploy.sh naming)", per_environment=True)
     health_timeout_seconds: int = setting("DEPLOYER_HEALTH_TIMEOUT_SECONDS", v.positive_int, "600",
         "how long a new agent has to show ONLINE in Prefect before the deploy is rolled back "
-        "(an ACI group pulls a ~1 GB Prefect image on a cold host: minutes, not seconds)")
+        "(an ACI group pulls a ~1 GB Prefect image on a cold host: minutes, not seconds)",
+        per_environment=True)
     drain_timeout_seconds: int = setting("DEPLOYER_DRAIN_TIMEOUT_SECONDS", v.positive_int, "86400",
         "the drain deadline: an old agent keeps its in-flight runs until they finish, or "
-        "until this long after the cutover (only runaway runs are then marked crashed)")
+        "until this long after the cutover (only runaway runs are then marked crashed)", per_environment=True)
     bake_seconds: int = setting("DEPLOYER_BAKE_SECONDS", v.non_negative_int, "600",
         "after a cutover, how long the new revision's runs are watched while the previous "
-        "agent stays ready to take over (0: no bake window)")
+        "agent stays ready to take over (0: no bake window)", per_environment=True)
     bake_runs: int = setting("DEPLOYER_BAKE_RUNS", v.positive_int, "3",
-        "the bake window ends early once this many runs of the new revision have finished")
+        "the bake window ends early once this many runs of the new revision have finished",
+        per_environment=True)
     bake_failure_ratio: float = setting("DEPLOYER_BAKE_FAILURE_RATIO", v.ratio, "0.5",
         "a baking revision whose runs fail or crash more often than this (and more often than"
-        " the previous revision's did) is rolled back on its own")
+        " the previous revision's did) is rolled back on its own", per_environment=True)
     worker_poll_seconds: int = setting("DEPLOYER_WORKER_POLL_SECONDS", v.worker_poll, "10",
         "how often agents poll Prefect for runs (PREFECT_WORKER_QUERY_SECONDS; scheduled runs "
-        "are fetched this long plus 10 s ahead, so a longer poll does not make them late)")
+        "are fetched this long plus 10 s ahead, so a longer poll does not make them late)",
+        per_environment=True)
     worker_heartbeat_seconds: int = setting("DEPLOYER_WORKER_HEARTBEAT_SECONDS", v.positive_int,
         "30", "how often agents tell Prefect they are alive (PREFECT_WORKER_HEARTBEAT_SECONDS; "
-        "a worker is OFFLINE after three missed)")
+        "a worker is OFFLINE after three missed)", per_environment=True)
     webhook_token: Secret = setting("DEPLOYER_WEBHOOK_TOKEN", v.text, "",
         "shared secret the ACR webhook (or Event Grid) sends in the X-Deployer-Webhook-Token "
         "header; without it every webhook call is refused", secret=True)
@@ -130,7 +151,7 @@ class Settings:
         "apprise URLs (space or comma separated: slack://, msteams://, mailtos://, ntfy://, "
         "json:// ...) told of deploys that succeed, fail or roll back, superseded requests, "
         "cleanups that did something and unauthorised webhook storms; empty: none",
-        secret=True)
+        secret=True, per_environment=True)
     notify_timeout_seconds: float = setting("DEPLOYER_NOTIFY_TIMEOUT_SECONDS", v.positive_float, "5",
         "longest a notification may hold up what it reports on; it is given up after that")
     public_url: str = setting("DEPLOYER_PUBLIC_URL", v.optional_url, "",
@@ -165,9 +186,11 @@ class Settings:
     subscription_id: str = setting("AZURE_SUBSCRIPTION_ID", v.text, None,
         "azure backend: the subscription of the registry and the agents", backend="azure")
     resource_group: str = setting("DEPLOYER_RESOURCE_GROUP", v.text, None,
-        "azure backend: resource group of the agents' container groups", backend="azure")
+        "azure backend: resource group of the agents' container groups", backend="azure",
+        per_environment=True)
     location: str = setting("DEPLOYER_LOCATION", v.text, None,
-        "azure backend: region of the agents' container groups (e.g. westeurope)", backend="azure")
+        "azure backend: region of the agents' container groups (e.g. westeurope)", backend="azure",
+        per_environment=True)
     registry: str = setting("DEPLOYER_REGISTRY", v.text, None,
         "azure backend: name of the Azure Container Registry that builds and holds images", backend="azure")
     registry_resource_group: str = setting("DEPLOYER_REGISTRY_RESOURCE_GROUP", v.text, "",
@@ -178,19 +201,19 @@ class Settings:
         "azure backend: images are <registry>/<this>/<module>:<code digest>")
     agent_identity: str = setting("DEPLOYER_AGENT_IDENTITY", v.text, "",
         "azure backend: resource id of the user-assigned identity agents pull images with "
-        "(AcrPull); without it, registry credentials are used")
+        "(AcrPull); without it, registry credentials are used", per_environment=True)
     agent_identity_client_id: str = setting("DEPLOYER_AGENT_IDENTITY_CLIENT_ID", v.text, "",
         "azure backend: that identity's client id, given to agents as AZURE_CLIENT_ID so that"
-        " flow runs fetch their code from the code container with it")
+        " flow runs fetch their code from the code container with it", per_environment=True)
     registry_username: str = setting("DEPLOYER_REGISTRY_USERNAME", v.text, "",
         "azure backend: registry user for image pulls, only when no agent identity is set")
     registry_password: Secret = setting("DEPLOYER_REGISTRY_PASSWORD", v.text, "",
         "azure backend: registry password for image pulls, only when no agent identity is set",
         secret=True)
     agent_cpu: float = setting("DEPLOYER_AGENT_CPU", v.positive_float, "1",
-        "azure backend: CPU cores of an agent container")
+        "azure backend: CPU cores of an agent container", per_environment=True)
     agent_memory_gb: float = setting("DEPLOYER_AGENT_MEMORY_GB", v.positive_float, "1.5",
-        "azure backend: memory of an agent container, in GB")
+        "azure backend: memory of an agent container, in GB", per_environment=True)
     build_timeout_seconds: int = setting("DEPLOYER_BUILD_TIMEOUT_SECONDS", v.build_timeout, "3600",
         "azure backend: an ACR Tasks build is cancelled after this long (ACR accepts "
         "300-28800)")
@@ -204,11 +227,19 @@ class Settings:
     build_cache: bool = setting("DEPLOYER_BUILD_CACHE", v.switch, "on",
         "azure backend: 'on' builds with ACR Tasks' layer cache (a task whose build step has "
         "cache: enabled), 'off' as a plain quick build")
+    #: the environment (a mapping) the settings were read from: ``for_environment`` reads it
+    #: again; never shown (``__repr__`` shows the settings alone)
+    source: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+    def from_env(cls, environ: Mapping[str, str] | None = None, *,
+                 environment: str | None = None) -> Settings:
+        """The settings of ``environment`` (by default DEPLOYER_ENVIRONMENT, else the first of
+        DEPLOYER_ENVIRONMENTS): the installation's, with that environment's own on top."""
+        source = os.environ if environ is None else environ
+        env, chosen = environments.apply(source, environment, PER_ENVIRONMENT)
+        env["DEPLOYER_ENVIRONMENT"] = chosen
+        values: dict[str, Any] = {"source": dict(source)}
         problems: list[str] = []
         backend = env.get("DEPLOYER_BACKEND") or "local"
         for spec in SETTINGS:
@@ -239,9 +270,9 @@ class Settings:
         if not values.get("public_url") and env.get("WEBSITE_HOSTNAME"):
             # App Service names the site's host itself (not always <app>.azurewebsites.net)
             values["public_url"] = f"https://{env['WEBSITE_HOSTNAME']}"
-        problems.extend(_storage_rules(env))
+        problems.extend(storage_rules(env))
         if backend == "azure":
-            problems.extend(_azure_rules(env))
+            problems.extend(azure_rules(env))
         if problems:
             raise ConfigError(problems)
         return cls(**values)
@@ -250,8 +281,24 @@ class Settings:
         """Secrets hidden (``Secret``), and no credential a URL setting carries."""
         from deployer.urls import mask_text
 
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                          if "spec" in f.metadata)
         return mask_text(f"Settings({shown})")
+
+    def for_environment(self, name: str) -> Settings:
+        """The settings of another environment of the same installation."""
+        return Settings.from_env(self.source, environment=name)
+
+    @property
+    def environment_name(self) -> str:
+        """The environment's name for people: ``default`` without DEPLOYER_ENVIRONMENTS."""
+        return self.environment or environments.DEFAULT
+
+    @property
+    def agents_home(self) -> Path:
+        """Local agents' records: one folder per environment (images and code are shared)."""
+        return self.home_path / "environments" / self.environment if self.environment \
+            else self.home_path
 
     def prefect_env(self) -> tuple[dict[str, str], dict[str, str]]:
         """(secret, plain) variables that let a container (an agent, a run's) reach Prefect: the
@@ -301,39 +348,13 @@ class Settings:
 KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
 
 #: every setting, in declaration order: the one table derived from ``Settings``' fields
-SETTINGS: tuple[Spec, ...] = tuple(replace(f.metadata["spec"], attr=f.name) for f in fields(Settings))
+SETTINGS: tuple[Spec, ...] = tuple(replace(f.metadata["spec"], attr=f.name) for f in fields(Settings)
+                                   if "spec" in f.metadata)
 _BY_ATTR = {s.attr: s for s in SETTINGS}
-
-
-def _storage_rules(env: Mapping[str, str]) -> list[str]:
-    """One way to the storage account: a connection string, or an identity-only account."""
-    connection = bool(env.get("AzureWebJobsStorage"))
-    account = bool(env.get("AzureWebJobsStorage__accountName"))
-    uris = [bool(env.get(f"AzureWebJobsStorage__{k}ServiceUri")) for k in ("blob", "queue")]
-    if not connection and not account and not any(uris):
-        return ["AzureWebJobsStorage is missing: the storage account's connection string "
-                "(Azurite locally), or AzureWebJobsStorage__accountName for identity-only access"]
-    if connection and (account or any(uris)):
-        return ["AzureWebJobsStorage and AzureWebJobsStorage__* are both set: use the connection "
-                "string or the identity-only settings, not both"]
-    if not connection and not account and not all(uris):
-        return ["AzureWebJobsStorage__blobServiceUri and __queueServiceUri go together (the "
-                "deployer uses blobs and a queue), or set AzureWebJobsStorage__accountName"]
-    return []
-
-
-def _azure_rules(env: Mapping[str, str]) -> list[str]:
-    """What only makes sense together, for the azure backend."""
-    problems = []
-    if (env.get("DEPLOYER_CONFIG_DIGEST_KEY") or "").startswith("replace-me"):
-        problems.append("DEPLOYER_CONFIG_DIGEST_KEY still has the example's placeholder: set a "
-                        "random secret (e.g. `openssl rand -hex 32`)")
-    if not env.get("DEPLOYER_AGENT_IDENTITY") and not (
-            env.get("DEPLOYER_REGISTRY_USERNAME") and env.get("DEPLOYER_REGISTRY_PASSWORD")):
-        problems.append("DEPLOYER_AGENT_IDENTITY is missing: agents need a user-assigned identity "
-                        "with AcrPull (or, as a fallback, DEPLOYER_REGISTRY_USERNAME and "
-                        "DEPLOYER_REGISTRY_PASSWORD)")
-    return problems
+#: the settings that may differ per environment, by full name and without ``DEPLOYER_``
+PER_ENVIRONMENT: dict[str, str] = {
+    **{s.env: s.env for s in SETTINGS if s.per_environment},
+    **{s.env.removeprefix("DEPLOYER_"): s.env for s in SETTINGS if s.per_environment}}
 
 
 def with_defaults(environ: Mapping[str, str]) -> dict[str, str]:

@@ -198,3 +198,13 @@ def prefix(raw: str) -> str:
         raise ValueError("must not end with '-' or hold '--' (ACI refuses consecutive hyphens "
                          "in container group names)")
     return value
+
+
+APPROVALS = ("none", "required", "required-other")
+
+
+def approval(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in APPROVALS:
+        raise ValueError(f"must be one of {', '.join(APPROVALS)}")
+    return value

@@ -73,7 +73,8 @@ def accept_bundle(services: Services, blob_name: str, *, via: str = "blob",
         sweep()
         with work_folder() as work:
             module = load_archive(ChunkReader(chunks), work, limits, label=label,
-                                  expected_name=hinted, checker=services.checker)
+                                  expected_name=hinted, checker=services.checker
+                                  ).for_environment(services.settings.environment)
             module, pins = secret_pins.pin(module, services.secrets, source=label)
             revision = Revision.of(module, services.settings.config_digest_key.reveal(),
                                    bundle=blob_name, secrets=pins)

@@ -60,7 +60,9 @@ def load_revision_bundle(services: Services, request: Request, work: Path) -> Mo
                             source=revision.bundle)
     module = load_archive(ChunkReader(chunks), work, services.limits, label=revision.bundle,
                           expected_name=module_from_blob_name(revision.bundle))
-    module = secret_pins.apply(module, revision.secrets)  # the versions it was accepted with
+    # as its environment deploys it (``.env.<env>``), with the secret versions it was accepted with
+    module = secret_pins.apply(module.for_environment(services.settings.environment),
+                               revision.secrets)
     problems = []
     if request.kind is RequestKind.DEPLOY and module.code_digest() != revision.code_digest:
         problems.append(Problem(revision.bundle, None, "no longer has the code digest it was "

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from deployer.models import Claim, ModuleState, RequestKind, RunRecord
-from deployer.request_queue import StepMessage, new_token
+from deployer.request_queue import message, new_token
 from deployer.rotation.looks import NUDGE_AFTER_SECONDS
 from deployer.services import Services
 
@@ -95,7 +95,7 @@ def wake(services: Services, module: str, waker: str) -> int:
             services.state.remove_pending(module, claim.request_id)  # left over by a crash
             continue
         token = new_token()
-        services.queue.send(StepMessage(module, claim.request_id, token).encode())
+        services.queue.send(message(services, module, claim.request_id, token))
         waiting = got.value.waiting
         services.state.save_run(replace(got.value, token=token, waiting=replace(
             waiting, next_look_at=services.now()) if waiting else None), got.etag)
@@ -122,7 +122,7 @@ def _nudge_if_stuck(services: Services, module: str, owner: Claim) -> None:
     if overdue > timedelta(seconds=NUDGE_AFTER_SECONDS):
         logger.warning("admission.nudge module=%s owner=%s overdue=%ds", module, owner.request_id,
                        overdue.total_seconds())
-        services.queue.send(StepMessage(module, owner.request_id, got.value.token).encode())
+        services.queue.send(message(services, module, owner.request_id, got.value.token))
 
 
 def _save(services: Services, doc: ModuleState, etag: str | None) -> None:

@@ -45,7 +45,8 @@ def drive(services: Services, module: str, request_id: str, *, progress: Progres
         attempt = attempts.get(record.token, 0) + 1
         attempts[record.token] = attempt
         try:
-            handle_step(services, StepMessage(module, request_id, record.token), attempt=attempt,
+            handle_step(services, StepMessage(module, request_id, record.token,
+                                              services.settings.environment), attempt=attempt,
                         progress=progress)
         except Exception as exc:
             if not is_transient(exc) or attempt >= MAX_ATTEMPTS:

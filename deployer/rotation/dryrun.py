@@ -18,7 +18,8 @@ from deployer.services import Services
 
 
 def dry_run(services: Services, path: Path, *, repair: bool = False) -> dict[str, Any]:
-    module = load_folder(path, services.limits, checker=services.checker)
+    module = load_folder(path, services.limits, checker=services.checker).for_environment(
+        services.settings.environment)
     module, pins = secret_pins.pin(module, services.secrets, source=str(path))
     revision = Revision.of(module, services.settings.config_digest_key.reveal(), secrets=pins)
     trigger = Trigger("cli", str(path), {"repair": "true"} if repair else {})

@@ -12,7 +12,7 @@ from typing import Any
 
 from deployer import notices
 from deployer.models import Request, RunRecord, RunStatus, Waiting
-from deployer.request_queue import StepMessage, new_token
+from deployer.request_queue import message, new_token
 from deployer.rotation import admission
 from deployer.rotation.operations import Bake, Drain
 from deployer.rotation.tracker import RunTracker
@@ -56,7 +56,7 @@ class Step:
         ``request_queue``."""
         token = new_token()
         delay = math.ceil(pause)
-        self.s.queue.send(StepMessage(self.request.module, self.request.request_id, token).encode(),
+        self.s.queue.send(message(self.s, self.request.module, self.request.request_id, token),
                           delay_seconds=delay)
         now = self.s.now()
         previous = self.record.waiting

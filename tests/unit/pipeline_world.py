@@ -112,30 +112,42 @@ class World:
 
 @pytest.fixture
 def world() -> World:
+    return make_world()
+
+
+def make_world(extra: dict[str, str] | None = None) -> World:
+    """The pipeline on fakes; ``extra`` settings on top (environments: each one its own state,
+    agents and Prefect, all sharing bundles, queue, images and code, as on Azure)."""
     clock = Clock()
     settings = Settings.from_env({
         "AzureWebJobsStorage": "UseDevelopmentStorage=true", "PREFECT_API_URL": "http://prefect/api",
         "DEPLOYER_CONFIG_DIGEST_KEY": KEY, "DEPLOYER_HEALTH_TIMEOUT_SECONDS": "60",
-"PREFECT_API_KEY": "pnu_secret_key",
-        "DEPLOYER_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "DEPLOYER_BAKE_SECONDS": "0"})
-    runtime = FakeAgentRuntime()
-    orchestrator = FakeOrchestrator(runtime)
+        "PREFECT_API_KEY": "pnu_secret_key",
+        "DEPLOYER_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "DEPLOYER_BAKE_SECONDS": "0", **(extra or {})})
     builder = FakeImageBuilder()
     bundles = FakeBundleStore()
-    state = StateRepository(MemoryDocumentStore(), lease_seconds=15, lock_wait_seconds=1,
-                            sleep=lambda s: None)
     queue = FakeQueue(clock)
-    orchestrator.clock = clock
     code = FakeCodeStore()
-    code.on_check = runtime.answer_check  # the agents' warm checkers
-    # one answer for both ways of checking new code: a warm checker, or a check run
-    runtime.code_check = lambda pull, entrypoints: orchestrator.code_check(pull, entrypoints)
-    # a run's own container (``isolation: run``) runs it
-    runtime.on_start = lambda spec: orchestrator.started(spec.flow_run_id) if spec.flow_run_id else None
-    services = AppServices(settings, state, bundles, queue, builder=builder, runtime=runtime,
+    secrets = FakeSecrets()
+
+    def services_of(settings: Settings) -> AppServices:
+        runtime = FakeAgentRuntime()
+        orchestrator = FakeOrchestrator(runtime)
+        orchestrator.clock = clock
+        # one answer for both ways of checking new code: a warm checker, or a check run
+        runtime.code_check = lambda pull, entrypoints: orchestrator.code_check(pull, entrypoints)
+        # a run's own container (``isolation: run``) runs it
+        runtime.on_start = lambda spec: orchestrator.started(spec.flow_run_id) if spec.flow_run_id else None
+        state = StateRepository(MemoryDocumentStore(), lease_seconds=15, lock_wait_seconds=1,
+                                sleep=lambda s: None)
+        return AppServices(settings, state, bundles, queue, builder=builder, runtime=runtime,
                            orchestrator=orchestrator, code=code, sleep=clock.sleep, now=clock,
-                           secrets=FakeSecrets())
+                           secrets=secrets)
+
+    services = services_of(settings)
+    services.environment_factory = lambda name: services_of(settings.for_environment(name))
+    runtime, orchestrator = services.runtime, services.orchestrator
+    assert isinstance(runtime, FakeAgentRuntime) and isinstance(orchestrator, FakeOrchestrator)
+    code.on_check = runtime.answer_check  # the agents' warm checkers
     trigger = QueueTrigger(services, queue, clock.advance_to)
     return World(services, builder, runtime, orchestrator, bundles, clock, queue, trigger, code)
-
-

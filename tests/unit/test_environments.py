@@ -1,0 +1,94 @@
+"""Environments: one installation serves dev and prod, each with its own state, agents and
+Prefect, the same images and code; ``.env.<env>`` over ``.env``; every entry point names its
+environment; an installation without environments is as before."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deployer.config import Settings
+from deployer.errors import ConfigError
+from tests.builders import module_files, write_module
+from tests.unit.pipeline_world import KEY, World, make_world
+
+ENVIRONMENTS = {"DEPLOYER_ENVIRONMENTS": "dev,prod", "DEPLOYER_ENV__prod__PREFECT_API_URL": "http://prod/api",
+                "DEPLOYER_ENV__prod__PREFECT_API_KEY": "pnu_prod_key"}
+
+
+@pytest.fixture
+def world() -> World:
+    return make_world(ENVIRONMENTS)
+
+
+def module(tmp_path: Path, **changes: str) -> Path:
+    files = {".env": "GREETING=hi\nAPI_TOKEN=dev-token\n", ".env.prod": "API_TOKEN=prod-token\n", **changes}
+    return write_module(tmp_path, "demo", module_files("demo", files))  # type: ignore[arg-type]
+
+
+def test_every_problem_with_the_environments_settings_is_named_at_once() -> None:
+    base = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PREFECT_API_URL": "http://x/api",
+            "DEPLOYER_CONFIG_DIGEST_KEY": KEY, "DEPLOYER_ENVIRONMENTS": "dev,prod,qa"}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**base, "DEPLOYER_ENV__stage__APPROVAL": "required",
+                           "DEPLOYER_ENV__prod__DEPLOYER_BACKEND": "azure",
+                           "DEPLOYER_ENV__dev__AUTO_PROMOTE_FROM": "prod"})
+    text = str(info.value)
+    assert "DEPLOYER_ENV__stage__APPROVAL: 'stage' is not an environment of DEPLOYER_ENVIRONMENTS (dev, prod, qa)" in text
+    assert "DEPLOYER_BACKEND is not a setting that may differ per environment" in text
+    assert "DEPLOYER_ENV__dev__AUTO_PROMOTE_FROM: 'prod' must be an environment before 'dev'" in text
+    with pytest.raises(ConfigError, match="must be one of none, required, required-other"):
+        Settings.from_env({**base, "DEPLOYER_ENV__prod__APPROVAL": "maybe"}, environment="prod")
+    with pytest.raises(ConfigError, match="DEPLOYER_ENVIRONMENTS names environments that are not"):
+        Settings.from_env({**base, "DEPLOYER_ENVIRONMENTS": "Dev,prod"})
+    one = Settings.from_env({k: v for k, v in base.items() if k != "DEPLOYER_ENVIRONMENTS"})
+    assert (one.environment, one.environment_name, one.state_container) == ("", "default", "deployer-state")
+    prod = Settings.from_env(base, environment="prod")
+    assert (prod.environment, prod.state_container) == ("prod", "deployer-state-prod")
+    kept = Settings.from_env({**base, "DEPLOYER_ENV__prod__DEPLOYER_STATE_CONTAINER": "deployer-state"},
+                             environment="prod")
+    assert kept.state_container == "deployer-state"  # an existing installation's state, as prod's
+
+
+def test_each_environment_deploys_with_its_own_state_agents_prefect_and_env_values(
+        world: World, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = module(tmp_path)
+    code, out, err = cli("deploy", str(root))  # the first environment: dev
+    assert code == 0, err
+    code, out, err = cli("--env", "prod", "deploy", str(root))
+    assert code == 0, err
+    dev, prod = world.services, world.services.in_environment("prod")
+    dev_doc, prod_doc = dev.state.module("demo").value, prod.state.module("demo").value  # type: ignore[union-attr]
+    assert dev_doc.current.code_digest == prod_doc.current.code_digest  # type: ignore[union-attr]
+    assert dev_doc.current.config_digest != prod_doc.current.config_digest  # type: ignore[union-attr]
+    [dev_agent] = dev.runtime.agents.values()  # type: ignore[attr-defined]
+    [prod_agent] = prod.runtime.agents.values()  # type: ignore[attr-defined]
+    assert dev_agent.spec.env["API_TOKEN"] == "dev-token" and dev_agent.spec.env["GREETING"] == "hi"
+    assert prod_agent.spec.env["API_TOKEN"] == "prod-token" and prod_agent.spec.env["GREETING"] == "hi"
+    assert prod_agent.spec.env["PREFECT_API_KEY"] == "pnu_prod_key"
+    assert prod.settings.prefect_api_url == "http://prod/api"
+    assert ("demo", "hello") in prod.orchestrator.deployments  # type: ignore[attr-defined]
+    assert len(world.builder.builds) == 1  # one image for both
+    code, out, _ = cli("--env", "prod", "status", "--json")
+    current = json.loads(out)["modules"][0]["state"]["current"]
+    assert code == 0 and current["config_digest"] == prod_doc.current.config_digest  # type: ignore[union-attr]
+    code, out, _ = cli("--env", "prod", "history", "demo", "--json")
+    assert code == 0 and len(json.loads(out)["entries"]) == 1
+
+
+def test_an_unknown_environment_is_a_usage_error_that_lists_the_known_ones(cli) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = cli("--env", "stage", "status")
+    assert code == 2 and "there is no environment 'stage': the environments are dev, prod" in err
+
+
+def test_env_files_of_environments_are_secrets_never_code(tmp_path: Path) -> None:
+    from deployer.bundle import BundleLimits, load_folder
+
+    plain = load_folder(write_module(tmp_path / "a", "demo", module_files("demo")), BundleLimits())
+    overlaid = load_folder(module(tmp_path / "b", **{".env": module_files("demo")[".env"].decode()}),
+                           BundleLimits())
+    assert plain.code_digest() == overlaid.code_digest()  # .env.prod is not code
+    assert overlaid.for_environment("prod").env.as_dict()["API_TOKEN"] == "prod-token"
+    assert overlaid.for_environment("dev").env == overlaid.env
