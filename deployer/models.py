@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from deployer.approval import Approval
 from deployer.bundle.digest import short
 
 if TYPE_CHECKING:
@@ -33,10 +34,13 @@ class RequestKind(StrEnum):
     REDEPLOY = "redeploy"  # an image pushed to the registry: rotate, no build
     ROLLBACK = "rollback"  # an earlier revision's image: rotate, no build
     REMOVE = "remove"  # ``deployer remove``: out of service; older requests never bring it back
+    PROMOTE = "promote"  # the revision serving in an earlier environment: rotate, no build
 
 
 class RunStatus(StrEnum):
     QUEUED = "queued"
+    #: its environment requires an approval (DEPLOYER_APPROVAL): nothing starts until it has one
+    AWAITING_APPROVAL = "awaiting_approval"
     WAITING = "waiting"  # its module is busy with another request; it runs when that is done
     RUNNING = "running"
     BAKING = "baking"  # cut over; the new revision's runs are watched, the previous agent ready
@@ -338,6 +342,8 @@ class RunRecord:
     notices: tuple[dict[str, Any], ...] = ()
     #: the request's W3C trace context: every step's span is under it (``deployer.telemetry``)
     traceparent: str = ""
+    #: its environment's approval (DEPLOYER_APPROVAL): who asked, who decided
+    approval: Approval | None = None
 
     def as_request(self) -> Request:
         assert self.revision is not None, f"run record {self.request_id} has no revision"

@@ -163,3 +163,20 @@ def _span(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds // 60} min {seconds % 60} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def tell_awaiting(services: Services, record: RunRecord) -> None:
+    """A request waits for an approval: say so, with the commands that decide."""
+    env = services.settings.environment
+    flag = f"--env {env} " if env else ""
+    who = record.approval.requested_by if record.approval else ""
+    other = " (by someone other than the requester)" if services.settings.approval == "required-other" else ""
+    revision = record.revision.id if record.revision else "-"
+    tell(services, Notice(
+        "request.awaiting_approval", "warning",
+        f"{record.module}: {record.kind.value} into {services.settings.environment_name} awaits approval",
+        f"request {record.request_id} ({record.kind.value} of revision {revision}"
+        f"{', asked by ' + who if who else ''}) waits for an approval{other}:\n"
+        f"  deployer {flag}approve {record.request_id[:8]} --comment '...'\n"
+        f"  deployer {flag}reject {record.request_id[:8]} --reason '...'\n"
+        + "\n".join(links(services).lines(record.module)), record.module))

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from deployer import codec, telemetry
+from deployer.approval import Approval
 from deployer.errors import StateConflict, StateCorrupt
 from deployer.models import (
     Claim,
     Intent,
     Request,
+    RequestKind,
     RequestStage,
     RunRecord,
     RunStatus,
@@ -95,11 +97,30 @@ def new_record(request: Request, *, token: str | None = None,
                      traceparent=telemetry.new_traceparent())
 
 
+#: what waits for an approval where one is required: what someone asked for (an automatic
+#: rollback after a failed bake never waits: it restores what was approved before)
+GATED = (RequestKind.DEPLOY, RequestKind.REDEPLOY, RequestKind.PROMOTE, RequestKind.ROLLBACK)
+
+
+def approval_needed(services: Services, record: RunRecord) -> RunRecord | None:
+    """The record as it waits for its approval, when its environment requires one and it has
+    none yet; else None."""
+    if services.settings.approval == "none" or record.kind not in GATED \
+            or record.trigger.source == "auto-rollback" or record.status is not RunStatus.QUEUED \
+            or (record.approval is not None and record.approval.decision == "approved"):
+        return None
+    return replace(record, status=RunStatus.AWAITING_APPROVAL, token="",
+                   approval=Approval(requested_by=str(record.trigger.detail.get("user", ""))))
+
+
 def submit(services: Services, record: RunRecord) -> RunRecord:
     """Create the request's run record (unless a concurrent delivery did) and put its first
     message on the queue, once: a redelivered trigger that finds the record already enqueued
     sends nothing more."""
     state = services.state
+    held = approval_needed(services, record)
+    if held is not None:
+        record = held
     try:
         state.create_run(record)
     except StateConflict:
@@ -107,6 +128,11 @@ def submit(services: Services, record: RunRecord) -> RunRecord:
         if got is None:
             raise
         record = got.value
+    else:
+        if held is not None:
+            from deployer.notices import tell_awaiting
+
+            tell_awaiting(services, record)
     if record.status is not RunStatus.QUEUED or record.stage(RequestStage.ENQUEUE) is not None:
         return record
     # listed as pending before its message exists: admission sees it from its first step on

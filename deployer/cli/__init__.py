@@ -38,7 +38,18 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deployer.cli import bundles, cleanup, deploy, history, logs, package, remove, run, status
+    from deployer.cli import (
+        bundles,
+        cleanup,
+        deploy,
+        environments,
+        history,
+        logs,
+        package,
+        remove,
+        run,
+        status,
+    )
 
     parser = Parser(
         prog="deployer",
@@ -47,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deployer {version()}")
     _global_options(parser, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (bundles, deploy, run, history, status, logs, cleanup, remove, package):
+    for module in (bundles, deploy, run, history, environments, status, logs, cleanup, remove,
+                   package):
         module.register(sub)
     completion = sub.add_parser("completion", help="print a shell completion script",
                                 description="print a shell completion script for bash or zsh")
@@ -76,6 +88,9 @@ EXAMPLES = {
     "run": "deployer run finance/daily-pnl --param day=2026-12-06 --watch",
     "history": "deployer history finance --limit 10",
     "rollback": "deployer rollback finance --to <revision>",
+    "promote": "deployer promote finance --to prod --dry-run",
+    "approve": "deployer --env prod approve 3f2a9c1e --comment 'checked the dev runs'",
+    "reject": "deployer --env prod reject 3f2a9c1e --reason 'not before Monday'",
     "status": "deployer status finance --watch",
     "logs": "deployer logs finance --follow",
     "cleanup": "deployer cleanup --dry-run --all",

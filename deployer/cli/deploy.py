@@ -179,6 +179,17 @@ def follow_here(services: Any, record: Any, *, as_json: bool) -> int:
     from deployer.models import RunStatus
     from deployer.rotation.drive import drive
 
+    if record.status is RunStatus.AWAITING_APPROVAL:  # nothing starts before its approval
+        if as_json:
+            emit_json(record)
+        else:
+            env = services.settings.environment
+            flag = f"--env {env} " if env else ""
+            err.print(f"request {record.request_id[:8]} of {record.module} awaits an approval in "
+                      f"{services.settings.environment_name} "
+                      f"({services.settings.approval}): `deployer {flag}approve "
+                      f"{record.request_id[:8]}` (or reject it with --reason)", markup=False)
+        return 0
     if not record.status.finished:
         record = drive(services, record.module, record.request_id,
                        progress=CliProgress(quiet=as_json))

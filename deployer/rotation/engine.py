@@ -66,7 +66,9 @@ def handle_step(services: Services, message: StepMessage, *, attempt: int = 1,
                          message.request_id)
             return StepResult("dropped")
         record = got.value
-        if record.status.finished or message.token != record.token:
+        # nothing acts on a request awaiting its approval (``pipeline.approvals``)
+        if record.status.finished or message.token != record.token \
+                or record.status is RunStatus.AWAITING_APPROVAL:
             logger.info("step.dropped request=%s reason=%s", record.request_id,
                         "finished" if record.status.finished else "stale")
             return StepResult("dropped", record)

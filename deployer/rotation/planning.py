@@ -91,7 +91,8 @@ def refused(step: Step) -> DeployerError | None:
     request = step.request
     got = step.s.state.module(request.module)
     refusal = got.value.refusal(request.revision) if got else None
-    explicit = request.kind is RequestKind.ROLLBACK or request.trigger.detail.get("explicit") == "true"
+    explicit = request.kind in (RequestKind.ROLLBACK, RequestKind.PROMOTE) \
+        or request.trigger.detail.get("explicit") == "true"
     if refusal is None or explicit:
         return None
     return RevisionRefused(

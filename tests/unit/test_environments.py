@@ -92,3 +92,109 @@ def test_env_files_of_environments_are_secrets_never_code(tmp_path: Path) -> Non
     assert plain.code_digest() == overlaid.code_digest()  # .env.prod is not code
     assert overlaid.for_environment("prod").env.as_dict()["API_TOKEN"] == "prod-token"
     assert overlaid.for_environment("dev").env == overlaid.env
+
+
+APPROVED_PROD = {**ENVIRONMENTS, "DEPLOYER_ENV__prod__APPROVAL": "required"}
+
+
+def test_a_promotion_waits_for_its_approval_then_serves_devs_image_and_code_with_prods_config(
+        tmp_path: Path) -> None:
+    from deployer.models import RequestKind, RunStatus
+
+    world = make_world(APPROVED_PROD)
+    run = in_process(world)
+    assert run("deploy", str(module(tmp_path)))[0] == 0
+    dev, prod = world.services, world.services.in_environment("prod")
+    code, out, err = run("promote", "demo", "--to", "prod")
+    assert code == 0 and "awaits an approval in prod (required)" in err, (out, err)
+    [waiting] = prod.state.runs("demo")
+    assert waiting.status is RunStatus.AWAITING_APPROVAL and waiting.kind is RequestKind.PROMOTE
+    assert prod.runtime.agents == {} and prod.state.module("demo") is None  # type: ignore[attr-defined]
+    code, out, err = run("--env", "prod", "approve", waiting.request_id[:8], "--comment", "dev looked fine")
+    assert code == 0, (out, err)
+    served, source = prod.state.module("demo").value.current, dev.state.module("demo").value.current  # type: ignore[union-attr]
+    assert (served.image, served.image_digest, served.code_digest) == (  # type: ignore[union-attr]
+        source.image, source.image_digest, source.code_digest)  # type: ignore[union-attr]
+    assert served.config_digest != source.config_digest  # type: ignore[union-attr]
+    assert len(world.builder.builds) == 1  # no build in prod's request
+    [agent] = prod.runtime.agents.values()  # type: ignore[attr-defined]
+    assert agent.spec.env["API_TOKEN"] == "prod-token"
+    [entry] = prod.state.history("demo")
+    assert entry.kind is RequestKind.PROMOTE and entry.outcome is RunStatus.SUCCEEDED
+    assert entry.trigger.detail["from_environment"] == "dev"
+    record = prod.state.run("demo", waiting.request_id).value  # type: ignore[union-attr]
+    assert record.approval.decision == "approved" and record.approval.comment == "dev looked fine"  # type: ignore[union-attr]
+    code, _, err = run("--env", "prod", "approve", waiting.request_id[:8])
+    assert code == 2 and "is succeeded: there is nothing to approve" in err
+
+
+def test_a_rejected_promotion_changes_nothing_in_prod(tmp_path: Path) -> None:
+    from deployer.models import RunStatus
+
+    world = make_world(APPROVED_PROD)
+    run = in_process(world)
+    prod = world.services.in_environment("prod")
+    assert run("deploy", str(module(tmp_path / "a")))[0] == 0
+    run("promote", "demo", "--to", "prod")
+    [first] = prod.state.runs("demo")
+    assert run("--env", "prod", "approve", first.request_id)[0] == 0
+    before = prod.state.module("demo").value.current  # type: ignore[union-attr]
+    assert run("deploy", str(module(tmp_path / "b", **{".env": "GREETING=new\nAPI_TOKEN=x\n"})))[0] == 0
+    run("promote", "demo", "--to", "prod")
+    [second] = [r for r in prod.state.runs("demo") if r.status is RunStatus.AWAITING_APPROVAL]
+    code, _, err = run("--env", "prod", "reject", second.request_id[:8])
+    assert code == 2 and "--reason" in err  # a rejection says why
+    code, out, _ = run("--env", "prod", "reject", second.request_id[:8], "--reason", "quarter close")
+    assert code == 0 and "nothing changed in prod" in out
+    assert prod.state.module("demo").value.current == before  # type: ignore[union-attr]
+    assert prod.state.history("demo")[-1].outcome is RunStatus.REJECTED
+    assert "quarter close" in prod.state.history("demo")[-1].error["message"]  # type: ignore[index]
+
+
+def test_promotion_refuses_what_has_not_succeeded_and_names_the_environments(tmp_path: Path) -> None:
+    world = make_world({**ENVIRONMENTS, "DEPLOYER_ENV__prod__APPROVAL": "required-other"})
+    run = in_process(world)
+    code, _, err = run("promote", "demo", "--to", "prod")
+    assert code != 0 and "nothing of demo serves in dev to promote" in err
+    code, _, err = run("promote", "demo", "--to", "dev")
+    assert code == 2 and "dev is the first environment" in err
+    code, _, err = run("promote", "demo", "--to", "qa")
+    assert code == 2 and "there is no environment 'qa': the environments are dev, prod" in err
+    assert run("deploy", str(module(tmp_path)))[0] == 0
+    dev = world.services
+    got = dev.state.module("demo")
+    from dataclasses import replace
+
+    from deployer.models import Baking
+    doc = got.value  # type: ignore[union-attr]
+    dev.state.save_module(replace(doc, baking=Baking(doc.request_id, doc.current.id, world.clock(),  # type: ignore[union-attr]
+                                                     world.clock(), 3, "")), got.etag)  # type: ignore[union-attr]
+    code, _, err = run("promote", "demo", "--to", "prod")
+    assert code == 2 and "has not succeeded in dev: it is still in its bake window" in err
+    code, _, err = run("promote", "demo", "--to", "prod", "--force")
+    assert code == 0 and "awaits an approval" in err
+    prod = world.services.in_environment("prod")
+    [waiting] = prod.state.runs("demo")
+    assert waiting.trigger.detail["forced"].startswith("it is still in its bake window")
+    # required-other: the one who asked cannot approve
+    code, _, err = run("--env", "prod", "approve", waiting.request_id[:8])
+    assert code == 2 and "by someone other than the requester" in err
+
+
+def in_process(world: World):  # type: ignore[no-untyped-def]
+    """``deployer ARGV`` in-process on the world's services: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from deployer.cli import main, output
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            output.out.file, output.err.file = out, err
+            try:
+                code = main(list(argv), services=lambda args: world.services)
+            finally:
+                output.out.file, output.err.file = None, None  # type: ignore[assignment]
+        return code, out.getvalue(), err.getvalue()
+    return run
