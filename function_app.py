@@ -93,11 +93,13 @@ def dashboard(req: func.HttpRequest) -> func.HttpResponse:
 @app.timer_trigger(arg_name="timer", schedule="%DEPLOYER_DISPATCH_SCHEDULE%")
 def per_run_dispatch(timer: func.TimerRequest) -> None:
     """Modules with ``isolation: run``: a container for each due flow run, the ended ones
-    removed (one Prefect call for all of them when nothing is due)."""
+    removed (two Prefect calls for all of them when nothing is due), in each environment."""
     from deployer.bootstrap import services_from_environment
     from deployer.pipeline.per_run import tick
+    from deployer.services import each_environment
 
-    tick(services_from_environment())
+    for services in each_environment(services_from_environment()):
+        tick(services)
 
 
 @app.function_name("nightly_cleanup")
@@ -108,18 +110,18 @@ def nightly_cleanup(timer: func.TimerRequest) -> None:
     from deployer.bootstrap import services_from_environment
     from deployer.errors import LockBusy
     from deployer.pipeline.cleanup import run_cleanup, timer_budget
-
-    services = services_from_environment()
-    try:
-        report = run_cleanup(services, budget_seconds=timer_budget(services))
-    except LockBusy as exc:  # another cleanup runs: retrying would only collide again
-        logger.warning("cleanup skipped: %s", exc.message)
-        return
-    logger.info("cleanup %s: deleted %d, kept %d, deferred %d, failed %d", report.report_id,
-                report.count("deleted"), report.count("kept"), report.count("deferred"),
-                report.count("failed"))
     from deployer.pipeline.secret_rotation import redeploy_rotated
+    from deployer.services import each_environment
 
-    for rotated in redeploy_rotated(services):  # Key Vault secrets moved on
-        logger.info("secrets of %s rotated (%s): request %s %s", rotated.module, ",".join(rotated.keys),
-                    rotated.request_id or "-", rotated.error)
+    for services in each_environment(services_from_environment()):  # each one's, in turn
+        try:
+            report = run_cleanup(services, budget_seconds=timer_budget(services))
+        except LockBusy as exc:  # another cleanup runs: retrying would only collide again
+            logger.warning("cleanup skipped: %s", exc.message)
+            continue
+        logger.info("cleanup %s of %s: deleted %d, kept %d, deferred %d, failed %d",
+                    report.report_id, services.settings.environment_name, report.count("deleted"),
+                    report.count("kept"), report.count("deferred"), report.count("failed"))
+        for rotated in redeploy_rotated(services):  # Key Vault secrets moved on
+            logger.info("secrets of %s rotated (%s): request %s %s", rotated.module,
+                        ",".join(rotated.keys), rotated.request_id or "-", rotated.error)

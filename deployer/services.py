@@ -80,3 +80,9 @@ class Services(Protocol):
         its own settings, state, agents and Prefect; the same bundles, queue, images and code.
         "" or this one's name: these."""
         ...
+
+
+def each_environment(services: Services) -> list[Services]:
+    """Every environment's services, in promotion order (the installation's only one when it
+    has no environments): what the timers work through."""
+    return [services.in_environment(e) for e in services.settings.environments] or [services]

@@ -26,17 +26,33 @@ def register(sub: Any) -> None:
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from deployer.pipeline.cleanup import run_cleanup
+    from deployer.services import each_environment
 
     services = services_for(args)
-    if not args.json and not args.dry_run:
-        err.print("cleaning up (paced under the delete quota) ...")
-    report = run_cleanup(services, dry_run=args.dry_run)
+    # every environment unless --env names one (what they share stays while any one keeps it)
+    chosen = [services] if getattr(args, "env", None) else each_environment(services)
+    failed = 0
+    reports = {}
+    for one in chosen:
+        if not args.json and not args.dry_run:
+            err.print(f"cleaning up {_which(one)}(paced under the delete quota) ...")
+        reports[one.settings.environment_name] = report = run_cleanup(one, dry_run=args.dry_run)
+        if not args.json:
+            failed += _show(args, report, _which(one))
     if args.json:
-        emit_json(report)
-        return 0
+        emit_json(reports if len(chosen) > 1 else next(iter(reports.values())))
+    return 1 if failed else 0
+
+
+def _which(services: Any) -> str:
+    return f"environment {services.settings.environment} " if services.settings.environment else ""
+
+
+def _show(args: argparse.Namespace, report: Any, which: str) -> int:
     shown = [i for i in report.items if args.all or i.outcome != "kept"]
     if shown:
-        table = Table(title="cleanup plan (dry run: nothing changed)" if report.dry_run else "cleanup")
+        table = Table(title=f"{which}cleanup plan (dry run: nothing changed)" if report.dry_run
+                      else f"{which}cleanup")
         for column in ("outcome", "kind", "module", "target", "reason"):
             table.add_column(column)
         for item in sorted(shown, key=lambda i: (i.outcome, i.kind, i.module, i.target)):
@@ -48,4 +64,4 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     out.print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to clean up")
     if counts.get("deferred"):
         out.print("deferred items are picked up by the next cleanup", style="dim")
-    return 1 if counts.get("failed") else 0
+    return counts.get("failed", 0)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from deployer import codec, notices
 from deployer.cleanup.execute import Executor
 from deployer.cleanup.pacing import SlidingWindowLimiter
-from deployer.cleanup.plan import Inventory, Policy, plan_cleanup
+from deployer.cleanup.plan import Action, Inventory, Policy, plan_cleanup
 from deployer.errors import LockBusy, UpstreamError
 from deployer.models import CleanupItem, CleanupReport
 from deployer.ports.agents import Role
@@ -55,7 +55,7 @@ def run_cleanup(services: Services, *, dry_run: bool = False,
     started = services.now()
     report_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     if dry_run:  # reads only: no lease is taken, nothing is written
-        actions = plan_cleanup(take_inventory(services, probe_locks=False), policy_from(services))
+        actions = plan(services, probe_locks=False)
         items = tuple(CleanupItem(a.kind, a.module, a.target, "planned" if a.delete else
                                   "anomaly" if a.kind == "anomaly" else "kept",
                                   a.reason) for a in actions)
@@ -74,7 +74,7 @@ def run_cleanup(services: Services, *, dry_run: bool = False,
 
 def _clean(services: Services, report_id: str, started: datetime,
            on_item: Callable[[CleanupItem], None] | None, budget_seconds: int) -> CleanupReport:
-    actions = plan_cleanup(take_inventory(services), policy_from(services))
+    actions = plan(services)
     limiter = SlidingWindowLimiter(services.settings.aci_delete_quota, services.now, services.sleep,
                                    history=_recent_deletions(services))
     deadline = started + timedelta(seconds=budget_seconds)
@@ -89,6 +89,27 @@ def _clean(services: Services, report_id: str, started: datetime,
     logger.info("cleanup.done deleted=%d kept=%d deferred=%d failed=%d", report.count("deleted"),
                 report.count("kept"), report.count("deferred"), report.count("failed"))
     return report
+
+
+#: what environments share (images, code, bundles): deleted only if no environment keeps it
+SHARED_KINDS = ("manifest", "tag", "code", "bundle")
+
+
+def plan(services: Services, *, probe_locks: bool = True) -> list[Action]:
+    """The environment's plan; what it would delete of what environments share is kept when
+    another environment keeps it (its images, code and bundles serve, bake or can roll back)."""
+    actions = plan_cleanup(take_inventory(services, probe_locks=probe_locks), policy_from(services))
+    others = [e for e in services.settings.environments if e != services.settings.environment]
+    if not others or not any(a.delete and a.kind in SHARED_KINDS for a in actions):
+        return actions
+    kept: dict[tuple[str, str, str], str] = {}
+    for name in others:
+        sibling = services.in_environment(name)
+        for a in plan_cleanup(take_inventory(sibling, probe_locks=False), policy_from(sibling)):
+            if a.kind in SHARED_KINDS and not a.delete:
+                kept.setdefault((a.kind, a.module, a.target), f"environment {name}: {a.reason}")
+    return [replace(a, delete=False, reason=kept[(a.kind, a.module, a.target)])
+            if a.delete and (a.kind, a.module, a.target) in kept else a for a in actions]
 
 
 def take_inventory(services: Services, *, probe_locks: bool = True) -> Inventory:

@@ -5,6 +5,7 @@ environment; an installation without environments is as before."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,29 @@ def in_process(world: World):  # type: ignore[no-untyped-def]
                 output.out.file, output.err.file = None, None  # type: ignore[assignment]
         return code, out.getvalue(), err.getvalue()
     return run
+
+
+def test_the_cleanup_keeps_what_another_environment_serves(tmp_path: Path) -> None:
+    """Images, code and bundles are shared: dev's cleanup would delete the bundle of a revision
+    dev no longer keeps, but prod serves it, so it stays (the reason names prod)."""
+    from deployer.pipeline.cleanup import run_cleanup
+
+    world = make_world({**ENVIRONMENTS, "DEPLOYER_KEEP_REVISIONS": "1",
+                        "DEPLOYER_ROLLBACK_WINDOW_DAYS": "0", "DEPLOYER_RETENTION_DAYS": "1",
+                        "DEPLOYER_KEEP_RECORDS": "1"})
+    run = in_process(world)
+    assert run("deploy", str(module(tmp_path / "a")))[0] == 0
+    assert run("promote", "demo", "--to", "prod")[0] == 0
+    prod = world.services.in_environment("prod")
+    served = prod.state.module("demo").value.current  # type: ignore[union-attr]
+    for n in (1, 2):
+        world.clock.sleep(60)  # bundles are named by the time of their upload
+        assert run("deploy", str(module(tmp_path / f"b{n}", **{".env": f"GREETING={n}\n"})))[0] == 0
+    # the fake store stamps bundles with the wall clock: look from well past the retention
+    world.clock.sleep((datetime.now(UTC) - world.clock()).total_seconds() + 3 * 86400)
+    items = run_cleanup(world.services, dry_run=True).items
+    [bundle] = [i for i in items if i.kind == "bundle" and i.target == served.bundle]  # type: ignore[union-attr]
+    assert bundle.outcome == "kept" and bundle.reason.startswith("environment prod:"), bundle
+    assert any(i.kind == "bundle" and i.outcome == "planned" for i in items)  # dev's own old ones go
+    code, out, _ = run("cleanup", "--dry-run", "--json")
+    assert code == 0 and set(json.loads(out)) == {"dev", "prod"}  # every environment's plan
