@@ -26,6 +26,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from deployer.pipeline.status import module_statuses
 
     services = services_for(args)
+    if services.settings.environments and not getattr(args, "env", None) and args.watch is None:
+        return show_matrix(services, args)  # every environment at once; --env: one in full
     statuses = module_statuses(services, args.module)
     if args.module and not statuses:
         raise unknown_module(services, args.module)
@@ -53,6 +55,44 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"{report.count('failed')} failed (`deployer cleanup --dry-run` shows the next)",
                   soft_wrap=False)
     return 0
+
+
+def show_matrix(services: Any, args: argparse.Namespace) -> int:
+    """A module x environment table: what serves where, since when, what waits for approval,
+    how far each environment is behind the one before it."""
+    from deployer.pipeline.matrix import matrix
+
+    names, rows = matrix(services)
+    if args.module:
+        rows = [r for r in rows if r.module == args.module]
+        if not rows:
+            raise unknown_module(services, args.module)
+    if args.json:
+        emit_json({"environments": names, "modules": rows})
+        return 0
+    table = Table(title="modules x environments", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("module")
+    for name in names:
+        table.add_column(name, no_wrap=True)
+    for row in rows:
+        table.add_row(row.module, *(_cell(row.cells[n]) for n in names))
+    out.print(table)
+    out.print("one environment in full: `deployer --env <env> status`; promote: "
+              "`deployer promote <module> --to <env>`", style="dim", soft_wrap=False)
+    return 0
+
+
+def _cell(cell: Any) -> str:
+    lines = [cell.revision or "-"]
+    if cell.since is not None:
+        lines.append(f"[dim]{ago(cell.since)}, {cell.outcome or '-'}[/]")
+    if cell.behind:
+        lines.append(f"[yellow]{cell.behind} behind {cell.behind_of}[/]")
+    elif cell.behind == 0 and cell.revision:
+        lines.append(f"[green]as {cell.behind_of}[/]")
+    if cell.awaiting_approval:
+        lines.append(f"[yellow]awaiting approval: {', '.join(r[:8] for r in cell.awaiting_approval)}[/]")
+    return "\n".join(lines)
 
 
 def watch(services: Any, args: argparse.Namespace, statuses: list[Any]) -> int:

@@ -49,6 +49,10 @@ def accept_bundle(services: Services, blob_name: str, *, via: str = "blob",
     hinted = module_from_blob_name(blob_name)
     record_module = hinted if MODULE_NAME.match(hinted) else REJECTED_MODULE
     info, chunks = services.bundles.open(blob_name)
+    wanted = info.metadata.get(ENVIRONMENT, "")
+    unknown = bool(wanted) and wanted not in services.settings.environments
+    if wanted and not unknown:  # the request lives in the environment the upload names
+        services = services.in_environment(wanted)
     request_id = Request.make_id("blob", blob_name, info.etag)
     trigger = Trigger(via, f"{blob_name}@{info.etag}" if via == "blob" else blob_name, {
         "blob": blob_name, "etag": info.etag, "container": services.settings.bundles_container,
@@ -66,6 +70,10 @@ def accept_bundle(services: Services, blob_name: str, *, via: str = "blob",
         misnamed = blob_name_problem(blob_name)
         if misnamed:
             raise BundleInvalid([Problem(label, None, misnamed)], source=label)
+        if unknown:
+            known = ", ".join(services.settings.environments) or "none (DEPLOYER_ENVIRONMENTS)"
+            raise BundleInvalid([Problem(label, None, f"names environment {wanted!r} (blob metadata "
+                                         f"{ENVIRONMENT}), which is not one of {known}")], source=label)
         if info.size > limits.max_bytes:
             raise BundleInvalid([Problem(label, None, f"is {info.size} bytes, more than the "
                                          f"size limit of {limits.max_bytes} (DEPLOYER_MAX_BUNDLE_MB)")],
@@ -110,6 +118,9 @@ def accept_bundle(services: Services, blob_name: str, *, via: str = "blob",
 
 #: blob metadata the CLI sets: the uploader's own clock, to order uploads of the same second
 UPLOADED_AT = "uploaded_at"
+#: blob metadata naming the environment an upload deploys into (``az storage blob upload
+#: --metadata environment=prod``); without it, the first environment
+ENVIRONMENT = "environment"
 
 
 def upload_intent(info: BundleInfo) -> Intent:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from deployer.bundle import load_folder, pack, short
 from deployer.models import Intent, Request, Revision
-from deployer.pipeline.intake import UPLOADED_AT, upload_intent
+from deployer.pipeline.intake import ENVIRONMENT, UPLOADED_AT, upload_intent
 from deployer.services import Services
 
 #: bundles up to this size are packed in memory, bigger ones spill to a temporary file
@@ -55,7 +55,9 @@ def upload_module(services: Services, path: Path, *, explicit: bool = False) -> 
         info = services.bundles.upload(blob, spool, {
             "module": module.name, "code_digest": packed.code_digest, "config_digest": config,
             "uploaded_by": "deployer-cli", UPLOADED_AT: uploaded.isoformat(),
-            **({EXPLICIT: "true"} if explicit else {})})
+            **({EXPLICIT: "true"} if explicit else {}),
+            # the environment it deploys into (the blob trigger reads it; none: the first)
+            **({ENVIRONMENT: services.settings.environment} if services.settings.environment else {})})
     return Uploaded(module=module.name, blob=blob, etag=info.etag, code_digest=packed.code_digest,
                     config_digest=config, request_id=Request.make_id("blob", blob, info.etag),
                     intent=upload_intent(info), deps_digest=module.dependencies().digest)

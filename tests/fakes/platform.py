@@ -60,8 +60,8 @@ class FakeBundleStore:
     def delete(self, name: str) -> None:
         self.blobs.pop(name, None)
 
-    def put(self, name: str, data: bytes) -> BundleInfo:
-        return self.upload(name, io.BytesIO(data), {})
+    def put(self, name: str, data: bytes, metadata: dict[str, str] | None = None) -> BundleInfo:
+        return self.upload(name, io.BytesIO(data), metadata or {})
 
 
 @dataclass

@@ -225,3 +225,51 @@ def test_the_cleanup_keeps_what_another_environment_serves(tmp_path: Path) -> No
     assert any(i.kind == "bundle" and i.outcome == "planned" for i in items)  # dev's own old ones go
     code, out, _ = run("cleanup", "--dry-run", "--json")
     assert code == 0 and set(json.loads(out)) == {"dev", "prod"}  # every environment's plan
+
+
+def test_an_upload_names_its_environment_in_its_metadata_and_an_unknown_one_is_refused(
+        world: World) -> None:
+    from deployer.models import RunStatus
+    from deployer.pipeline.intake import accept_bundle
+    from tests.builders import module_tar
+
+    world.bundles.put("demo/1.tar.gz", module_tar("demo"), {"environment": "prod"})
+    record = accept_bundle(world.services, "demo/1.tar.gz")
+    prod = world.services.in_environment("prod")
+    assert prod.state.run("demo", record.request_id) is not None  # prod's request
+    assert world.services.state.run("demo", record.request_id) is None
+    world.bundles.put("demo/2.tar.gz", module_tar("demo"), {"environment": "stage"})
+    refused = accept_bundle(world.services, "demo/2.tar.gz")
+    assert refused.status is RunStatus.REJECTED
+    assert "names environment 'stage' (blob metadata environment), which is not one of dev, prod" in \
+        json.dumps(refused.error)
+    world.bundles.put("demo/3.tar.gz", module_tar("demo"))  # none: the first environment's
+    assert world.services.state.run("demo", accept_bundle(world.services, "demo/3.tar.gz").request_id)
+
+
+def test_status_without_an_environment_is_a_module_by_environment_matrix(tmp_path: Path) -> None:
+    world = make_world(APPROVED_PROD)
+    run = in_process(world)
+    assert run("deploy", str(module(tmp_path / "a")))[0] == 0
+    run("promote", "demo", "--to", "prod")
+
+    def cells() -> dict:  # type: ignore[type-arg]
+        code, out, err = run("status", "--json")
+        assert code == 0, err
+        data = json.loads(out)
+        assert data["environments"] == ["dev", "prod"]
+        return data["modules"][0]["cells"]
+
+    prod = cells()["prod"]
+    assert prod["revision"] == "" and prod["behind"] == 1 and prod["behind_of"] == "dev"
+    [waiting] = prod["awaiting_approval"]
+    assert run("--env", "prod", "approve", waiting[:8])[0] == 0
+    now = cells()
+    assert now["prod"]["behind"] == 0 and now["prod"]["code_digest"] == now["dev"]["code_digest"]
+    assert now["prod"]["image_digest"] == now["dev"]["image_digest"] and now["dev"]["behind"] is None
+    flow = module_files("demo")["flow.py"].decode() + "\n# the next revision\n"
+    world.clock.sleep(60)  # a later upload (uploads of one instant are ordered by name)
+    assert run("deploy", str(module(tmp_path / "b", **{"flow.py": flow})))[0] == 0
+    assert cells()["prod"]["behind"] == 1
+    code, out, _ = run("status")
+    assert code == 0 and "1 behind dev" in out and "prod" in out
