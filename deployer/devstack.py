@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from deployer import connection_string, devservices
+from deployer.config import environments
 from deployer.errors import ConfigError
 
 #: what UseDevelopmentStorage=true means: Azurite's default ports
@@ -55,20 +56,37 @@ def services(values: dict[str, str], home: Path) -> Iterator[Started]:
             stack.callback(server.stop)
             started.lines.append(f"storage: Azurite on 127.0.0.1:{ports[0]} (blob), {ports[1]} (queue); "
                                  f"data in {server.base}")
-        api = values.get("PREFECT_API_URL", "")
-        url = urlsplit(api)
-        if url.hostname not in LOOPBACK or not url.port:
-            where = api or "(PREFECT_API_URL unset)"
-            started.lines.append(f"Prefect: {where} is not on this machine, not started")
-        elif devservices.prefect_healthy(api):
-            started.lines.append(f"Prefect: a server already answers at {api}, used as it is")
-        else:
-            if devservices.port_open(url.port):
-                raise ConfigError([f"PREFECT_API_URL {api}: port {url.port} is in use by something "
-                                   "that is not a Prefect server"])
-            stack.enter_context(devservices.prefect_server(home / "services" / "prefect",
-                                                           port=url.port, ui=True))
-            started.lines.append(f"Prefect: server on {api}; data in {home / 'services' / 'prefect'}")
-        if url.hostname in LOOPBACK and url.port:
-            started.lines.append(f"Prefect UI: http://127.0.0.1:{url.port}/")
+        for label, api, data in prefect_servers(values, home):
+            _prefect(stack, started, label, api, data)
         yield started
+
+
+def prefect_servers(values: dict[str, str], home: Path) -> list[tuple[str, str, Path]]:
+    """(who uses it, API URL, data folder) of each Prefect server the settings name: the
+    installation's, and each environment's own (``DEPLOYER_ENV__<env>__PREFECT_API_URL``), so
+    that environments' flows, deployments and runs stay apart locally as in the cloud."""
+    base = values.get("PREFECT_API_URL", "")
+    out = [("Prefect", base, home / "services" / "prefect")]
+    for key, api in sorted(values.items()):
+        env, _, name = key.removeprefix(environments.PREFIX).partition("__")
+        if key.startswith(environments.PREFIX) and name == "PREFECT_API_URL" and api != base:
+            out.append((f"Prefect of {env}", api, home / "services" / f"prefect-{env}"))
+    return out
+
+
+def _prefect(stack: contextlib.ExitStack, started: Started, label: str, api: str,
+             data: Path) -> None:
+    url = urlsplit(api)
+    if url.hostname not in LOOPBACK or not url.port:
+        started.lines.append(f"{label}: {api or '(PREFECT_API_URL unset)'} is not on this machine, "
+                             "not started")
+        return
+    if devservices.prefect_healthy(api):
+        started.lines.append(f"{label}: a server already answers at {api}, used as it is")
+    else:
+        if devservices.port_open(url.port):
+            raise ConfigError([f"{label} {api}: port {url.port} is in use by something that is "
+                               "not a Prefect server"])
+        stack.enter_context(devservices.prefect_server(data, port=url.port, ui=True))
+        started.lines.append(f"{label}: server on {api}; data in {data}")
+    started.lines.append(f"{label} UI: http://127.0.0.1:{url.port}/")

@@ -273,3 +273,14 @@ def test_status_without_an_environment_is_a_module_by_environment_matrix(tmp_pat
     assert cells()["prod"]["behind"] == 1
     code, out, _ = run("status")
     assert code == 0 and "1 behind dev" in out and "prod" in out
+
+
+def test_make_dev_starts_a_prefect_server_for_each_environment_that_names_its_own(tmp_path: Path) -> None:
+    from deployer.devstack import prefect_servers
+
+    found = prefect_servers({"PREFECT_API_URL": "http://127.0.0.1:4200/api", "DEPLOYER_ENVIRONMENTS": "dev,prod",
+                             "DEPLOYER_ENV__prod__PREFECT_API_URL": "http://127.0.0.1:4300/api",
+                             "DEPLOYER_ENV__prod__APPROVAL": "required"}, tmp_path)
+    assert [(label, api) for label, api, _ in found] == [
+        ("Prefect", "http://127.0.0.1:4200/api"), ("Prefect of prod", "http://127.0.0.1:4300/api")]
+    assert found[1][2] == tmp_path / "services" / "prefect-prod"  # its own data
