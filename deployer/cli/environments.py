@@ -40,8 +40,8 @@ def register(sub: Any) -> None:
 def cmd_promote(args: argparse.Namespace) -> int:
     from deployer.cli import in_environment
     from deployer.cli.deploy import _user, follow_here, show_plan
-    from deployer.pipeline.promote import promotion_request, source_of
     from deployer.request_queue import new_record, submit
+    from deployer.revisions.promotion import promotion_request, source_of
 
     base = services_for(args)
     source = source_of(base, args.to, args.source)

@@ -40,8 +40,34 @@ def record_done(step: Step, op: Operation, outcome: Done, plan: list[Operation])
     step.t.finish(op.key, codec.to_data(outcome.result), status, changes)
     if isinstance(op, Commit) and not baking:
         append_history(step, RunStatus.SUCCEEDED, None)
+        promote_onwards(step)
     elif isinstance(op, Bake):
         _baked(step, outcome.result)
+
+
+def promote_onwards(step: Step) -> None:
+    """The revision is proven here (live, its bake window passed if it had one): environments
+    that promote from this one on their own (``DEPLOYER_AUTO_PROMOTE_FROM``) get a promotion of
+    it, subject to their own approval. One that cannot be made is noted, never a failure here."""
+    from deployer.errors import DeployerError
+    from deployer.request_queue import new_record, submit
+    from deployer.revisions.promotion import promotion_request
+
+    s = step.s
+    for name in s.settings.environments:
+        if name == s.settings.environment:
+            continue
+        target = s.in_environment(name)
+        if target.settings.auto_promote_from != s.settings.environment:
+            continue
+        try:
+            request = promotion_request(s, target, step.request.module, trigger_source="auto-promote")
+            record = submit(target, new_record(request))
+        except DeployerError as exc:
+            step.t.progress.note(f"automatic promotion to {name} not made: {exc.message}")
+            continue
+        step.t.progress.note(f"promoted to {name} on its own (request {record.request_id[:8]}, "
+                             f"{record.status.value})")
 
 
 def _baked(step: Step, baked: Any) -> None:
@@ -57,6 +83,7 @@ def _baked(step: Step, baked: Any) -> None:
         step.t.progress.note(f"rolled back: {baked.reason}")
     else:
         append_history(step, RunStatus.SUCCEEDED, None)
+        promote_onwards(step)
 
 
 def finish(step: Step, plan: list[Operation]) -> StepResult:

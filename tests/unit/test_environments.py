@@ -284,3 +284,19 @@ def test_make_dev_starts_a_prefect_server_for_each_environment_that_names_its_ow
     assert [(label, api) for label, api, _ in found] == [
         ("Prefect", "http://127.0.0.1:4200/api"), ("Prefect of prod", "http://127.0.0.1:4300/api")]
     assert found[1][2] == tmp_path / "services" / "prefect-prod"  # its own data
+
+
+def test_a_revision_proven_in_dev_is_promoted_to_prod_on_its_own_when_prod_says_so(tmp_path: Path) -> None:
+    from deployer.models import RequestKind, RunStatus
+
+    world = make_world({**ENVIRONMENTS, "DEPLOYER_ENV__prod__AUTO_PROMOTE_FROM": "dev"})
+    run = in_process(world)
+    code, _, err = run("deploy", str(module(tmp_path)))
+    assert code == 0 and "promoted to prod on its own" in err, err
+    world.pump()  # the function app takes prod's request from the queue
+    prod = world.services.in_environment("prod")
+    [record] = prod.state.runs("demo")
+    assert record.kind is RequestKind.PROMOTE and record.trigger.source == "auto-promote"
+    assert record.status is RunStatus.SUCCEEDED, record.error
+    assert prod.state.module("demo").value.current.code_digest == \
+        world.services.state.module("demo").value.current.code_digest  # type: ignore[union-attr]
