@@ -19,7 +19,8 @@ class Cell:
     since: datetime | None = None
     outcome: str = ""  # of the module's last request there
     awaiting_approval: tuple[str, ...] = ()  # request ids
-    #: revisions that succeeded in the environment before and do not serve here (None: first)
+    #: revisions that went live in the environment before after the one serving here came from
+    #: there (None: the first environment)
     behind: int | None = None
     behind_of: str = ""  # that environment
 
@@ -55,14 +56,18 @@ def _cell(env: Services, module: str, before: Services | None, before_name: str)
     current = doc.current if doc else None
     behind = None
     if before is not None:
+        # what serves here, in the terms of the environment before: the revision it was
+        # promoted from, else (deployed here directly) its code
+        mine = [e for e in env.state.history(module) if doc is not None and e.request_id == doc.request_id]
+        origin = mine[-1].trigger.detail.get("from_revision", "") if mine else ""
         serving = current.code_digest if current else ""
         entries = [e for e in before.state.history(module) if e.outcome is RunStatus.SUCCEEDED]
-        newer = []
+        newer: list[str] = []
         for entry in reversed(entries):
-            if entry.revision.code_digest == serving:
+            if entry.revision.id == origin or (not origin and entry.revision.code_digest == serving):
                 break
-            if entry.revision.code_digest not in newer:
-                newer.append(entry.revision.code_digest)
+            if entry.revision.id not in newer:
+                newer.append(entry.revision.id)
         behind = len(newer)
     if current is None or doc is None:
         return Cell(outcome=outcome, awaiting_approval=waiting, behind=behind, behind_of=before_name)
