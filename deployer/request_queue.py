@@ -78,6 +78,7 @@ def decode(services: Services, body: bytes, *, where: str) -> StepMessage:
     if services.state.run(request.module, request.request_id) is None:
         try:
             record = new_record(request, token="")
+            record = approval_needed(services, record) or record  # held there too
             services.state.create_run(record)
             services.state.add_pending(request.module, Claim(
                 request.request_id, request.kind, record.intent_or_created, services.now()))

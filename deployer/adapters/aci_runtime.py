@@ -144,8 +144,9 @@ class AciAgentRuntime:
         """A group of this environment (its tag; untagged: the installation's only one) and of
         ``module`` (any when None)."""
         found = self.module_of(group)
-        return found is not None and (module is None or found == module) and \
-            str((group.tags or {}).get("environment", "")) == self._s.environment
+        tag = str((group.tags or {}).get("environment", ""))
+        return found is not None and (module is None or found == module) and (
+            tag == self._s.environment or (not tag and self._s.legacy_agents))
 
     def _info(self, group: Any) -> AgentInfo:
         tags = group.tags or {}

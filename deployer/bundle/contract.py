@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 from deployer.bundle.deployment_config import check_deployment
 from deployer.bundle.entrypoint import check_entrypoint
 from deployer.bundle.env_reads import check_env_reads
-from deployer.bundle.envfile import ENV_FILE, ENV_OVERLAY, EnvFile, parse_env
+from deployer.bundle.envfile import ENV_FILE, EnvFile, overlay_of, parse_env
 from deployer.bundle.prefect_yaml import PREFECT_YAML, DeploymentSpec, parse_deployments
 from deployer.bundle.sizing import NO_OPTIONS, ModuleOptions
 from deployer.bundle.tree import Tree
@@ -97,12 +97,12 @@ def check_module(tree: Tree, name: str) -> ModuleCheck:
             problems.extend(found)
     overlays = []
     for entry in tree.files:
-        match = ENV_OVERLAY.match(entry.path)
-        data = _small(root, entry.path, problems) if match else None
-        if match and data is not None:
+        environment = overlay_of(entry.path)
+        data = _small(root, entry.path, problems) if environment else None
+        if environment and data is not None:
             overlay = parse_env(data, filename=entry.path)
             problems.extend(overlay.problems)
-            overlays.append((match[1], overlay))
+            overlays.append((environment, overlay))
     if tree.has(PREFECT_YAML):
         deployments, found, options = parse_deployments(root)
         problems.extend(found)

@@ -15,13 +15,22 @@ from deployer.bundle.keyvault_ref import is_reference, parse_reference
 from deployer.errors import Problem
 
 ENV_FILE = ".env"
-#: ``.env.<environment>``: that environment's values over ``.env``'s (``config.environments``)
-ENV_OVERLAY = re.compile(r"^\.env\.([a-z][a-z0-9-]{0,19})$")
+#: the suffixes a ``.env.<suffix>`` has when it documents ``.env`` (``.env.example``, which
+#: ``deployer new`` writes): ordinary files of the module, never an environment's overlay, and
+#: names no environment may take (``config.environments``)
+NOT_ENVIRONMENTS = frozenset({"example", "sample", "template", "dist", "defaults"})
+_OVERLAY = re.compile(r"^\.env\.([a-z][a-z0-9-]{0,19})$")
+
+
+def overlay_of(path: str) -> str | None:
+    """The environment a ``.env.<env>`` overrides ``.env`` for; None for any other file."""
+    match = _OVERLAY.match(path)
+    return match[1] if match and match[1] not in NOT_ENVIRONMENTS else None
 
 
 def is_env_file(path: str) -> bool:
     """``.env`` or an environment's ``.env.<env>``: secrets, never code, never in an image."""
-    return path == ENV_FILE or ENV_OVERLAY.match(path) is not None
+    return path == ENV_FILE or overlay_of(path) is not None
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: a value reaches the agent as one environment variable; Linux refuses a variable longer than
 #: 128 KiB (MAX_ARG_STRLEN) and every value rides in the container group's ARM request, so keep

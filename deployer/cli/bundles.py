@@ -136,13 +136,15 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 def cmd_upload(args: argparse.Namespace) -> int:
     from deployer.bootstrap import build
+    from deployer.cli import in_environment
+    from deployer.cli.deploy import _user
     from deployer.cli.follow import follow_request
     from deployer.pipeline.upload import upload_module
 
     module_folder(args.path)  # a typo is said before any setting is read
     settings = cli_settings(args)
-    services = build(settings, interactive=True)
-    uploaded = upload_module(services, args.path)
+    services = in_environment(build(settings, interactive=True), getattr(args, "env", None))
+    uploaded = upload_module(services, args.path, user=_user())
     if args.json and not args.wait:
         emit_json(uploaded)
         return 0

@@ -118,7 +118,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     services = services_for(args)
     if args.dry_run:
         return show_plan(dry_run(services, args.path, repair=args.repair), as_json=args.json)
-    uploaded = upload_module(services, args.path, explicit=True)
+    uploaded = upload_module(services, args.path, explicit=True, user=_user())
     if not args.json:
         err.print(f"deploying [bold]{uploaded.module}[/] (bundle {uploaded.blob})")
     # the blob trigger's own use case: the same request its upload's event makes

@@ -230,6 +230,9 @@ class Settings:
     #: the environment (a mapping) the settings were read from: ``for_environment`` reads it
     #: again; never shown (``__repr__`` shows the settings alone)
     source: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    #: this environment owns the agents made before the installation had environments
+    #: (``environments.legacy``): untagged container groups, the old local agents folder
+    legacy_agents: bool = field(default=True, compare=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
@@ -239,7 +242,8 @@ class Settings:
         source = os.environ if environ is None else environ
         env, chosen = environments.apply(source, environment, PER_ENVIRONMENT)
         env["DEPLOYER_ENVIRONMENT"] = chosen
-        values: dict[str, Any] = {"source": dict(source)}
+        values: dict[str, Any] = {"source": dict(source),
+                                  "legacy_agents": not chosen or environments.legacy(source, env)}
         problems: list[str] = []
         backend = env.get("DEPLOYER_BACKEND") or "local"
         for spec in SETTINGS:
@@ -271,6 +275,7 @@ class Settings:
             # App Service names the site's host itself (not always <app>.azurewebsites.net)
             values["public_url"] = f"https://{env['WEBSITE_HOSTNAME']}"
         problems.extend(storage_rules(env))
+        problems.extend(environments.value_problems(source, chosen, PER_ENVIRONMENT, SETTINGS))
         if backend == "azure":
             problems.extend(azure_rules(env))
         if problems:
@@ -297,8 +302,8 @@ class Settings:
     @property
     def agents_home(self) -> Path:
         """Local agents' records: one folder per environment (images and code are shared)."""
-        return self.home_path / "environments" / self.environment if self.environment \
-            else self.home_path
+        return self.home_path / "environments" / self.environment \
+            if self.environment and not self.legacy_agents else self.home_path
 
     def prefect_env(self) -> tuple[dict[str, str], dict[str, str]]:
         """(secret, plain) variables that let a container (an agent, a run's) reach Prefect: the

@@ -18,7 +18,8 @@ before: nothing is renamed.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from deployer.errors import ConfigError
 
@@ -31,6 +32,14 @@ DEFAULT = "default"
 def names(raw: str) -> tuple[str, ...]:
     """``dev,prod`` -> ('dev', 'prod'); a name must be short lowercase letters, digits, '-'."""
     found = tuple(n.strip() for n in raw.split(",") if n.strip())
+    from deployer.bundle.envfile import NOT_ENVIRONMENTS
+
+    taken = [n for n in found if n in NOT_ENVIRONMENTS or n == DEFAULT]
+    if taken:
+        raise ValueError(f"names {', '.join(map(repr, taken))}, which cannot be an environment "
+                         f"(.env.{taken[0]} is a module's documentation, not an overlay)"
+                         if taken[0] != DEFAULT else "names 'default', the name of an "
+                         "installation without environments")
     bad = [n for n in found if not NAME.match(n)]
     if bad:
         raise ValueError(f"names environments that are not lowercase letters, digits and '-' "
@@ -38,6 +47,18 @@ def names(raw: str) -> tuple[str, ...]:
     if len(set(found)) != len(found):
         raise ValueError("names an environment twice")
     return found
+
+
+def each_seen(environ: Mapping[str, str], per_environment: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Every environment's view of ``environ`` (none without environments); ``apply`` has
+    checked the names already."""
+    known = names(environ.get("DEPLOYER_ENVIRONMENTS", ""))
+    overlays: dict[str, dict[str, str]] = {}
+    for key, value in environ.items():
+        env, _, setting = key[len(PREFIX):].partition("__")
+        if key.startswith(PREFIX) and env in known and setting in per_environment:
+            overlays.setdefault(env, {})[per_environment[setting]] = value
+    return {env: _seen(environ, known, overlays, env) for env in known}
 
 
 def apply(environ: Mapping[str, str], environment: str | None,
@@ -76,14 +97,69 @@ def apply(environ: Mapping[str, str], environment: str | None,
         if source and (source not in known or known.index(source) >= known.index(env)):
             problems.append(f"DEPLOYER_ENV__{env}__AUTO_PROMOTE_FROM: {source!r} must be an "
                             f"environment before {env!r} in DEPLOYER_ENVIRONMENTS ({', '.join(known)})")
+    if not known:
+        if problems:
+            raise ConfigError(problems)
+        return dict(environ), ""
+    problems += _shared(environ, known, overlays)
     if problems:
         raise ConfigError(problems)
-    if not known:
-        return dict(environ), ""
     name = chosen or known[0]
+    return _seen(environ, known, overlays, name), name
+
+
+def _seen(environ: Mapping[str, str], known: tuple[str, ...],
+          overlays: Mapping[str, Mapping[str, str]], name: str) -> dict[str, str]:
+    """``environ`` as environment ``name`` sees it: its overlay, and what keeps it apart."""
     seen = dict(environ)
     seen.update(overlays.get(name, {}))
     if "DEPLOYER_STATE_CONTAINER" not in overlays.get(name, {}):
         base = environ.get("DEPLOYER_STATE_CONTAINER") or "deployer-state"
         seen["DEPLOYER_STATE_CONTAINER"] = f"{base}-{name}"
-    return seen, name
+    if name != known[0] and "DEPLOYER_AGENT_PREFIX" not in overlays.get(name, {}):
+        # agents of two environments in one resource group must never share a name
+        seen["DEPLOYER_AGENT_PREFIX"] = f"{environ.get('DEPLOYER_AGENT_PREFIX') or 'agent'}-{name}"
+    return seen
+
+
+def _shared(environ: Mapping[str, str], known: tuple[str, ...],
+            overlays: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """What two environments must not share: a Prefect API (their pools, named by module,
+    would be each other's) and an agent prefix (their agents' names)."""
+    problems = []
+    for key, what in (("PREFECT_API_URL", "Prefect API (each module's work pool would be both "
+                       "environments')"), ("DEPLOYER_AGENT_PREFIX", "agent prefix")):
+        owners: dict[str, str] = {}
+        for env in known:
+            value = _seen(environ, known, overlays, env).get(key, "")
+            if value and value in owners:
+                problems.append(f"environments {owners[value]} and {env} share the {what} "
+                                f"{value!r}: set DEPLOYER_ENV__{env}__{key} to its own")
+            owners.setdefault(value, env)
+    return problems
+
+
+def legacy(environ: Mapping[str, str], seen: Mapping[str, str]) -> bool:
+    """Whether the environment ``seen`` describes keeps the installation's state from before it
+    had environments (its state container is the unsuffixed one): it also owns the agents made
+    then (untagged on ACI, in the old folder locally)."""
+    base = environ.get("DEPLOYER_STATE_CONTAINER") or "deployer-state"
+    return seen.get("DEPLOYER_STATE_CONTAINER", base) == base
+
+
+def value_problems(environ: Mapping[str, str], chosen: str, per_environment: Mapping[str, str],
+                   specs: Iterable[Any]) -> list[str]:
+    """Every other environment's own values, parsed with their settings' parsers: a mistake in
+    one is said whichever environment is read (each problem at once)."""
+    problems = []
+    for name, seen in each_seen(environ, per_environment).items():
+        if name == chosen:
+            continue
+        for spec in specs:
+            raw = seen.get(spec.env)
+            if spec.per_environment and raw:
+                try:
+                    spec.parse(raw)
+                except ValueError as exc:
+                    problems.append(f"environment {name}: {spec.env} {exc}")
+    return problems

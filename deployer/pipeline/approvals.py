@@ -16,7 +16,7 @@ from dataclasses import replace
 from deployer import notices
 from deployer.approval import Approval
 from deployer.errors import NotFound, UsageError
-from deployer.models import HistoryEntry, RunRecord, RunStatus
+from deployer.models import HistoryEntry, RequestStage, RunRecord, RunStatus
 from deployer.ports.notifications import Notice
 from deployer.request_queue import new_token, submit
 from deployer.services import Services
@@ -62,8 +62,13 @@ def _decidable(services: Services, record: RunRecord, user: str, verb: str) -> R
 
 
 def approve(services: Services, prefix: str, user: str, comment: str = "") -> RunRecord:
-    """Record the approval and queue the request (it then runs as any request)."""
-    record = _decidable(services, find(services, prefix), user, "approve")
+    """Record the approval and queue the request (it then runs as any request). An approval
+    recorded by a run that stopped before queueing it is queued now."""
+    found = find(services, prefix)
+    if found.status is RunStatus.QUEUED and found.approval is not None \
+            and found.approval.decision == "approved" and found.stage(RequestStage.ENQUEUE) is None:
+        return submit(services, found)
+    record = _decidable(services, found, user, "approve")
     now = services.now()
     decided = replace(record, status=RunStatus.QUEUED, updated_at=now, token=new_token(),
                       approval=replace(record.approval or _asker(record), decision="approved",

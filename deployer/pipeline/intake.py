@@ -57,6 +57,7 @@ def accept_bundle(services: Services, blob_name: str, *, via: str = "blob",
     trigger = Trigger(via, f"{blob_name}@{info.etag}" if via == "blob" else blob_name, {
         "blob": blob_name, "etag": info.etag, "container": services.settings.bundles_container,
         **({"explicit": "true"} if info.metadata.get("explicit") == "true" else {}),
+        **({"user": info.metadata[USER]} if info.metadata.get(USER) else {}),
         **(detail or {})})
     existing = services.state.run(record_module, request_id)
     if existing is not None and existing.value.status is not RunStatus.QUEUED:
@@ -121,6 +122,8 @@ UPLOADED_AT = "uploaded_at"
 #: blob metadata naming the environment an upload deploys into (``az storage blob upload
 #: --metadata environment=prod``); without it, the first environment
 ENVIRONMENT = "environment"
+#: blob metadata naming who uploaded it (the requester, when an approval is required)
+USER = "user"
 
 
 def upload_intent(info: BundleInfo) -> Intent:

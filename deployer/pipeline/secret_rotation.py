@@ -68,7 +68,7 @@ def _queue(services: Services, state: ModuleState, keys: tuple[str, ...]) -> str
     with work_folder() as work:
         module = load_archive(ChunkReader(chunks), work, services.limits, label=current.bundle,
                               expected_name=module_from_blob_name(current.bundle),
-                              checker=services.checker)
+                              checker=services.checker).for_environment(services.settings.environment)
         module, pins = secret_pins.pin(module, services.secrets, source=current.bundle)
         revision = Revision.of(module, services.settings.config_digest_key.reveal(),
                                bundle=current.bundle, secrets=pins)

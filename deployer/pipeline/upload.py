@@ -13,7 +13,7 @@ from pathlib import Path
 
 from deployer.bundle import load_folder, pack, short
 from deployer.models import Intent, Request, Revision
-from deployer.pipeline.intake import ENVIRONMENT, UPLOADED_AT, upload_intent
+from deployer.pipeline.intake import ENVIRONMENT, UPLOADED_AT, USER, upload_intent
 from deployer.services import Services
 
 #: bundles up to this size are packed in memory, bigger ones spill to a temporary file
@@ -43,7 +43,10 @@ class Uploaded:
 EXPLICIT = "explicit"
 
 
-def upload_module(services: Services, path: Path, *, explicit: bool = False) -> Uploaded:
+def upload_module(services: Services, path: Path, *, explicit: bool = False,
+                  user: str = "") -> Uploaded:
+    """``user``: who uploads it, in its metadata (the request's requester, whichever of the CLI
+    and the blob trigger makes the request first: an approval by someone else may be required)."""
     module = load_folder(path, services.limits, checker=services.checker)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
         packed = pack(module.tree, spool, prefix=module.name)
@@ -55,7 +58,7 @@ def upload_module(services: Services, path: Path, *, explicit: bool = False) -> 
         info = services.bundles.upload(blob, spool, {
             "module": module.name, "code_digest": packed.code_digest, "config_digest": config,
             "uploaded_by": "deployer-cli", UPLOADED_AT: uploaded.isoformat(),
-            **({EXPLICIT: "true"} if explicit else {}),
+            **({EXPLICIT: "true"} if explicit else {}), **({USER: user} if user else {}),
             # the environment it deploys into (the blob trigger reads it; none: the first)
             **({ENVIRONMENT: services.settings.environment} if services.settings.environment else {})})
     return Uploaded(module=module.name, blob=blob, etag=info.etag, code_digest=packed.code_digest,

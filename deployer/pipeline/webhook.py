@@ -31,7 +31,7 @@ from deployer.models import (
 )
 from deployer.ports.images import is_build_cache
 from deployer.request_queue import new_record, submit
-from deployer.services import Services
+from deployer.services import Services, each_environment
 from deployer.webhooks import Other, Ping, Push, Validation, WebhookInvalid, parse
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,9 @@ def handle_push(services: Services, push: Push) -> dict[str, str]:
     if existing is not None:
         return {**base, "reason": f"already handled as request {request_id} ({existing.value.status})"}
     unfinished = [r for r in services.state.runs(module) if not r.status.finished]
-    building = _own_build(unfinished, push)
+    # the image a deploy of any environment builds (images are shared): never a redeploy here
+    building = _own_build([r for env in each_environment(services) for r in env.state.runs(module)
+                           if not r.status.finished], push)
     if building is not None:
         return {**base, "reason": f"the pipeline's own push of the image request {building} builds"}
     pushes = sorted((r for r in unfinished if r.kind is RequestKind.REDEPLOY),

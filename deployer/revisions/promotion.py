@@ -45,13 +45,20 @@ def source_of(services: Services, target: str, source: str | None) -> str:
 
 
 def promotion_request(src: Services, dst: Services, module: str, *, force: bool = False,
-                      user: str = "", trigger_source: str = "cli") -> Request:
+                      user: str = "", trigger_source: str = "cli", key: str = "") -> Request:
+    """``key``: what makes the request's id (an automatic promotion's source request: the same
+    promotion asked twice is one request); by default, when it is asked."""
     got = src.state.module(module)
     where = src.settings.environment_name
     if got is None or got.value.current is None:
         raise NotFound(f"nothing of {module} serves in {where} to promote",
                        hint=f"`deployer --env {where} status` lists what serves there")
     doc, revision = got.value, got.value.current
+    if not revision.bundle or revision.code_digest.startswith("oci:"):
+        raise UsageError(f"revision {revision.id} of {module} in {where} came from a registry push: "
+                         "its code is in its image, with no bundle to give another environment its "
+                         "configuration", hint="deploy the module's folder into the source "
+                         "(`deployer deploy`), then promote that")
     why = _not_proven(src, module, revision, doc.request_id)
     if why and not force:
         raise UsageError(f"revision {revision.id} of {module} has not succeeded in {where}: {why}",
@@ -67,7 +74,7 @@ def promotion_request(src: Services, dst: Services, module: str, *, force: bool 
     target = _for_target(dst, revision)
     now = dst.now()
     request_id = Request.make_id("promote", module, where, revision.id,
-                                 dst.settings.environment, now.isoformat())
+                                 dst.settings.environment, key or now.isoformat())
     detail = {"from_environment": where, "from_request": doc.request_id,
               "from_revision": revision.id, "from_at": doc.updated_at.isoformat(),
               **({"user": user} if user else {}), **({"forced": why} if why and force else {})}

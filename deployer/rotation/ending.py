@@ -8,6 +8,7 @@ from typing import Any
 
 from deployer import codec, notices
 from deployer.models import HistoryEntry, RequestStage, RunRecord, RunStatus, StageStatus
+from deployer.ports.notifications import Notice
 from deployer.rotation.context import result_of
 from deployer.rotation.operations import (
     Bake,
@@ -50,10 +51,13 @@ def promote_onwards(step: Step) -> None:
     that promote from this one on their own (``DEPLOYER_AUTO_PROMOTE_FROM``) get a promotion of
     it, subject to their own approval. One that cannot be made is noted, never a failure here."""
     from deployer.errors import DeployerError
+    from deployer.models import RequestKind
     from deployer.request_queue import new_record, submit
     from deployer.revisions.promotion import promotion_request
 
     s = step.s
+    if step.request.kind not in (RequestKind.DEPLOY, RequestKind.REDEPLOY, RequestKind.PROMOTE):
+        return  # a rollback here is never carried onwards on its own
     for name in s.settings.environments:
         if name == s.settings.environment:
             continue
@@ -61,10 +65,17 @@ def promote_onwards(step: Step) -> None:
         if target.settings.auto_promote_from != s.settings.environment:
             continue
         try:
-            request = promotion_request(s, target, step.request.module, trigger_source="auto-promote")
+            request = promotion_request(s, target, step.request.module, trigger_source="auto-promote",
+                                        key=step.request.request_id)
             record = submit(target, new_record(request))
         except DeployerError as exc:
             step.t.progress.note(f"automatic promotion to {name} not made: {exc.message}")
+            notices.tell(s, Notice("promotion.failed", "warning", f"{step.request.module}: not "
+                                   f"promoted to {name}", f"the automatic promotion of revision "
+                                   f"{step.request.revision.id} from {s.settings.environment_name} "
+                                   f"to {name} was not made: {exc.message}\n(`deployer promote "
+                                   f"{step.request.module} --to {name}` makes it)",
+                                   step.request.module))
             continue
         step.t.progress.note(f"promoted to {name} on its own (request {record.request_id[:8]}, "
                              f"{record.status.value})")

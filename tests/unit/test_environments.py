@@ -31,7 +31,9 @@ def module(tmp_path: Path, **changes: str) -> Path:
 
 def test_every_problem_with_the_environments_settings_is_named_at_once() -> None:
     base = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PREFECT_API_URL": "http://x/api",
-            "DEPLOYER_CONFIG_DIGEST_KEY": KEY, "DEPLOYER_ENVIRONMENTS": "dev,prod,qa"}
+            "DEPLOYER_CONFIG_DIGEST_KEY": KEY, "DEPLOYER_ENVIRONMENTS": "dev,prod,qa",
+            "DEPLOYER_ENV__prod__PREFECT_API_URL": "http://prod/api",
+            "DEPLOYER_ENV__qa__PREFECT_API_URL": "http://qa/api"}
     with pytest.raises(ConfigError) as info:
         Settings.from_env({**base, "DEPLOYER_ENV__stage__APPROVAL": "required",
                            "DEPLOYER_ENV__prod__DEPLOYER_BACKEND": "azure",
@@ -44,13 +46,24 @@ def test_every_problem_with_the_environments_settings_is_named_at_once() -> None
         Settings.from_env({**base, "DEPLOYER_ENV__prod__APPROVAL": "maybe"}, environment="prod")
     with pytest.raises(ConfigError, match="DEPLOYER_ENVIRONMENTS names environments that are not"):
         Settings.from_env({**base, "DEPLOYER_ENVIRONMENTS": "Dev,prod"})
-    one = Settings.from_env({k: v for k, v in base.items() if k != "DEPLOYER_ENVIRONMENTS"})
+    with pytest.raises(ConfigError, match="'example', which cannot be an environment"):
+        Settings.from_env({**base, "DEPLOYER_ENVIRONMENTS": "example,prod"})
+    # a bad value of another environment is said whichever environment is read
+    with pytest.raises(ConfigError, match="environment prod: DEPLOYER_APPROVAL must be one of"):
+        Settings.from_env({**base, "DEPLOYER_ENV__prod__APPROVAL": "requried"}, environment="dev")
+    # two environments on one Prefect: each module's pool would be both environments'
+    with pytest.raises(ConfigError, match="environments dev and qa share the Prefect API"):
+        Settings.from_env({**base, "DEPLOYER_ENV__qa__PREFECT_API_URL": "http://x/api"})
+    one = Settings.from_env({k: v for k, v in base.items() if not k.startswith("DEPLOYER_ENV")})
     assert (one.environment, one.environment_name, one.state_container) == ("", "default", "deployer-state")
     prod = Settings.from_env(base, environment="prod")
     assert (prod.environment, prod.state_container) == ("prod", "deployer-state-prod")
+    assert prod.agent_prefix == "agent-prod" and Settings.from_env(base).agent_prefix == "agent"
+    assert not prod.legacy_agents and prod.agents_home.name == "prod"
     kept = Settings.from_env({**base, "DEPLOYER_ENV__prod__DEPLOYER_STATE_CONTAINER": "deployer-state"},
                              environment="prod")
     assert kept.state_container == "deployer-state"  # an existing installation's state, as prod's
+    assert kept.legacy_agents and kept.agents_home == kept.home_path  # and its agents
 
 
 def test_each_environment_deploys_with_its_own_state_agents_prefect_and_env_values(
@@ -93,6 +106,12 @@ def test_env_files_of_environments_are_secrets_never_code(tmp_path: Path) -> Non
     assert plain.code_digest() == overlaid.code_digest()  # .env.prod is not code
     assert overlaid.for_environment("prod").env.as_dict()["API_TOKEN"] == "prod-token"
     assert overlaid.for_environment("dev").env == overlaid.env
+    # .env.example documents the module: an ordinary file (code), never an overlay, never parsed
+    documented = load_folder(module(tmp_path / "c", **{".env": module_files("demo")[".env"].decode(),
+                                                       ".env.example": "export API_TOKEN=<yours>\n"}),
+                             BundleLimits())
+    assert documented.code_digest() != overlaid.code_digest()
+    assert dict(documented.env_overlays).keys() == {"prod"}
 
 
 APPROVED_PROD = {**ENVIRONMENTS, "DEPLOYER_ENV__prod__APPROVAL": "required"}
@@ -300,3 +319,14 @@ def test_a_revision_proven_in_dev_is_promoted_to_prod_on_its_own_when_prod_says_
     assert record.status is RunStatus.SUCCEEDED, record.error
     assert prod.state.module("demo").value.current.code_digest == \
         world.services.state.module("demo").value.current.code_digest  # type: ignore[union-attr]
+
+
+def test_the_requester_is_the_uploader_whichever_makes_the_request_first(world: World) -> None:
+    """The blob trigger may make the request before the CLI: the uploader, in the blob's metadata,
+    is its requester all the same (required-other refuses their own approval)."""
+    from deployer.pipeline.intake import accept_bundle
+    from tests.builders import module_tar
+
+    world.bundles.put("demo/1.tar.gz", module_tar("demo"), {"environment": "prod", "user": "alice"})
+    record = accept_bundle(world.services, "demo/1.tar.gz")  # the trigger's, no detail of its own
+    assert record.trigger.detail["user"] == "alice"
