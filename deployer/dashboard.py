@@ -28,7 +28,13 @@ def dashboard_data(services: Services, module: str | None = None) -> dict[str, A
     deploys = {s.module: codec.to_data(services.state.history(s.module)[-LAST_DEPLOYS:])
                for s in statuses}
     report = last_report(services)
-    return {"modules": codec.to_data(statuses), "deploys": deploys,
+    environments = None
+    if services.settings.environments:  # every environment at once, as `deployer status`
+        from deployer.pipeline.matrix import matrix
+
+        names, rows = matrix(services)
+        environments = {"names": names, "modules": codec.to_data(rows)}
+    return {"modules": codec.to_data(statuses), "deploys": deploys, "environments": environments,
             "cleanup": codec.to_data(report) if report else None,
             "prefect_ui": prefect_ui(services.settings.prefect_api_url),
             "now": codec.to_data(services.now())}
@@ -42,6 +48,7 @@ def render(data: dict[str, Any]) -> str:
     if not modules:
         body.append("<p class=empty>No modules yet: <code>deployer deploy flows/&lt;module&gt;</code> "
                     "or upload a bundle deploys one.</p>")
+    body.append(_environments(data.get("environments")))
     body.append(_overview(modules))
     rows = {s["module"]: _rows(s, data["deploys"].get(s["module"], []), data.get("now")) for s in modules}
     kinds = in_time_order({stage_kind(n) for r in rows.values() for row in r for n in row["stages"]})
@@ -51,6 +58,27 @@ def render(data: dict[str, Any]) -> str:
         body.append(_module(status, rows[status["module"]], ui))
     body.append(_cleanup(data.get("cleanup")))
     return PAGE.replace("{stage_colours}", STAGE_CSS).replace("{body}", "\n".join(body))
+
+
+def _environments(environments: dict[str, Any] | None) -> str:
+    """The module x environment matrix: what serves where, who is behind, what awaits approval."""
+    if not environments:
+        return ""
+    names = environments["names"]
+    head = "".join(f"<th>{_e(n)}</th>" for n in names)
+    rows = []
+    for row in environments["modules"]:
+        cells = []
+        for name in names:
+            cell = row["cells"][name]
+            notes = [f"{cell['behind']} behind {cell['behind_of']}"] if cell.get("behind") else []
+            if cell.get("awaiting_approval"):
+                notes.append("awaiting approval: " + ", ".join(r[:8] for r in cell["awaiting_approval"]))
+            cells.append(f"<td><code>{_e(cell.get('revision') or '-')}</code>"
+                         + "".join(f"<br><span class=tag>{_e(n)}</span>" for n in notes) + "</td>")
+        rows.append(f"<tr><td>{_e(row['module'])}</td>{''.join(cells)}</tr>")
+    return (f"<h2>Environments</h2><table class=overview><tr><th>module</th>{head}</tr>"
+            + "".join(rows) + "</table>")
 
 
 def _overview(modules: list[dict[str, Any]]) -> str:

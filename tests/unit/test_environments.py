@@ -330,3 +330,16 @@ def test_the_requester_is_the_uploader_whichever_makes_the_request_first(world: 
     world.bundles.put("demo/1.tar.gz", module_tar("demo"), {"environment": "prod", "user": "alice"})
     record = accept_bundle(world.services, "demo/1.tar.gz")  # the trigger's, no detail of its own
     assert record.trigger.detail["user"] == "alice"
+
+
+def test_the_dashboard_shows_the_matrix_too(tmp_path: Path) -> None:
+    from deployer.dashboard import dashboard_data, render
+
+    world = make_world(APPROVED_PROD)
+    run = in_process(world)
+    assert run("deploy", str(module(tmp_path)))[0] == 0
+    run("promote", "demo", "--to", "prod")
+    data = dashboard_data(world.services)
+    assert data["environments"]["names"] == ["dev", "prod"]
+    page = render(data)
+    assert "<h2>Environments</h2>" in page and "1 behind dev" in page and "awaiting approval: " in page
