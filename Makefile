@@ -93,6 +93,7 @@ bench: setup
 	$(BIN)/python bench/cleanup.py
 	$(BIN)/python bench/function_app.py
 	$(BIN)/python bench/idle_load.py
+	$(BIN)/python bench/promotion.py
 
 clean:
 	rm -rf $(VENV) $(IAC) node_modules .deployer .demo .pytest_cache .mypy_cache .ruff_cache
