@@ -114,6 +114,23 @@ def approval_needed(services: Services, record: RunRecord) -> RunRecord | None:
                    approval=Approval(requested_by=str(record.trigger.detail.get("user", ""))))
 
 
+def supersede_awaiting(services: Services, record: RunRecord) -> None:
+    """A newer request for the module supersedes the older ones still awaiting their approval,
+    at once (status and the matrix stop showing them as waiting)."""
+    for older in services.state.runs(record.module):
+        if older.status is RunStatus.AWAITING_APPROVAL and older.request_id != record.request_id \
+                and record.intent_or_created.newer_than(older.intent_or_created):
+            got = services.state.run(older.module, older.request_id)
+            if got is None or got.value.status is not RunStatus.AWAITING_APPROVAL:
+                continue
+            try:
+                services.state.save_run(replace(got.value, status=RunStatus.SUPERSEDED,
+                                                superseded_by=record.request_id,
+                                                updated_at=services.now()), got.etag)
+            except StateConflict:  # decided meanwhile: that decision stands
+                continue
+
+
 def submit(services: Services, record: RunRecord) -> RunRecord:
     """Create the request's run record (unless a concurrent delivery did) and put its first
     message on the queue, once: a redelivered trigger that finds the record already enqueued
@@ -134,6 +151,8 @@ def submit(services: Services, record: RunRecord) -> RunRecord:
             from deployer.notices import tell_awaiting
 
             tell_awaiting(services, record)
+        if services.settings.approval != "none":
+            supersede_awaiting(services, record)
     if record.status is not RunStatus.QUEUED or record.stage(RequestStage.ENQUEUE) is not None:
         return record
     # listed as pending before its message exists: admission sees it from its first step on

@@ -343,3 +343,22 @@ def test_the_dashboard_shows_the_matrix_too(tmp_path: Path) -> None:
     assert data["environments"]["names"] == ["dev", "prod"]
     page = render(data)
     assert "<h2>Environments</h2>" in page and "1 behind dev" in page and "awaiting approval: " in page
+
+
+def test_a_newer_request_supersedes_one_still_awaiting_approval_at_once(tmp_path: Path) -> None:
+    from deployer.models import RunStatus
+
+    world = make_world(APPROVED_PROD)
+    run = in_process(world)
+    prod = world.services.in_environment("prod")
+    assert run("deploy", str(module(tmp_path / "a")))[0] == 0
+    run("promote", "demo", "--to", "prod")
+    [older] = prod.state.runs("demo")
+    world.clock.sleep(60)
+    run("promote", "demo", "--to", "prod", "--force")  # asked again, later
+    older = prod.state.run("demo", older.request_id).value  # type: ignore[union-attr]
+    assert older.status is RunStatus.SUPERSEDED and older.superseded_by
+    code, _, err = run("--env", "prod", "approve", older.request_id[:8])
+    assert code == 2 and "is superseded: there is nothing to approve" in err
+    [waiting] = [r for r in prod.state.runs("demo") if r.status is RunStatus.AWAITING_APPROVAL]
+    assert waiting.request_id == older.superseded_by
