@@ -209,7 +209,13 @@ def digest_pairs(options: ModuleOptions,
 def container_size(spec: DeploymentSpec, default: Size) -> Size:
     """The container a run of ``spec`` gets with ``isolation: run``: its deployment's size,
     the installation's default size for what it does not say."""
-    cpu, memory = run_size(spec)
+    return size_of(_job_variables(spec), default)
+
+
+def size_of(variables: dict[str, Any], default: Size) -> Size:
+    """The ``cpu`` and ``memory`` job variables say (a run's, as Prefect merged them), the
+    default for what they do not."""
+    cpu, memory = _float(variables.get("cpu")), _float(variables.get("memory"))
     return Size(cpu if cpu is not None else default.cpu,
                 memory if memory is not None else default.memory_gb)
 

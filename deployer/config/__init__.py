@@ -230,9 +230,6 @@ class Settings:
     #: the environment (a mapping) the settings were read from: ``for_environment`` reads it
     #: again; never shown (``__repr__`` shows the settings alone)
     source: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
-    #: this environment owns the agents made before the installation had environments
-    #: (``environments.legacy``): untagged container groups, the old local agents folder
-    legacy_agents: bool = field(default=True, compare=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
@@ -242,8 +239,7 @@ class Settings:
         source = os.environ if environ is None else environ
         env, chosen = environments.apply(source, environment, PER_ENVIRONMENT)
         env["DEPLOYER_ENVIRONMENT"] = chosen
-        values: dict[str, Any] = {"source": dict(source),
-                                  "legacy_agents": not chosen or environments.legacy(source, env)}
+        values: dict[str, Any] = {"source": dict(source)}
         problems: list[str] = []
         backend = env.get("DEPLOYER_BACKEND") or "local"
         for spec in SETTINGS:
@@ -298,6 +294,12 @@ class Settings:
     def environment_name(self) -> str:
         """The environment's name for people: ``default`` without DEPLOYER_ENVIRONMENTS."""
         return self.environment or environments.DEFAULT
+
+    @property
+    def legacy_agents(self) -> bool:
+        """This environment owns the agents made before the installation had environments
+        (``environments.legacy``): untagged container groups, the old local agents folder."""
+        return not self.environment or environments.legacy(self.source, self.state_container)
 
     @property
     def agents_home(self) -> Path:

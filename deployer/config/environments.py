@@ -139,12 +139,11 @@ def _shared(environ: Mapping[str, str], known: tuple[str, ...],
     return problems
 
 
-def legacy(environ: Mapping[str, str], seen: Mapping[str, str]) -> bool:
-    """Whether the environment ``seen`` describes keeps the installation's state from before it
-    had environments (its state container is the unsuffixed one): it also owns the agents made
-    then (untagged on ACI, in the old folder locally)."""
-    base = environ.get("DEPLOYER_STATE_CONTAINER") or "deployer-state"
-    return seen.get("DEPLOYER_STATE_CONTAINER", base) == base
+def legacy(environ: Mapping[str, str], state_container: str) -> bool:
+    """Whether an environment whose state is in ``state_container`` keeps the installation's
+    state from before it had environments (the unsuffixed container): it also owns the agents
+    made then (untagged on ACI, in the old folder locally)."""
+    return state_container == (environ.get("DEPLOYER_STATE_CONTAINER") or "deployer-state")
 
 
 def value_problems(environ: Mapping[str, str], chosen: str, per_environment: Mapping[str, str],

@@ -34,6 +34,7 @@ read one by one (to see which ended) every half of the runtime's start time (30 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -44,12 +45,14 @@ from weakref import WeakKeyDictionary
 from deployer import run_limits
 from deployer.bundle.contract import DOCKERFILE
 from deployer.bundle.entrypoint import image_entrypoint
-from deployer.bundle.sizing import Size
+from deployer.bundle.sizing import Size, size_of
 from deployer.errors import DeployerError
-from deployer.models import PER_RUN_QUEUE, Revision
+from deployer.models import PER_RUN_QUEUE, Request, RequestKind, Revision, Trigger
 from deployer.ports.agents import AgentInfo, AgentSpec, AgentState, Role
 from deployer.ports.images import Image
 from deployer.ports.orchestrator import DueRun
+from deployer.revisions import secret_pins
+from deployer.revisions.source import RevisionSource
 from deployer.services import Services
 
 logger = logging.getLogger(__name__)
@@ -79,7 +82,6 @@ class _Template:
 
     env: dict[str, str] = field(repr=False)  # .env values: secrets
     entrypoint: tuple[str, ...]
-    working_dir: str
 
 
 _templates: OrderedDict[tuple[str, str], _Template] = OrderedDict()
@@ -175,14 +177,14 @@ def _start(services: Services, run: DueRun, report: TickReport) -> None:
     name = container_name(settings.agent_prefix, run.id, run.run_count)
     if not orchestrator.claim(run.id, name):
         return  # taken, or no longer due
-    size = _size(run.job_variables, Size(settings.agent_cpu, settings.agent_memory_gb))
+    size = size_of(run.job_variables, Size(settings.agent_cpu, settings.agent_memory_gb))
     secrets, plain = settings.prefect_env()
     env = run.job_variables.get("env")
     plain.update({str(k): str(v) for k, v in (env.items() if isinstance(env, dict) else ())})
     plain["PREFECT__FLOW_RUN_ID"] = run.id
     spec = AgentSpec(
         name=name, module=run.pool,
-        revision_id=run.version, image=Image(ref=image, working_dir=template.working_dir),
+        revision_id=run.version, image=Image(ref=image, working_dir=""),
         pool=run.pool, queue=PER_RUN_QUEUE, env={**template.env, **secrets}, settings=plain,
         entrypoint=template.entrypoint, cpu=size.cpu, memory_gb=size.memory_gb, role=Role.RUN,
         flow_run_id=run.id)
@@ -231,22 +233,8 @@ def _why_ended(services: Services, container: AgentInfo) -> str:
             used, limit = int(found.get("used", 0)), int(found.get("limit", 0))
             return (f"stopped over its memory limit: it used {used / 2**30:.2f} GB of "
                     f"{limit / 2**30:.2f} GB (work_pool.job_variables.memory) "
-                    f"{run_limits.MARKER}{_json(found)}")
+                    f"{run_limits.MARKER}{json.dumps(found, separators=(',', ':'))}")
     return f"its container ended before the run did ({container.detail or container.state.value})"
-
-
-def _json(value: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _size(variables: dict[str, Any], default: Size) -> Size:
-    def number(key: str, fallback: float) -> float:
-        value = variables.get(key)
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-            else fallback
-    return Size(number("cpu", default.cpu), number("memory", default.memory_gb))
 
 
 def _template(services: Services, module: str, revision_id: str) -> _Template | None:
@@ -257,10 +245,6 @@ def _template(services: Services, module: str, revision_id: str) -> _Template | 
     revision = _revision(services, module, revision_id)
     if revision is None:
         return None
-    from deployer.models import Request, RequestKind, Trigger
-    from deployer.revisions import secret_pins
-    from deployer.revisions.source import RevisionSource
-
     request = Request(f"run-{revision_id}", RequestKind.ROLLBACK, module,
                       Trigger("per-run", revision_id), revision, services.now())
     with RevisionSource(services, request) as source:
@@ -268,7 +252,7 @@ def _template(services: Services, module: str, revision_id: str) -> _Template | 
         env = secret_pins.resolve(bundle.env.as_dict(), services.secrets)
         dockerfile = bundle.root / DOCKERFILE
         entrypoint = image_entrypoint(dockerfile.read_bytes() if dockerfile.is_file() else None)
-    template = _Template(env, entrypoint, "")
+    template = _Template(env, entrypoint)
     _templates[key] = template
     while len(_templates) > CACHED_REVISIONS:
         _templates.popitem(last=False)

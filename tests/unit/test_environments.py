@@ -148,15 +148,22 @@ def test_a_promotion_waits_for_its_approval_then_serves_devs_image_and_code_with
     assert code == 2 and "is succeeded: there is nothing to approve" in err
 
 
-def test_a_rejected_promotion_changes_nothing_in_prod(tmp_path: Path) -> None:
-    from deployer.models import RunStatus
-
+def promoted_awaiting(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Prod requires approval; demo deployed into dev and asked to be promoted: (world, the CLI,
+    prod's services, the request awaiting approval)."""
     world = make_world(APPROVED_PROD)
     run = in_process(world)
     prod = world.services.in_environment("prod")
     assert run("deploy", str(module(tmp_path / "a")))[0] == 0
     run("promote", "demo", "--to", "prod")
-    [first] = prod.state.runs("demo")
+    [waiting] = prod.state.runs("demo")
+    return world, run, prod, waiting
+
+
+def test_a_rejected_promotion_changes_nothing_in_prod(tmp_path: Path) -> None:
+    from deployer.models import RunStatus
+
+    _, run, prod, first = promoted_awaiting(tmp_path)
     assert run("--env", "prod", "approve", first.request_id)[0] == 0
     before = prod.state.module("demo").value.current  # type: ignore[union-attr]
     assert run("deploy", str(module(tmp_path / "b", **{".env": "GREETING=new\nAPI_TOKEN=x\n"})))[0] == 0
@@ -348,12 +355,7 @@ def test_the_dashboard_shows_the_matrix_too(tmp_path: Path) -> None:
 def test_a_newer_request_supersedes_one_still_awaiting_approval_at_once(tmp_path: Path) -> None:
     from deployer.models import RunStatus
 
-    world = make_world(APPROVED_PROD)
-    run = in_process(world)
-    prod = world.services.in_environment("prod")
-    assert run("deploy", str(module(tmp_path / "a")))[0] == 0
-    run("promote", "demo", "--to", "prod")
-    [older] = prod.state.runs("demo")
+    world, run, prod, older = promoted_awaiting(tmp_path)
     world.clock.sleep(60)
     run("promote", "demo", "--to", "prod", "--force")  # asked again, later
     older = prod.state.run("demo", older.request_id).value  # type: ignore[union-attr]

@@ -6,6 +6,7 @@ a run whose container died is marked CRASHED saying why. A switch between modes 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from deployer.models import PER_RUN_QUEUE, RunStatus
 from deployer.pipeline.per_run import CLAIM_GRACE, container_name, tick
@@ -155,7 +156,7 @@ def test_a_switch_from_agent_to_run_drains_the_agent_and_moves_its_waiting_runs(
     world.run(world.request({"prefect.yaml": yaml(""), "flow.py": FLOWS}))
     agent = world.current_agent()
     in_flight = world.orchestrator.add_run(agent, "RUNNING", deployment="hello")
-    in_flight.finishes_at = world.clock() + __import__("datetime").timedelta(seconds=30)
+    in_flight.finishes_at = world.clock() + timedelta(seconds=30)
     waiting = world.orchestrator.add_run(agent, "SCHEDULED", name="later", deployment="hello")
     record = world.run(world.request(per_run()))
     assert record.status is RunStatus.SUCCEEDED, record.error

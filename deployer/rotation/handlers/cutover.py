@@ -99,7 +99,7 @@ def commit(ctx: Context, op: Commit, looks: int) -> Outcome:
     doc = got.value if got else ModuleState(ctx.module, updated_at=now)
     image = ctx.image()
     serving = replace(ctx.request.revision, image=image.ref, image_digest=image.digest,
-                      code_store=ctx.pulls_code(), isolation=ctx.request.revision.isolation)
+                      code_store=ctx.pulls_code())
     queues = {d.agent: d.queue for d in ctx.plan if isinstance(d, Drain)}
     deadline = now + timedelta(seconds=settings.drain_timeout_seconds)
     olds = {d.name: d for d in doc.draining}
